@@ -1,0 +1,241 @@
+"""`layerflow`: the command line over the engine. Tables for people, --json for machines.
+
+Every command exits 0 on success, 1 on bad input (with one line per problem) and 2 on a usage
+error; none prints a traceback for a user's mistake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from app.graph import load, save
+from app.problems import GraphError
+
+
+class CommandError(Exception):
+    """A user-facing failure: printed as one line, exit code 1."""
+
+
+def table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return "(" + ", ".join("None" if d is None else str(d) for d in value) + ")"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    print(json.dumps(data, indent=2) if getattr(args, "json", False) else text)
+
+
+def _write_or_print(text: str, output: str | None) -> None:
+    if output:
+        from app.files import atomic_write_text
+
+        atomic_write_text(output, text)
+        print(f"wrote {output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+
+
+# Commands
+
+
+def cmd_templates(args: argparse.Namespace) -> int:
+    from app.model_templates import list_templates
+
+    rows = [vars(t) if not isinstance(t, dict) else t for t in list_templates()]
+    _emit(args, rows, table(rows, ["name", "task", "nodes", "description"]))
+    return 0
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from app.model_templates import new_from_template
+
+    doc = new_from_template(args.template, args.name)
+    save(doc, args.output)
+    print(f"wrote {args.output} from template {args.template}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from app.analysis import analyze
+
+    analysis = analyze(load(args.graph, strict=False))
+    problems = [p.to_dict() for p in analysis.problems]
+    if analysis.problems:
+        text = "\n".join(
+            f"{p.level:<7} {p.message}" + (f"\n        fix: {p.fix.description}" if p.fix else "")
+            for p in analysis.problems
+        )
+    else:
+        text = f"{args.graph}: ok, {len(analysis.doc.nodes)} nodes"
+    _emit(args, {"ok": analysis.ok, "problems": problems}, text)
+    return 0 if analysis.ok else 1
+
+
+def cmd_shapes(args: argparse.Namespace) -> int:
+    from app.analysis import analyze
+
+    analysis = analyze(load(args.graph))
+    rows = analysis.rows()
+    totals = analysis.totals()
+    text = table(rows, ["id", "label", "component", "output_shape", "params", "flops"])
+    text += (
+        f"\n\ntotal: {totals['params']:,} parameters ({totals['trainable']:,} trainable), "
+        f"~{totals['flops']:,} FLOPs per sample"
+    )
+    for problem in analysis.problems:
+        text += f"\n{problem.level}: {problem.message}"
+    _emit(
+        args,
+        {"nodes": rows, "totals": totals, "problems": [p.to_dict() for p in analysis.problems]},
+        text,
+    )
+    return 0 if analysis.ok else 1
+
+
+def cmd_codegen(args: argparse.Namespace) -> int:
+    from app.codegen import generate_module, node_snippet
+
+    doc = load(args.graph)
+    if args.node:
+        if args.node not in {n.id for n in doc.nodes}:
+            raise CommandError(f"{args.graph}: no node with id {args.node!r}")
+        _write_or_print(node_snippet(doc, args.node), args.output)
+    else:
+        _write_or_print(generate_module(doc), args.output)
+    return 0
+
+
+def cmd_import_keras(args: argparse.Namespace) -> int:
+    from app.keras_import import import_keras
+
+    doc = import_keras(args.model)
+    save(doc, args.output)
+    print(f"wrote {args.output}: {len(doc.nodes)} nodes, {len(doc.edges)} edges")
+    return 0
+
+
+def cmd_blocks(args: argparse.Namespace) -> int:
+    from app import blocks
+
+    if args.action == "list":
+        names = blocks.list_blocks()
+        rows = [
+            {
+                "name": n,
+                "nodes": len(blocks.load_block(n).nodes),
+                "description": blocks.load_block(n).description,
+            }
+            for n in names
+        ]
+        _emit(
+            args,
+            rows,
+            table(rows, ["name", "nodes", "description"])
+            if rows
+            else f"no blocks saved in {blocks.library_dir()}",
+        )
+        return 0
+    if not args.graph or not args.name:
+        raise CommandError(f"blocks {args.action} needs GRAPH and NAME")
+    doc = load(args.graph, strict=False)
+    if args.action == "save":
+        if args.name not in doc.blocks:
+            raise CommandError(
+                f"{args.graph}: no block named {args.name!r} "
+                f"(blocks: {', '.join(doc.blocks) or 'none'})"
+            )
+        path = blocks.save_block(args.name, doc.blocks[args.name])
+        print(f"saved block {args.name} to {path}")
+    else:
+        save(blocks.use_block(doc, args.name), args.graph)
+        print(f"added block {args.name} to {args.graph}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="layerflow", description="LayerFlow: visual deep learning workspace for Keras."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(
+        name: str,
+        handler: Callable[[argparse.Namespace], int],
+        help_text: str,
+        json_flag: bool = True,
+    ) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        command.set_defaults(handler=handler)
+        if json_flag:
+            command.add_argument("--json", action="store_true", help="machine-readable output")
+        return command
+
+    add("templates", cmd_templates, "List the model templates.")
+    new = add("new", cmd_new, "Create a graph from a model template.", json_flag=False)
+    new.add_argument("--template", required=True)
+    new.add_argument("--name", help="name of the new graph")
+    new.add_argument("-o", "--output", required=True)
+    add("validate", cmd_validate, "Check a graph: errors, warnings, tips.").add_argument("graph")
+    add("shapes", cmd_shapes, "Output shape, parameters and FLOPs per node.").add_argument("graph")
+    codegen = add("codegen", cmd_codegen, "Generate the Keras code of a graph.", json_flag=False)
+    codegen.add_argument("graph")
+    codegen.add_argument("-o", "--output", help="file to write (default: standard output)")
+    codegen.add_argument("--node", help="only this node's snippet")
+    imp = add(
+        "import-keras",
+        cmd_import_keras,
+        "Turn a .keras, .h5 or JSON model into a graph.",
+        json_flag=False,
+    )
+    imp.add_argument("model")
+    imp.add_argument("-o", "--output", required=True)
+    blocks = add("blocks", cmd_blocks, "The block library: list, save a graph's block, use one.")
+    blocks.add_argument("action", choices=["list", "save", "use"])
+    blocks.add_argument("graph", nargs="?")
+    blocks.add_argument("name", nargs="?")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except GraphError as err:
+        for problem in err.problems:
+            print(f"layerflow: error: {problem.message}", file=sys.stderr)
+        return 1
+    except (CommandError, ValueError, OSError) as err:
+        print(f"layerflow: error: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:  # a bug of ours: one line, and the traceback on request
+        if os.environ.get("LAYERFLOW_DEBUG"):
+            raise
+        print(
+            f"layerflow: internal error: {type(err).__name__}: {err} "
+            "(set LAYERFLOW_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

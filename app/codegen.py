@@ -1,0 +1,313 @@
+"""Generated Keras code: a readable module with `build_model() -> keras.Model`, and a snippet
+per node for the code view.
+
+Every component renders through its own Jinja template in `templates/components/`. Text from
+the graph (labels, names, settings) can only reach the output through three filters: `py`
+(a Python literal, via repr), `ident` (a checked identifier) and `comment` (one printable
+line). The environment refuses any other string, so a template cannot leak raw user text into
+code by mistake. Custom code is the one exception: it is the body of its own function.
+"""
+
+from __future__ import annotations
+
+import keyword
+import pprint
+import re
+import textwrap
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from app.analysis import Analysis, analyze
+from app.components import CATALOGUE
+from app.graph import BlockDef, GraphDocument, Node, check_nodes
+from app.problems import GraphError
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+RESERVED = {
+    "keras",
+    "layers",
+    "ops",
+    "build_model",
+    "model",
+    "inputs",
+    "outputs",
+    "prefix",
+    "range",
+    "list",
+    "dict",
+    "input",
+    "id",
+    "type",
+    "print",
+    "len",
+    "sum",
+    "min",
+    "max",
+}
+
+
+class Code(str):
+    """Text that is safe to place in generated code as it is."""
+
+
+class CodegenError(ValueError):
+    pass
+
+
+def py(value: Any) -> Code:
+    """A Python literal for a JSON-like value: repr cannot break out of a literal."""
+    if isinstance(value, dict) and len(repr(value)) > 80:
+        return Code(pprint.pformat(value, indent=4, width=88, sort_dicts=False))
+    return Code(repr(value))
+
+
+def ident(value: Any) -> Code:
+    if not isinstance(value, str) or not IDENTIFIER.match(value) or keyword.iskeyword(value):
+        raise CodegenError(f"{value!r} is not a valid Python identifier")
+    return Code(value)
+
+
+def comment(value: Any) -> Code:
+    text = "".join(c if c.isprintable() else " " for c in str(value))
+    return Code(text.strip())
+
+
+def _finalize(value: Any) -> Any:
+    if isinstance(value, Code) or value is None:
+        return value or ""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise CodegenError(f"template printed {value!r} without a py, ident or comment filter")
+
+
+@lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        autoescape=False,  # the output is Python; safety comes from the filters and _finalize
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        finalize=_finalize,
+    )
+    env.filters.update(py=py, ident=ident, comment=comment)
+    return env
+
+
+def variable_name(text: str, taken: set[str]) -> str:
+    """A readable, unique Python variable name derived from a label or id."""
+    base = re.sub(r"[^0-9a-zA-Z]+", "_", text).strip("_").lower() or "node"
+    if base[0].isdigit():
+        base = f"n_{base}"
+    if keyword.iskeyword(base) or base in RESERVED:
+        base = f"{base}_"
+    name, n = base, 2
+    while name in taken:
+        name, n = f"{base}_{n}", n + 1
+    taken.add(name)
+    return name
+
+
+@dataclass
+class _Scope:
+    """Variables of one function: build_model, or a block's function."""
+
+    names: dict[str, str] = field(default_factory=dict)  # node id -> variable
+    taken: set[str] = field(default_factory=lambda: set(RESERVED))
+    in_block: bool = False
+
+
+class _Generator:
+    def __init__(self, analysis: Analysis):
+        self.analysis = analysis
+        self.doc = analysis.doc
+        self.env = environment()
+        self.block_functions: dict[str, str] = {}
+        self.module_names: set[str] = set(RESERVED)
+
+    def layer_name(self, node: Node, scope: _Scope) -> Code:
+        if scope.in_block:
+            return Code(f"prefix + {'_' + node.id!r}")
+        return py(node.id)
+
+    def statement(
+        self,
+        node: Node,
+        settings: dict[str, Any],
+        sources: list[str],
+        scope: _Scope,
+        input_shapes: list,
+    ) -> str:
+        out = scope.names[node.id]
+        xs = [scope.names[s] for s in sources]
+        context = {
+            "node": node,
+            "s": settings,
+            "out": Code(out),
+            "x": Code(xs[0]) if xs else None,
+            "xs": Code(", ".join(xs)),
+            "name": self.layer_name(node, scope),
+            "input_shape": tuple(input_shapes[0][1:]) if input_shapes else None,
+            "fn": Code(f"{out}_fn"),
+            "node_inputs": len(xs),
+            "weights": settings.get("weights_file") or None,
+            "pooling": None if settings.get("pooling") == "none" else settings.get("pooling"),
+            "prefixes": [py(f"{node.id}_{rep + 1}") for rep in range(settings.get("repeat", 0))],
+        }
+        if node.code is not None:
+            context["code"] = Code(textwrap.indent(node.code.rstrip() + "\n", "    "))
+            template = "custom.py.j2"
+        elif node.component == "Block":
+            context["fn"] = Code(self.block_function(settings["block"]))
+            template = CATALOGUE["Block"].template
+        else:
+            template = CATALOGUE[node.component].template
+        body = self.env.get_template(template).render(context).strip("\n")
+        header = (
+            f"# {comment(node.label)} ({node.component})" if node.label else (f"# {node.component}")
+        )
+        return header + "\n" + body
+
+    def function_body(
+        self, nodes: list[Node], order: list[str], settings, inputs, scope: _Scope, shapes
+    ) -> list[str]:
+        by_id = {n.id: n for n in nodes}
+        for node_id in order:
+            scope.names[node_id] = variable_name(by_id[node_id].label or node_id, scope.taken)
+        return [
+            self.statement(
+                by_id[i],
+                settings[i],
+                inputs.get(i, []),
+                scope,
+                [shapes[s] for s in inputs.get(i, []) if s in shapes],
+            )
+            for i in order
+        ]
+
+    def block_function(self, name: str) -> str:
+        if name in self.block_functions:
+            return self.block_functions[name]
+        block: BlockDef = self.doc.blocks[name]
+        fn = variable_name(f"{name}_block", self.module_names)
+        self.block_functions[name] = fn
+        structure = check_nodes(block.nodes, block.edges, frozenset(CATALOGUE), "")
+        scope = _Scope(in_block=True)
+        slots = sorted(
+            (structure.settings[n.id]["slot"], n)
+            for n in block.nodes
+            if n.component == "BlockInput"
+        )
+        params = [variable_name(f"input_{slot}", scope.taken) for slot, _ in slots]
+        for (_, node), param in zip(slots, params, strict=True):
+            scope.names[node.id] = param
+        order = [i for i in structure.order if i not in scope.names]
+        shapes = self.block_shapes(name)
+        body = self.function_body(
+            block.nodes, order, structure.settings, structure.inputs, scope, shapes
+        )
+        self._blocks_rendered.append(
+            self.env.get_template("block.py.j2").render(
+                fn=Code(fn),
+                params=Code(", ".join(params)),
+                description=comment(block.description),
+                name=py(name),
+                body=[Code(textwrap.indent(b, "    ")) for b in body],
+                output=Code(scope.names[block.output]),
+            )
+        )
+        return fn
+
+    def block_shapes(self, name: str) -> dict[str, tuple]:
+        """Inner shapes of a block's first repetition, for components that need input shapes."""
+        from app.shapes import _Inference
+
+        inference = _Inference(self.doc)
+        outer = next(
+            n
+            for n in self.doc.nodes
+            if n.component == "Block" and self.analysis.settings.get(n.id, {}).get("block") == name
+        )
+        sources = self.analysis.structure.inputs[outer.id]
+        shapes = [self.analysis.infos[s].shape for s in sources]
+        block = self.doc.blocks[name]
+        structure = check_nodes(block.nodes, block.edges, frozenset(CATALOGUE), "")
+        result = inference.run(structure, "", block_inputs=shapes)
+        return {k: v.shape for k, v in result.infos.items()}
+
+    def module(self) -> str:
+        self._blocks_rendered: list[str] = []
+        scope = _Scope()
+        scope.taken |= self.module_names
+        structure = self.analysis.structure
+        shapes = {k: v.shape for k, v in self.analysis.infos.items()}
+        body = self.function_body(
+            self.doc.nodes, structure.order, structure.settings, structure.inputs, scope, shapes
+        )
+        inputs = [n.id for n in self.doc.nodes if n.component == "Input"]
+        outputs = [n.id for n in self.doc.nodes if n.component == "Output"]
+        text = self.env.get_template("model.py.j2").render(
+            meta=self.doc.meta,
+            name=comment(self.doc.meta.name),
+            description=[comment(line) for line in self.doc.meta.description.splitlines()],
+            blocks=self._blocks_rendered,
+            body=[Code(textwrap.indent(b, "    ")) for b in body],
+            inputs=_collection(inputs, scope),
+            outputs=_collection(outputs, scope),
+            model_name=py(_model_name(self.doc.meta.name)),
+        )
+        uses_layers = "layers." in text.split("def ", 1)[-1]
+        if not uses_layers:
+            text = text.replace("from keras import layers\n", "")
+        return text
+
+
+def _collection(ids: list[str], scope: _Scope) -> Code:
+    if len(ids) == 1:
+        return Code(scope.names[ids[0]])
+    return Code("{" + ", ".join(f"{i!r}: {scope.names[i]}" for i in ids) + "}")
+
+
+def _model_name(name: str) -> str:
+    return re.sub(r"[^0-9A-Za-z_]+", "_", name).strip("_") or "model"
+
+
+def _require_ok(analysis: Analysis) -> None:
+    if not analysis.ok:
+        raise GraphError(analysis.errors, analysis.doc.meta.name)
+
+
+def generate_module(doc_or_analysis: GraphDocument | Analysis, require_valid: bool = True) -> str:
+    """The whole model as a Python module; raises GraphError if the graph has errors.
+
+    With require_valid=False, shape errors are let through so Keras itself can be asked
+    (tests use this to check that Keras refuses what the shape rules refuse)."""
+    analysis = _as_analysis(doc_or_analysis)
+    if require_valid or not analysis.structure.order:
+        _require_ok(analysis)
+    return _Generator(analysis).module()
+
+
+def node_snippet(doc_or_analysis: GraphDocument | Analysis, node_id: str) -> str:
+    """The code one node contributes, with the variable names the module uses."""
+    analysis = _as_analysis(doc_or_analysis)
+    _require_ok(analysis)
+    generator = _Generator(analysis)
+    generator._blocks_rendered = []
+    scope = _Scope()
+    structure = analysis.structure
+    shapes = {k: v.shape for k, v in analysis.infos.items()}
+    statements = generator.function_body(
+        analysis.doc.nodes, structure.order, structure.settings, structure.inputs, scope, shapes
+    )
+    return statements[structure.order.index(node_id)] + "\n"
+
+
+def _as_analysis(value: GraphDocument | Analysis) -> Analysis:
+    return value if isinstance(value, Analysis) else analyze(value)
