@@ -25,6 +25,7 @@ from app.analysis import Analysis, analyze
 from app.components import CATALOGUE
 from app.graph import BlockDef, GraphDocument, Node, check_nodes
 from app.problems import GraphError
+from app.workspace import inside, workspace_root
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -156,7 +157,7 @@ class _Generator:
             "input_shape": tuple(input_shapes[0][1:]) if input_shapes else None,
             "fn": Code(f"{out}_fn"),
             "node_inputs": len(xs),
-            "weights": settings.get("weights_file") or None,
+            "weights": _weights_path(settings.get("weights_file")),
             "pooling": None if settings.get("pooling") == "none" else settings.get("pooling"),
             "prefixes": [py(f"{node.id}_{rep + 1}") for rep in range(settings.get("repeat", 0))],
         }
@@ -268,6 +269,11 @@ class _Generator:
         return text
 
 
+def _weights_path(relative: str | None) -> str | None:
+    """Backbone weights live in the workspace; the generated code names the resolved file."""
+    return str(inside(workspace_root(), relative)) if relative else None
+
+
 def _collection(ids: list[str], scope: _Scope) -> Code:
     if len(ids) == 1:
         return Code(scope.names[ids[0]])
@@ -289,8 +295,9 @@ def generate_module(doc_or_analysis: GraphDocument | Analysis, require_valid: bo
     With require_valid=False, shape errors are let through so Keras itself can be asked
     (tests use this to check that Keras refuses what the shape rules refuse)."""
     analysis = _as_analysis(doc_or_analysis)
-    if require_valid or not analysis.structure.order:
-        _require_ok(analysis)
+    blocking = [p for p in analysis.errors if require_valid or p.code != "shape"]
+    if blocking:
+        raise GraphError(blocking, analysis.doc.meta.name)
     return _Generator(analysis).module()
 
 

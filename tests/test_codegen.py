@@ -11,7 +11,14 @@ import pytest
 
 from app.analysis import analyze
 from app.builder import build_model
-from app.codegen import CodegenError, comment, generate_module, node_snippet, variable_name
+from app.codegen import (
+    CodegenError,
+    comment,
+    environment,
+    generate_module,
+    node_snippet,
+    variable_name,
+)
 from app.graph import parse
 from app.problems import GraphError
 from tests.graphs import chain, chain_data
@@ -162,8 +169,16 @@ def test_identifiers_from_the_graph_are_checked():
         ("k", "KerasLayer", {"class_name": "Dense(1)(x); import os; Dense", "config": {}}),
         ("y", "Output", {}),
     )
-    with pytest.raises(CodegenError, match="not a valid Python identifier"):
+    (error,) = analyze(doc).errors
+    assert error.setting == "class_name" and error.node == "k"
+    with pytest.raises(GraphError):
         generate_module(analyze(doc), require_valid=False)
+
+
+def test_templates_refuse_unfiltered_text():
+    with pytest.raises(CodegenError, match="without a py, ident or comment filter"):
+        environment().from_string("{{ value }}").render(value="raw text")
+    assert environment().from_string("{{ value|py }}").render(value="it's") == '"it\'s"'
 
 
 def test_custom_code_cannot_escape_its_function():

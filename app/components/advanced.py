@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import PurePosixPath
 
 from app.components.base import Component, LayerInfo, Setting, ShapeError, known, need_rank
 
@@ -47,6 +48,13 @@ def _backbone(s, inputs):
             f"{s['architecture']} needs images of at least 32x32, received {height}x{width}"
         )
     channels = known(shape[3], "channel dimension")
+    weights = s["weights_file"]
+    if weights and (PurePosixPath(weights).is_absolute() or ".." in PurePosixPath(weights).parts):
+        raise ShapeError(
+            f"`weights_file` must be a path inside the workspace, received {weights!r}"
+        )
+    if weights and not weights.endswith((".weights.h5", ".keras", ".h5")):
+        raise ShapeError(f"`weights_file` must be a .weights.h5, .h5 or .keras file: {weights!r}")
     net = BACKBONES[s["architecture"]]
     trainable = net.trainable + net.per_channel * channels
     frozen = net.non_trainable + net.per_channel_nt * channels
@@ -109,7 +117,13 @@ COMPONENTS = [
         "Advanced",
         "Any keras.layers class by name with its config, for layers without a component.",
         (
-            Setting("class_name", "str", "Identity", "The keras.layers class, e.g. GaussianNoise."),
+            Setting(
+                "class_name",
+                "str",
+                "Identity",
+                "The keras.layers class, e.g. GaussianNoise.",
+                pattern=r"[A-Z][A-Za-z0-9_]*",
+            ),
             Setting("config", "json", {}, "Keyword arguments of the class (its get_config())."),
         ),
         _keras_layer,

@@ -7,6 +7,7 @@ template in `templates/components/<Name>.py.j2`. Nothing else needs to change to
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +55,7 @@ class Setting:
     choices: tuple[Any, ...] = ()
     length: int | None = None
     optional: bool = False  # None is an allowed value
+    pattern: str | None = None  # for str settings: a regular expression the value must match
 
     def check(self, value: Any) -> Any:
         """Return the normalized value, or raise SettingError naming the setting."""
@@ -110,6 +112,8 @@ def _check_bool(s: Setting, v: Any) -> bool:
 def _check_str(s: Setting, v: Any) -> str:
     if not isinstance(v, str) or len(v) > 10_000:
         raise s._invalid("a string", v)
+    if s.pattern is not None and not re.fullmatch(s.pattern, v):
+        raise s._invalid(f"a string matching {s.pattern}", v)
     return v
 
 
