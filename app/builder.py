@@ -7,6 +7,7 @@ Importing this module does not import TensorFlow; calling build_model does.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from app.analysis import Analysis, analyze
@@ -34,4 +35,5 @@ def node_layers(model, node_id: str) -> list:
     exact = [layer for layer in model.layers if layer.name == node_id]
     if exact:
         return exact
-    return [layer for layer in model.layers if layer.name.startswith(f"{node_id}_")]
+    pattern = re.compile(rf"{re.escape(node_id)}_\d+_")
+    return [layer for layer in model.layers if pattern.match(layer.name)]

@@ -78,12 +78,19 @@ def comment(value: Any) -> Code:
     return Code(text.strip())
 
 
+def docstring(value: Any) -> Code:
+    """One printable line that cannot end the docstring it sits in."""
+    return Code(comment(value).replace("\\", "\\\\").replace('"', '\\"'))
+
+
 def _finalize(value: Any) -> Any:
     if isinstance(value, Code) or value is None:
         return value or ""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    raise CodegenError(f"template printed {value!r} without a py, ident or comment filter")
+    raise CodegenError(
+        f"template printed {value!r} without a py, ident, comment or docstring filter"
+    )
 
 
 @lru_cache(maxsize=1)
@@ -97,7 +104,7 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
         finalize=_finalize,
     )
-    env.filters.update(py=py, ident=ident, comment=comment)
+    env.filters.update(py=py, ident=ident, comment=comment, docstring=docstring)
     return env
 
 
@@ -214,13 +221,15 @@ class _Generator:
             block.nodes, order, structure.settings, structure.inputs, scope, shapes
         )
         self._blocks_rendered.append(
-            self.env.get_template("block.py.j2").render(
-                fn=Code(fn),
-                params=Code(", ".join(params)),
-                description=comment(block.description),
-                name=py(name),
-                body=[Code(textwrap.indent(b, "    ")) for b in body],
-                output=Code(scope.names[block.output]),
+            Code(
+                self.env.get_template("block.py.j2").render(
+                    fn=Code(fn),
+                    params=Code(", ".join(params)),
+                    description=docstring(block.description),
+                    name=py(name),
+                    body=[Code(textwrap.indent(b, "    ")) for b in body],
+                    output=Code(scope.names[block.output]),
+                )
             )
         )
         return fn
@@ -236,6 +245,8 @@ class _Generator:
             if n.component == "Block" and self.analysis.settings.get(n.id, {}).get("block") == name
         )
         sources = self.analysis.structure.inputs[outer.id]
+        if any(s not in self.analysis.infos for s in sources):
+            return {}  # shapes unknown (only when generating despite shape errors)
         shapes = [self.analysis.infos[s].shape for s in sources]
         block = self.doc.blocks[name]
         structure = check_nodes(block.nodes, block.edges, frozenset(CATALOGUE), "")
@@ -256,7 +267,11 @@ class _Generator:
         text = self.env.get_template("model.py.j2").render(
             meta=self.doc.meta,
             name=comment(self.doc.meta.name),
-            description=[comment(line) for line in self.doc.meta.description.splitlines()],
+            description=[
+                Code(wrapped)
+                for line in self.doc.meta.description.splitlines()
+                for wrapped in textwrap.wrap(comment(line), 96) or [""]
+            ],
             blocks=self._blocks_rendered,
             body=[Code(textwrap.indent(b, "    ")) for b in body],
             inputs=_collection(inputs, scope),

@@ -222,7 +222,27 @@ def check(doc: GraphDocument) -> Structure:
                 )
     for name, block in doc.blocks.items():
         problems.extend(check_block(name, block))
+    problems.extend(_block_layer_name_clashes(doc))
     return structure
+
+
+def _block_layer_name_clashes(doc: GraphDocument) -> list[Problem]:
+    """A Block node's Keras layers are named '<id>_<repetition>_<inner id>'; no other node's
+    id may look like one, or per-layer results could not be mapped back to the canvas."""
+    block_ids = [n.id for n in doc.nodes if n.component == "Block"]
+    problems = []
+    for node in doc.nodes:
+        owner = next((b for b in block_ids if re.match(rf"{re.escape(b)}_\d+_", node.id)), None)
+        if owner is not None:
+            problems.append(
+                _error(
+                    "layer_name",
+                    f"{node_ref(node.id, node.component)}: the id looks like a layer of block "
+                    f"node '{owner}' ('{owner}_<repetition>_<node>'); rename it",
+                    node=node.id,
+                )
+            )
+    return problems
 
 
 def check_block(name: str, block: BlockDef) -> list[Problem]:

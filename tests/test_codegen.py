@@ -140,10 +140,25 @@ def test_no_text_field_can_inject_code(tmp_path, payload):
             "settings": {"class_name": "Identity", "config": {"payload": payload}},
         },
     )
+    data["nodes"].insert(
+        3, {"id": "b", "component": "Block", "label": payload, "settings": {"block": "cell"}}
+    )
+    data["blocks"] = {
+        "cell": {
+            "description": payload,
+            "output": "d",
+            "nodes": [
+                {"id": "i", "component": "BlockInput", "label": payload},
+                {"id": "d", "component": "Dense", "label": payload},
+            ],
+            "edges": [{"source": "i", "target": "d"}],
+        }
+    }
     data["edges"] = [
         {"source": "image", "target": "h"},
         {"source": "h", "target": "k"},
-        {"source": "k", "target": "out"},
+        {"source": "k", "target": "b"},
+        {"source": "b", "target": "out"},
     ]
     doc = parse(data)
     source = generate_module(analyze(doc), require_valid=False)
@@ -176,7 +191,7 @@ def test_identifiers_from_the_graph_are_checked():
 
 
 def test_templates_refuse_unfiltered_text():
-    with pytest.raises(CodegenError, match="without a py, ident or comment filter"):
+    with pytest.raises(CodegenError, match="without a py, ident, comment or docstring filter"):
         environment().from_string("{{ value }}").render(value="raw text")
     assert environment().from_string("{{ value|py }}").render(value="it's") == '"it\'s"'
 

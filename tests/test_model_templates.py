@@ -1,0 +1,139 @@
+"""The model templates: nine documented starting points, each a valid graph whose analysis
+agrees node by node with the Keras model it builds."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import pytest
+
+from app.analysis import analyze
+from app.builder import build_model, node_layers
+from app.model_templates import (
+    TEMPLATES_DIR,
+    list_templates,
+    load_template,
+    new_from_template,
+    template_names,
+)
+
+TEMPLATES = [
+    "anomaly_autoencoder", "image_classification", "image_segmentation", "resnet_blocks",
+    "tabular_classification", "tabular_regression", "text_classification",
+    "time_series_forecasting", "transfer_learning",
+]  # fmt: skip
+# The autoencoder reconstructs its input, so it expects features standardized beforehand.
+DELIBERATE_TIPS = {"anomaly_autoencoder": {"no_normalization"}}
+
+
+def test_the_nine_templates_are_listed_with_their_meta():
+    infos = list_templates()
+    assert [info.name for info in infos] == TEMPLATES
+    for info in infos:
+        assert info.title.strip() and info.task.strip(), info.name
+        assert info.description.strip() and info.expects.strip(), info.name
+        assert info.nodes == len(load_template(info.name).nodes) > 1, info.name
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_template_nodes_have_labels_and_flow_top_to_bottom(name):
+    doc = load_template(name)
+    graphs = [(doc.nodes, doc.edges), *((b.nodes, b.edges) for b in doc.blocks.values())]
+    for nodes, edges in graphs:
+        by_id = {node.id: node for node in nodes}
+        assert all(node.label for node in nodes), name
+        for edge in edges:
+            source, target = by_id[edge.source], by_id[edge.target]
+            assert source.position.y < target.position.y, f"{name}: {edge}"
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_template_analyzes_without_errors_or_warnings(name):
+    problems = analyze(load_template(name)).problems
+    assert [p.message for p in problems if p.level != "tip"] == []
+    assert {p.code for p in problems if p.level == "tip"} == DELIBERATE_TIPS.get(name, set())
+
+
+def weight_count(weights) -> int:
+    return sum(math.prod(int(d) for d in w.shape) for w in weights)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_template_analysis_matches_its_keras_model(name):
+    import keras
+
+    keras.backend.clear_session()
+    analysis = analyze(load_template(name))
+    model = build_model(analysis)
+    for node in analysis.doc.nodes:
+        info = analysis.infos[node.id]
+        layers = node_layers(model, node.id)
+        assert layers, f"{name}: no Keras layer for node {node.id!r}"
+        if node.component == "Block":
+            block = analysis.doc.blocks[node.settings["block"]]
+            inner = [n for n in block.nodes if n.component != "BlockInput"]
+            assert len(layers) == node.settings["repeat"] * len(inner), f"{name}: {node.id}"
+        assert tuple(layers[-1].output.shape) == info.shape, f"{name}: {node.id}"
+        trainable = sum(weight_count(layer.trainable_weights) for layer in layers)
+        non_trainable = sum(weight_count(layer.non_trainable_weights) for layer in layers)
+        assert (trainable, non_trainable) == (info.trainable, info.non_trainable), (
+            f"{name}: {node.id}")  # fmt: skip
+    assert model.count_params() == analysis.totals()["params"], name
+
+
+def test_unknown_template_names_the_available_ones():
+    with pytest.raises(ValueError) as err:
+        load_template("image_clasification")
+    message = str(err.value)
+    assert "\n" not in message
+    assert "'image_clasification'" in message
+    assert all(name in message for name in TEMPLATES)
+
+
+@pytest.mark.parametrize("name", [
+    "../model_templates/image_classification", "model_templates/image_classification",
+    "image_classification/..", "..\\image_classification", "/etc/passwd",
+    "image_classification.json", ".hidden", "",
+])  # fmt: skip
+def test_template_names_with_paths_are_refused(name):
+    with pytest.raises(ValueError, match="expected one of the model templates"):
+        load_template(name)
+
+
+def test_new_from_template_takes_the_new_name_and_keeps_the_rest():
+    template = load_template("tabular_regression")
+    doc = new_from_template("tabular_regression", "  house prices  ")
+    assert doc.meta.name == "house prices"
+    assert doc.meta.model_dump(exclude={"name"}) == template.meta.model_dump(exclude={"name"})
+    assert doc.nodes == template.nodes and doc.edges == template.edges
+
+
+def test_new_from_template_without_a_name_keeps_the_title():
+    assert new_from_template("image_classification").meta.name == (
+        load_template("image_classification").meta.name)  # fmt: skip
+
+
+def test_new_from_template_refuses_an_empty_name():
+    with pytest.raises(ValueError, match="graph_name"):
+        new_from_template("image_classification", "   ")
+
+
+def test_each_load_gives_an_independent_document():
+    first = new_from_template("resnet_blocks")
+    first.nodes[0].settings["shape"] = [8, 8, 3]
+    assert load_template("resnet_blocks").nodes[0].settings["shape"] == [32, 32, 3]
+
+
+def test_templates_dir_holds_only_loadable_templates():
+    assert sorted(p.stem for p in TEMPLATES_DIR.glob("*.json")) == template_names()
+
+
+def test_listing_templates_does_not_import_tensorflow():
+    code = ("import sys\nfrom app.model_templates import list_templates\nlist_templates()\n"
+            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, cwd=TEMPLATES_DIR.parent)  # fmt: skip
+    assert result.stdout.strip() == "[]"
