@@ -221,7 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args)
     except GraphError as err:
         for problem in err.problems:
-            print(f"layerflow: error: {problem.message}", file=sys.stderr)
+            where = "" if problem.message.startswith(err.source) else f"{err.source}: "
+            print(f"layerflow: error: {where}{problem.message}", file=sys.stderr)
         return 1
     except (CommandError, ValueError, OSError) as err:
         print(f"layerflow: error: {err}", file=sys.stderr)

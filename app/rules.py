@@ -83,10 +83,24 @@ def dense_on_feature_maps(ctx: RuleContext) -> Iterator[Problem]:
             )
 
 
+def output_activation(ctx: RuleContext, node: Node, s: dict[str, Any]) -> str | None:
+    """The activation that produces the Output's values. An Output without a head passes its
+    input through, so that input's own activation counts; None when it cannot be told."""
+    if s["units"] is not None or s["activation"] != "linear":
+        return s["activation"]
+    sources = ctx.sources(node.id)
+    settings = ctx.structure.settings.get(sources[0].id, {}) if sources else {}
+    return settings.get("activation")
+
+
+def output_width(ctx: RuleContext, node: Node) -> int | None:
+    return ctx.infos[node.id].shape[-1]
+
+
 @rule
 def softmax_with_binary_loss(ctx: RuleContext) -> Iterator[Problem]:
     for node, s in ctx.nodes("Output"):
-        if s["activation"] == "softmax" and s["loss"] == "binary_crossentropy":
+        if output_activation(ctx, node, s) == "softmax" and s["loss"] == "binary_crossentropy":
             yield _warn(
                 "softmax_binary",
                 node,
@@ -98,12 +112,13 @@ def softmax_with_binary_loss(ctx: RuleContext) -> Iterator[Problem]:
 @rule
 def crossentropy_needs_probabilities(ctx: RuleContext) -> Iterator[Problem]:
     for node, s in ctx.nodes("Output"):
-        if "crossentropy" in s["loss"] and s["activation"] not in ("softmax", "sigmoid"):
+        activation = output_activation(ctx, node, s)
+        if "crossentropy" in s["loss"] and activation not in ("softmax", "sigmoid", None):
             wanted = "sigmoid" if s["loss"] == "binary_crossentropy" else "softmax"
             yield _warn(
                 "logits_loss",
                 node,
-                f"{s['loss']} expects probabilities but the activation is {s['activation']!r}",
+                f"{s['loss']} expects probabilities but the activation is {activation!r}",
                 Fix(f"Use {wanted}", node.id, {"activation": wanted}),
             )
 
@@ -111,26 +126,26 @@ def crossentropy_needs_probabilities(ctx: RuleContext) -> Iterator[Problem]:
 @rule
 def output_units_match_classes(ctx: RuleContext) -> Iterator[Problem]:
     for node, s in ctx.nodes("Output"):
-        units = s["units"]
+        width = output_width(ctx, node)
         classes = ctx.data.classes.get(s["target"]) if ctx.data else None
         if s["loss"] in ("sparse_categorical_crossentropy", "categorical_crossentropy"):
-            if classes is not None and units != classes:
+            if classes is not None and width != classes:
                 yield _warn(
                     "units_vs_classes",
                     node,
-                    f"{units} output units but the target {s['target']!r} has {classes} classes",
+                    f"{width} outputs but the target {s['target']!r} has {classes} classes",
                     Fix(f"Use {classes} units", node.id, {"units": classes}),
                     level="error",
                 )
-            elif units == 1:
+            elif width == 1:
                 yield _warn(
-                    "one_class", node, f"{s['loss']} with 1 unit can only predict one class"
+                    "one_class", node, f"{s['loss']} with 1 output can only predict one class"
                 )
-        elif s["loss"] == "binary_crossentropy" and units not in (1, None) and classes == 2:
+        elif s["loss"] == "binary_crossentropy" and width != 1 and classes == 2:
             yield _warn(
                 "units_vs_classes",
                 node,
-                f"binary target {s['target']!r} needs 1 unit",
+                f"binary target {s['target']!r} needs 1 output",
                 Fix("Use 1 unit", node.id, {"units": 1}),
             )
 
@@ -153,7 +168,10 @@ def stacked_linear_dense(ctx: RuleContext) -> Iterator[Problem]:
         if s["activation"] != "linear":
             continue
         for succ in ctx.successors(node.id):
-            if succ.component in ("Dense", "Output"):
+            adds_a_linear_map = succ.component == "Dense" or (
+                succ.component == "Output" and ctx.structure.settings[succ.id]["units"] is not None
+            )
+            if adds_a_linear_map:
                 yield _warn(
                     "linear_stack",
                     node,

@@ -50,8 +50,12 @@ def residual_mlp(nodes: int) -> dict:
         previous, i = ids[3], i + 1
     doc_nodes.append({"id": "y", "component": "Output", "settings": {"units": 10}})
     edges.append({"source": previous, "target": "y"})
-    return {"schema_version": 1, "meta": {"name": f"mlp{nodes}"}, "nodes": doc_nodes,
-            "edges": edges}  # fmt: skip
+    return {
+        "schema_version": 1,
+        "meta": {"name": f"mlp{nodes}"},
+        "nodes": doc_nodes,
+        "edges": edges,
+    }
 
 
 def nasnet() -> dict:
@@ -87,21 +91,31 @@ def measure(name: str, data: dict, repeats: int) -> dict:
         build()
 
     keras_ms = median_ms(keras_build, max(3, repeats // 4))
-    return {"graph": name, "nodes": len(data["nodes"]), "load_validate_shapes_ms": load_ms,
-            "codegen_ms": codegen_ms, "keras_build_ms": keras_ms,
-            "keras_vs_load": keras_ms / load_ms, "keras_vs_codegen": keras_ms / codegen_ms}  # fmt: skip
+    return {
+        "graph": name,
+        "nodes": len(data["nodes"]),
+        "load_validate_shapes_ms": load_ms,
+        "codegen_ms": codegen_ms,
+        "keras_build_ms": keras_ms,
+        "keras_vs_load": keras_ms / load_ms,
+        "keras_vs_codegen": keras_ms / codegen_ms,
+    }
 
 
 def main() -> None:
     results = [measure(f"residual MLP {n}", residual_mlp(n), 21) for n in (50, 200, 1000)]
     results.append(measure("NASNetMobile (imported)", nasnet(), 7))
-    header = (f"{'graph':<26}{'nodes':>6}{'load+validate+shapes':>22}{'codegen':>10}"
-              f"{'Keras build':>13}{'Keras/load':>12}{'Keras/codegen':>15}")  # fmt: skip
+    header = (
+        f"{'graph':<26}{'nodes':>6}{'load+validate+shapes':>22}{'codegen':>10}"
+        f"{'Keras build':>13}{'Keras/load':>12}{'Keras/codegen':>15}"
+    )
     print(header)
     for r in results:
-        print(f"{r['graph']:<26}{r['nodes']:>6}{r['load_validate_shapes_ms']:>19.1f} ms"
-              f"{r['codegen_ms']:>7.1f} ms{r['keras_build_ms']:>10.1f} ms"
-              f"{r['keras_vs_load']:>11.1f}x{r['keras_vs_codegen']:>14.1f}x")  # fmt: skip
+        print(
+            f"{r['graph']:<26}{r['nodes']:>6}{r['load_validate_shapes_ms']:>19.1f} ms"
+            f"{r['codegen_ms']:>7.1f} ms{r['keras_build_ms']:>10.1f} ms"
+            f"{r['keras_vs_load']:>11.1f}x{r['keras_vs_codegen']:>14.1f}x"
+        )
     if "--json" in sys.argv:
         print(json.dumps(results, indent=2))
 

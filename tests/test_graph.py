@@ -161,11 +161,22 @@ def test_defaults_fill_an_almost_empty_document():
 
 
 def test_an_id_that_looks_like_a_block_layer_is_refused():
-    data = chain_data(("x", "Input", {"shape": [4]}), ("stage", "Block", {"block": "cell"}),
-                      ("stage_1_dense", "Dense", {}), ("y", "Output", {}))  # fmt: skip
-    data["blocks"] = {"cell": {"nodes": [{"id": "i", "component": "BlockInput"},
-                                         {"id": "dense", "component": "Dense"}],
-                               "edges": [{"source": "i", "target": "dense"}], "output": "dense"}}  # fmt: skip
+    data = chain_data(
+        ("x", "Input", {"shape": [4]}),
+        ("stage", "Block", {"block": "cell"}),
+        ("stage_1_dense", "Dense", {}),
+        ("y", "Output", {}),
+    )
+    data["blocks"] = {
+        "cell": {
+            "nodes": [
+                {"id": "i", "component": "BlockInput"},
+                {"id": "dense", "component": "Dense"},
+            ],
+            "edges": [{"source": "i", "target": "dense"}],
+            "output": "dense",
+        }
+    }
     assert errors_of(data) == [
         "Node 'stage_1_dense' (Dense): the id looks like a layer of block node 'stage' "
         "('stage_<repetition>_<node>'); rename it"

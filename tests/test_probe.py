@@ -1,0 +1,141 @@
+"""Shapes that Keras itself supplies: the generic KerasLayer component and a node's custom code,
+in this process once Keras is loaded, and in a child process when it is not."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.analysis import Analysis, analyze
+from app.graph import GraphDocument, parse
+from tests.graphs import single
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+FEATURES = 6
+
+
+@pytest.fixture(scope="module", autouse=True)
+def keras_loaded() -> None:
+    """With Keras imported, the analysis probes in this process rather than one child per test."""
+    import keras  # noqa: F401
+
+
+def keras_layer(class_name: str, config: dict[str, Any]) -> Analysis:
+    return analyze(single("KerasLayer", {"class_name": class_name, "config": config},
+                          [[FEATURES]]))  # fmt: skip
+
+
+def custom(code: str) -> GraphDocument:
+    """Input(FEATURES) -> Custom node 'mine' with `code` -> Output without head."""
+    return parse({
+        "schema_version": 1,
+        "nodes": [
+            {"id": "in", "component": "Input", "settings": {"shape": [FEATURES]}},
+            {"id": "mine", "component": "Custom", "code": code},
+            {"id": "out", "component": "Output",
+             "settings": {"units": None, "activation": "linear", "loss": "mean_squared_error"}},
+        ],
+        "edges": [{"source": "in", "target": "mine"}, {"source": "mine", "target": "out"}],
+    })  # fmt: skip
+
+
+def errors_on(analysis: Analysis, node_id: str) -> list[str]:
+    return [p.message for p in analysis.errors if p.node == node_id]
+
+
+# KerasLayer
+
+
+def test_keras_layer_takes_the_shape_keras_gives():
+    analysis = keras_layer("GaussianNoise", {"stddev": 0.1})
+    assert analysis.ok, [p.message for p in analysis.errors]
+    assert analysis.infos["under_test"].shape == (None, FEATURES)
+    assert analysis.infos["under_test"].params == 0
+
+
+def test_keras_layer_counts_the_parameters_keras_creates():
+    analysis = keras_layer("Dense", {"units": 3})
+    assert analysis.infos["under_test"].shape == (None, 3)
+    assert analysis.infos["under_test"].trainable == FEATURES * 3 + 3
+
+
+def test_unknown_keras_class_is_a_shape_error_naming_it():
+    analysis = keras_layer("NoSuchLayer", {})
+    messages = errors_on(analysis, "under_test")
+    assert len(messages) == 1
+    assert "NoSuchLayer" in messages[0]
+    assert "under_test" not in analysis.infos
+
+
+def test_config_keras_refuses_is_an_error_on_the_node():
+    messages = errors_on(keras_layer("Dense", {"unitz": 3}), "under_test")
+    assert len(messages) == 1
+    assert "Dense" in messages[0]
+
+
+# Custom code
+
+
+def test_custom_code_takes_its_shape_and_parameters_from_keras():
+    analysis = analyze(custom("x = inputs[0]\nreturn layers.Dense(4)(x)"))
+    assert analysis.ok, [p.message for p in analysis.errors]
+    assert analysis.infos["mine"].shape == (None, 4)
+    assert analysis.infos["mine"].trainable == FEATURES * 4 + 4
+    assert analysis.infos["out"].shape == (None, 4)
+
+
+@pytest.mark.parametrize(("code", "line"), [
+    ("x = inputs[0]\ny = = x\nreturn y", 2),
+    ("x = inputs[0]\ny = x\nreturn y +", 3),
+    ("x = inputs[0]\n    return x", 2),
+])  # fmt: skip
+def test_syntax_error_in_custom_code_names_the_line_of_the_users_code(code, line):
+    analysis = analyze(custom(code))
+    problems = [p for p in analysis.errors if p.node == "mine"]
+    assert len(problems) == 1
+    assert problems[0].setting == "code"
+    assert f"line {line}:" in problems[0].message
+
+
+def test_custom_code_that_raises_is_an_error_on_its_node():
+    analysis = analyze(custom("raise RuntimeError('no weights today')"))
+    messages = errors_on(analysis, "mine")
+    assert len(messages) == 1
+    assert "no weights today" in messages[0]
+    assert "mine" not in analysis.infos
+
+
+def test_custom_code_that_returns_no_tensor_is_an_error_on_its_node():
+    assert len(errors_on(analyze(custom("return 3")), "mine")) == 1
+
+
+# The child-process probe
+
+
+def test_analysis_without_keras_loaded_probes_in_a_child_process():
+    doc = single("KerasLayer", {"class_name": "Dense", "config": {"units": 3}}, [[FEATURES]])
+    script = textwrap.dedent("""
+        import json, sys
+        from app.analysis import analyze
+        from app.graph import parse
+        analysis = analyze(parse(json.loads(sys.stdin.read())))
+        info = analysis.infos["under_test"]
+        print(json.dumps({"shape": list(info.shape), "params": info.params,
+                          "errors": [p.message for p in analysis.errors],
+                          "tensorflow": "tensorflow" in sys.modules,
+                          "keras": "keras" in sys.modules}))
+    """)  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", script], input=doc.to_json(), cwd=REPOSITORY,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["errors"] == []
+    assert (result["shape"], result["params"]) == ([None, 3], FEATURES * 3 + 3)
+    assert not result["tensorflow"]
+    assert not result["keras"]
