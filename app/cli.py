@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from app.graph import load, save
@@ -170,6 +171,94 @@ def cmd_blocks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    from app.data import store
+
+    action = args.data_action
+    if action == "samples":
+        return _data_samples(args)
+    if action == "add":
+        dataset = store.add(args.path, args.name, target=args.target, progress=_step)
+        print(
+            f"added {args.name}: {dataset.meta['rows']:,} rows, task {dataset.meta['task']}, "
+            f"version {dataset.version[:10]}"
+        )
+        return 0
+    if action == "list":
+        rows = store.list_datasets()
+        shown = [{**row, "version": (row["version"] or "")[:10]} for row in rows]
+        text = (
+            table(shown, ["name", "kind", "rows", "target", "task", "version"])
+            if rows
+            else (f"no datasets in {store.data_dir()}")
+        )
+        _emit(args, rows, text)
+        return 0
+    if action == "show":
+        dataset = store.get(args.name)
+        info = {
+            **dataset.summary(),
+            "splits": {k: len(v) for k, v in dataset.splits.items()},
+            "columns": dataset.meta["profile"]["columns"],
+            "classes": dataset.meta["profile"].get("classes"),
+        }
+        columns = [
+            {"column": c["name"], "type": c["type"], "missing": c["missing"], "unique": c["unique"]}
+            for c in info["columns"]
+        ]
+        text = "\n".join(f"{k}: {v}" for k, v in info.items() if k not in ("columns",))
+        text += "\n\n" + table(columns, ["column", "type", "missing", "unique"])
+        _emit(args, info, text)
+        return 0
+    if action == "versions":
+        rows = [
+            {
+                "version": v.version[:10],
+                "created": _when(v.created),
+                "files": v.files,
+                "size": v.size,
+                "note": v.note,
+            }
+            for v in store.dataset_versions(args.name)
+        ]
+        _emit(args, rows, table(rows, ["version", "created", "files", "size", "note"]))
+        return 0
+    version = store.restore(args.name, args.version)
+    print(f"restored {args.name} to version {version.version[:10]}")
+    return 0
+
+
+def _data_samples(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from app.data import store
+    from app.data.samples import SAMPLES, make_sample
+
+    if not args.name:
+        rows = [{"name": k, "description": v} for k, v in SAMPLES.items()]
+        _emit(args, rows, table(rows, ["name", "description"]))
+        return 0
+    with tempfile.TemporaryDirectory() as folder:
+        _step(f"making sample {args.name}")
+        path = make_sample(args.name, Path(folder))
+        dataset = store.add(path, args.name, progress=_step)
+    print(
+        f"added sample {args.name}: {dataset.meta['rows']:,} rows, task "
+        f"{dataset.meta['task']}, version {dataset.version[:10]}"
+    )
+    return 0
+
+
+def _step(message: str) -> None:
+    print(f"... {message}", file=sys.stderr)
+
+
+def _when(timestamp: float) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="layerflow", description="LayerFlow: visual deep learning workspace for Keras."
@@ -211,6 +300,25 @@ def build_parser() -> argparse.ArgumentParser:
     blocks.add_argument("action", choices=["list", "save", "use"])
     blocks.add_argument("graph", nargs="?")
     blocks.add_argument("name", nargs="?")
+
+    data = sub.add_parser("data", help="Datasets: samples, add, list, show, versions, restore.")
+    data.set_defaults(handler=cmd_data)
+    actions = data.add_subparsers(dest="data_action", required=True, metavar="ACTION")
+    samples = actions.add_parser("samples", help="List the samples, or add one as a dataset.")
+    samples.add_argument("name", nargs="?")
+    samples.add_argument("--json", action="store_true")
+    add_data = actions.add_parser("add", help="Add a table, image folder or .npz as a dataset.")
+    add_data.add_argument("path")
+    add_data.add_argument("--name", required=True)
+    add_data.add_argument("--target", help="the column to predict")
+    for name in ("list", "show", "versions"):
+        action = actions.add_parser(name, help=f"{name.capitalize()} datasets.")
+        if name != "list":
+            action.add_argument("name")
+        action.add_argument("--json", action="store_true")
+    restore = actions.add_parser("restore", help="Check out an earlier version of a dataset.")
+    restore.add_argument("name")
+    restore.add_argument("version")
     return parser
 
 

@@ -1,0 +1,170 @@
+"""Configuring a graph from its data: the Input's shape, the Output's head and loss, the
+fitting template, and where graph and data disagree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.components import CATALOGUE
+from app.graph import GraphDocument, Node
+from app.problems import Fix, Problem, node_ref
+from app.rules import DataFacts
+
+# The Output a task calls for: units (None = number of classes), activation, loss.
+HEADS: dict[str, tuple[int | None, str, str]] = {
+    "binary": (1, "sigmoid", "binary_crossentropy"),
+    "multiclass": (None, "softmax", "sparse_categorical_crossentropy"),
+    "segmentation": (None, "softmax", "sparse_categorical_crossentropy"),
+    "regression": (1, "linear", "mean_squared_error"),
+    "forecasting": (1, "linear", "mean_squared_error"),
+}
+
+TEMPLATE_FOR = {
+    ("image_folder", "multiclass"): "image_classification",
+    ("image_folder", "binary"): "image_classification",
+    ("segmentation", "segmentation"): "image_segmentation",
+    ("table", "binary"): "tabular_classification",
+    ("table", "multiclass"): "tabular_classification",
+    ("table", "regression"): "tabular_regression",
+    ("table", "forecasting"): "time_series_forecasting",
+}
+
+
+def suggest_template(kind: str, task: str | None, columns: dict[str, str] | None = None) -> str:
+    """The model template that fits a dataset's kind and task."""
+    types = set((columns or {}).values())
+    if kind == "table" and "image_path" in types:
+        kind = "segmentation" if task == "segmentation" else "image_folder"
+    if kind == "table" and "text" in types:
+        return "text_classification"
+    return TEMPLATE_FOR.get((kind, task or ""), "tabular_classification")
+
+
+def facts(meta: dict[str, Any], train_rows: int) -> DataFacts:
+    classes = meta["profile"].get("classes")
+    target = meta.get("target")
+    return DataFacts(
+        samples=train_rows,
+        classes={target: len(classes)} if target and classes else {},
+    )
+
+
+def wanted_head(task: str | None, classes: list | None) -> dict[str, Any] | None:
+    if task not in HEADS:
+        return None
+    units, activation, loss = HEADS[task]
+    return {"units": units or len(classes or []), "activation": activation, "loss": loss}
+
+
+def configure(
+    doc: GraphDocument,
+    inputs: dict[str, tuple[list[int], str]],
+    task: str | None,
+    target: str | None,
+    classes: list | None,
+) -> tuple[GraphDocument, list[str]]:
+    """A copy of doc with its Input and Output set from the data, and what changed.
+
+    inputs: the data's model inputs by name -> (shape without batch, dtype), as
+    app.data.preprocess.input_spec gives them. With one graph Input and one data input they are
+    paired whatever their names; otherwise by name.
+    """
+    doc = doc.model_copy(deep=True)
+    changes: list[str] = []
+    graph_inputs = [n for n in doc.nodes if n.component == "Input"]
+    for node in graph_inputs:
+        name = next(iter(inputs)) if len(inputs) == 1 and len(graph_inputs) == 1 else node.id
+        if name not in inputs:
+            continue
+        shape, dtype = inputs[name]
+        update = {"shape": list(shape), "dtype": dtype}
+        changes += _apply(node, update)
+    head = wanted_head(task, classes)
+    outputs = [n for n in doc.nodes if n.component == "Output"]
+    if head and target and len(outputs) == 1:
+        changes += _apply(outputs[0], {**head, "target": target})
+    return doc, changes
+
+
+def _apply(node, update: dict[str, Any]) -> list[str]:
+    changes = []
+    for key, value in update.items():
+        if node.settings.get(key) != value:
+            changes.append(f"{node.id}.{key}: {node.settings.get(key)!r} -> {value!r}")
+            node.settings[key] = value
+    return changes
+
+
+def mismatches(
+    doc: GraphDocument,
+    inputs: dict[str, tuple[list[int], str]],
+    task: str | None,
+    target: str | None,
+    classes: list | None,
+) -> list[Problem]:
+    """Where graph and data disagree: input shape or type, output head, target name."""
+    problems = []
+    graph_inputs = [n for n in doc.nodes if n.component == "Input"]
+    for node in graph_inputs:
+        name = next(iter(inputs)) if len(inputs) == 1 and len(graph_inputs) == 1 else node.id
+        if name not in inputs:
+            problems.append(
+                _mismatch(
+                    node, f"the data has no input named {node.id!r} (inputs: {', '.join(inputs)})"
+                )
+            )
+            continue
+        shape, dtype = inputs[name]
+        settings = _settings(node)
+        if list(settings.get("shape", [])) != list(shape):
+            problems.append(
+                _mismatch(
+                    node,
+                    f"the data's samples have shape {tuple(shape)}, the Input "
+                    f"expects {tuple(settings.get('shape', []))}",
+                    {"shape": list(shape)},
+                )
+            )
+        if settings.get("dtype", "float32") != dtype:
+            problems.append(
+                _mismatch(
+                    node,
+                    f"the data is {dtype}, the Input expects {settings.get('dtype', 'float32')}",
+                    {"dtype": dtype},
+                )
+            )
+    head = wanted_head(task, classes)
+    for node in (n for n in doc.nodes if n.component == "Output"):
+        settings = _settings(node)
+        if target and settings.get("target", "label") != target:
+            problems.append(
+                _mismatch(
+                    node,
+                    f"predicts {settings.get('target', 'label')!r} but "
+                    f"the data's target is {target!r}",
+                    {"target": target},
+                )
+            )
+        if head:
+            wrong = {k: v for k, v in head.items() if settings.get(k) != v}
+            if wrong:
+                described = ", ".join(f"{k}={v!r}" for k, v in wrong.items())
+                problems.append(_mismatch(node, f"a {task} target wants {described}", wrong))
+    return problems
+
+
+def _settings(node: Node) -> dict[str, Any]:
+    """The node's settings with defaults filled in (invalid values are left out)."""
+    return CATALOGUE[node.component].resolve(node.settings)[0]
+
+
+def _mismatch(node, message: str, settings: dict[str, Any] | None = None) -> Problem:
+    fix = Fix("Configure from the data", node.id, settings) if settings else None
+    return Problem(
+        "error",
+        "data_mismatch",
+        f"{node_ref(node.id, node.component)}: {message}",
+        node=node.id,
+        fix=fix,
+    )

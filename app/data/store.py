@@ -1,0 +1,197 @@
+"""Datasets in the workspace: add, list, show, versions and restore.
+
+Each dataset is a folder `data/<name>/` holding a copy of its files, `layerflow.json` (kind,
+entry, target, task, column types, profile), `splits.json` (train/validation/test index
+lists) and `state.json` (the preprocessing fitted on the train split). The folder is tracked
+by DVC, so the splits and the fitted state are versioned with the data they belong to.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from app import versions
+from app.data.sources import DataError, Source, read_source
+from app.files import atomic_write_text
+from app.workspace import inside, workspace_root
+
+NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_\-]{0,63}"
+META, SPLITS, STATE = "layerflow.json", "splits.json", "state.json"
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Dataset:
+    name: str
+    folder: Path
+
+    @cached_property
+    def meta(self) -> dict[str, Any]:
+        return json.loads((self.folder / META).read_text())
+
+    @cached_property
+    def splits(self) -> dict[str, list[int]]:
+        return json.loads((self.folder / SPLITS).read_text())
+
+    @cached_property
+    def state(self) -> dict[str, Any]:
+        return json.loads((self.folder / STATE).read_text())
+
+    def source(self, max_rows: int | None = None) -> Source:
+        return read_source(self.folder / self.meta["entry"], max_rows=max_rows)
+
+    @property
+    def version(self) -> str | None:
+        return versions.current(self.folder)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.meta["kind"],
+            "rows": self.meta["rows"],
+            "target": self.meta["target"],
+            "task": self.meta["task"],
+            "version": self.version,
+        }
+
+
+def data_dir(root: Path | None = None) -> Path:
+    return (root or workspace_root()) / "data"
+
+
+def _folder(name: str, root: Path | None) -> Path:
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise ValueError(
+            f"Received an invalid value for `name`, expected a letter then letters, digits, _ "
+            f"or - (64 at most). Received: name={name!r}"
+        )
+    return inside(data_dir(root), name)
+
+
+def get(name: str, root: Path | None = None) -> Dataset:
+    folder = _folder(name, root)
+    if not (folder / META).exists():
+        known = ", ".join(d["name"] for d in list_datasets(root)) or "none yet"
+        raise ValueError(f"No dataset named {name!r} (datasets: {known})")
+    return Dataset(name, folder)
+
+
+def list_datasets(root: Path | None = None) -> list[dict[str, Any]]:
+    folder = data_dir(root)
+    if not folder.is_dir():
+        return []
+    return [Dataset(p.name, p).summary() for p in sorted(folder.iterdir()) if (p / META).exists()]
+
+
+def add(
+    path: str | Path,
+    name: str,
+    target: str | None = None,
+    overrides: dict[str, str] | None = None,
+    fractions: tuple[float, float, float] = (0.7, 0.2, 0.1),
+    seed: int = 0,
+    root: Path | None = None,
+    progress: Progress | None = None,
+) -> Dataset:
+    """Read, check and profile a source, copy it into data/<name>/ with its splits and fitted
+    preprocessing, and record a DVC version. Nothing is left half-written on failure."""
+    from app.data.preprocess import default_config, fit
+    from app.data.profile import profile
+    from app.data.splits import make_splits
+
+    say = progress or (lambda step: None)
+    root = root or workspace_root()
+    final = _folder(name, root)
+    say(f"reading {path}")
+    source = read_source(Path(path))
+    say("profiling")
+    prof = profile(source, target=target, overrides=overrides)
+    labels = _split_labels(source, prof)
+    splits = make_splits(prof.rows, labels, fractions=fractions, seed=seed)
+    config = default_config(prof)
+    say("fitting preprocessing on the train split")
+    state = fit(config, source, splits["train"])
+
+    versions.ensure_repository(root)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".staging-{name}-", dir=final.parent))
+    try:
+        say(f"copying {len(source.files)} files")
+        for file in source.files:
+            relative = file.resolve().relative_to(source.root.resolve())
+            destination = staging / relative
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(file, destination)
+        entry = _entry(Path(path), source)
+        meta = {
+            "name": name,
+            "kind": source.kind,
+            "entry": entry,
+            "target": prof.target,
+            "task": prof.task,
+            "rows": prof.rows,
+            "overrides": overrides or {},
+            "fractions": list(fractions),
+            "seed": seed,
+            "added": time.time(),
+            "profile": prof.to_dict(),
+            "preprocessing": config.model_dump(mode="json"),
+        }
+        atomic_write_text(staging / META, json.dumps(meta, indent=2) + "\n")
+        atomic_write_text(staging / SPLITS, json.dumps(splits) + "\n")
+        atomic_write_text(staging / STATE, state.model_dump_json(indent=2) + "\n")
+        _swap_in(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    say("recording a DVC version")
+    versions.record(root, final, note=f"added from {Path(path).name}")
+    return Dataset(name, final)
+
+
+def dataset_versions(name: str, root: Path | None = None) -> list[versions.Version]:
+    return versions.versions(get(name, root).folder)
+
+
+def restore(name: str, version: str, root: Path | None = None) -> versions.Version:
+    dataset = get(name, root)
+    return versions.restore(root or workspace_root(), dataset.folder, version)
+
+
+def _split_labels(source: Source, prof) -> list | None:
+    """Class labels to stratify on, for classification tasks."""
+    if prof.task not in ("binary", "multiclass") or prof.target is None:
+        return None
+    if source.arrays is not None:
+        return list(source.arrays[prof.target].reshape(len(source.arrays[prof.target]), -1)[:, 0])
+    return source.frame[prof.target].tolist()
+
+
+def _entry(path: Path, source: Source) -> str:
+    """What read_source is given inside the dataset folder: the table file, or the folder."""
+    if path.is_dir():
+        return "."
+    return path.resolve().relative_to(source.root.resolve()).as_posix()
+
+
+def _swap_in(staging: Path, final: Path) -> None:
+    """Replace final with staging so that a reader sees the old or the new dataset, whole."""
+    trash = None
+    if final.exists():
+        trash = final.with_name(f".old-{final.name}-{int(time.time() * 1000)}")
+        final.rename(trash)
+    staging.rename(final)
+    if trash is not None:
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+__all__ = ["DataError", "Dataset", "add", "dataset_versions", "get", "list_datasets", "restore"]

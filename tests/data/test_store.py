@@ -1,0 +1,126 @@
+"""Datasets in a workspace: added whole or not at all, versioned by DVC, restored exactly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app.data import store
+from app.data.samples import make_sample
+from app.data.sources import DataError
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    root = tmp_path / "workspace"
+    monkeypatch.setenv("LAYERFLOW_WORKSPACE", str(root))
+    return root
+
+
+def contents(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}  # fmt: skip
+
+
+def test_adding_a_table_copies_it_with_profile_splits_and_fitted_state(workspace, tmp_path):
+    dataset = store.add(make_sample("iris", tmp_path / "src"), "iris")
+    assert dataset.folder == workspace / "data" / "iris"
+    assert (dataset.folder / "iris.csv").read_bytes() == (
+        tmp_path / "src" / "iris.csv"
+    ).read_bytes()
+    assert dataset.meta["task"] == "multiclass" and dataset.meta["rows"] == 150
+    assert {k: len(v) for k, v in dataset.splits.items()} == {
+        "train": 105,
+        "validation": 30,
+        "test": 15,
+    }
+    assert sorted(sum(dataset.splits.values(), [])) == list(range(150))
+    assert dataset.state  # the fitted preprocessing is stored with the data
+    assert dataset.version and (workspace / "data" / "iris.dvc").exists()
+    assert (workspace / ".git").is_dir() and (workspace / ".dvc").is_dir()
+
+
+def test_splits_are_stratified(workspace, tmp_path):
+    dataset = store.add(make_sample("iris", tmp_path / "src"), "iris")
+    labels = dataset.source().frame["target"]
+    test_classes = labels.iloc[dataset.splits["test"]].value_counts().to_dict()
+    assert test_classes == {"setosa": 5, "versicolor": 5, "virginica": 5}
+
+
+def test_an_image_folder_is_added_with_its_images(workspace, tmp_path):
+    dataset = store.add(make_sample("digits", tmp_path / "src"), "digits")
+    assert dataset.meta["kind"] == "image_folder"
+    assert len(list(dataset.folder.rglob("*.png"))) == 1797
+    assert len(dataset.source().frame) == 1797
+
+
+def test_list_and_get(workspace, tmp_path):
+    store.add(make_sample("diabetes", tmp_path / "src"), "diabetes")
+    (row,) = store.list_datasets()
+    assert row["name"] == "diabetes" and row["task"] == "regression" and row["rows"] == 442
+    with pytest.raises(ValueError, match=r"No dataset named 'nope' \(datasets: diabetes\)"):
+        store.get("nope")
+
+
+def test_a_new_version_is_recorded_and_the_old_one_restored_byte_identical(workspace, tmp_path):
+    first_csv = make_sample("iris", tmp_path / "one")
+    first = store.add(first_csv, "flowers")
+    first_content = contents(first.folder)
+    changed = tmp_path / "two" / "iris.csv"
+    changed.parent.mkdir()
+    lines = first_csv.read_text().splitlines()
+    changed.write_text("\n".join(lines[:-30]) + "\n")
+    second = store.add(changed, "flowers")
+    assert second.meta["rows"] == 120
+
+    history = store.dataset_versions("flowers")
+    assert len(history) == 2 and history[0].version != history[1].version
+    store.restore("flowers", history[0].version[:8])
+    assert contents(workspace / "data" / "flowers") == first_content
+    assert store.get("flowers").meta["rows"] == 150
+
+
+def test_bad_input_leaves_nothing_behind(workspace, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n")
+    with pytest.raises(DataError, match="bad.csv"):
+        store.add(bad, "bad")
+    assert not (workspace / "data" / "bad").exists()
+    assert (
+        not list((workspace / "data").glob(".staging-*")) if (workspace / "data").exists() else True
+    )
+
+
+def test_a_failed_replacement_keeps_the_previous_dataset(workspace, tmp_path):
+    store.add(make_sample("iris", tmp_path / "src"), "iris")
+    before = contents(workspace / "data" / "iris")
+    missing_target = tmp_path / "other.csv"
+    missing_target.write_text("x,y\n1,2\n3,4\n")
+    with pytest.raises(DataError):
+        store.add(missing_target, "iris", target="species")
+    assert contents(workspace / "data" / "iris") == before
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "", "9lives", "x" * 65])
+def test_dataset_names_are_checked(workspace, tmp_path, name):
+    with pytest.raises(ValueError, match="`name`"):
+        store.add(make_sample("iris", tmp_path / "src"), name)
+
+
+def test_cli_data_commands(workspace, capsys):
+    from app.cli import main
+
+    assert main(["data", "samples", "wine"]) == 0
+    assert main(["data", "list", "--json"]) == 0
+    out = capsys.readouterr().out
+    listed = json.loads(out[out.index("[") :])
+    assert [d["name"] for d in listed] == ["wine"]
+    assert main(["data", "show", "wine", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["splits"] == {"train": 124, "validation": 36, "test": 18}
+    assert shown["task"] == "multiclass" and len(shown["classes"]) == 3
+    assert main(["data", "versions", "wine"]) == 0
+    assert shown["version"][:10] in capsys.readouterr().out
+    assert main(["data", "restore", "wine", "nope"]) == 1
+    assert "no version matches 'nope'" in capsys.readouterr().err
