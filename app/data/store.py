@@ -20,8 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from app import versions
+from app.data import autoconfig
 from app.data.sources import DataError, Source, read_source
 from app.files import atomic_write_text
+from app.graph import GraphDocument
+from app.problems import Problem
 from app.workspace import inside, workspace_root
 
 NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_\-]{0,63}"
@@ -45,6 +48,41 @@ class Dataset:
     @cached_property
     def state(self) -> dict[str, Any]:
         return json.loads((self.folder / STATE).read_text())
+
+    def preprocessing(self):
+        """The preprocessing settings and the state fitted on the train split."""
+        from app.data.preprocess import FittedState, PreprocessConfig
+
+        return (
+            PreprocessConfig.model_validate(self.meta["preprocessing"]),
+            FittedState.model_validate(self.state),
+        )
+
+    def input_spec(self) -> dict[str, tuple[list[int], str]]:
+        """The model inputs the data provides: name -> (shape without batch, dtype)."""
+        from app.data.preprocess import input_spec
+
+        return input_spec(*self.preprocessing())
+
+    def configure(self, doc: GraphDocument) -> tuple[GraphDocument, list[str]]:
+        """doc with its Input and Output set from this dataset, and the changes made."""
+        return autoconfig.configure(
+            doc,
+            self.input_spec(),
+            self.meta["task"],
+            self.meta["target"],
+            self.meta["profile"].get("classes"),
+        )
+
+    def mismatches(self, doc: GraphDocument) -> list[Problem]:
+        """Where doc and this dataset disagree (input shape or type, head, target)."""
+        return autoconfig.mismatches(
+            doc,
+            self.input_spec(),
+            self.meta["task"],
+            self.meta["target"],
+            self.meta["profile"].get("classes"),
+        )
 
     def source(self, max_rows: int | None = None) -> Source:
         return read_source(self.folder / self.meta["entry"], max_rows=max_rows)

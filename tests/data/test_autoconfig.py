@@ -1,0 +1,80 @@
+"""A graph configured from its data, and told where it disagrees with it."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.analysis import analyze
+from app.data import store
+from app.data.autoconfig import suggest_template
+from app.data.samples import make_sample
+from app.model_templates import load_template
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("workspace")
+    made = {}
+    for name in ("digits", "iris", "diabetes", "breast_cancer"):
+        path = make_sample(name, tmp_path_factory.mktemp(name))
+        made[name] = store.add(path, name, root=root)
+    return made
+
+
+def output_settings(doc):
+    return next(n for n in doc.nodes if n.component == "Output").settings
+
+
+@pytest.mark.parametrize(
+    ("dataset", "template", "head"),
+    [
+        ("iris", "tabular_classification",
+         {"units": 3, "activation": "softmax", "loss": "sparse_categorical_crossentropy"}),
+        ("breast_cancer", "tabular_classification",
+         {"units": 1, "activation": "sigmoid", "loss": "binary_crossentropy"}),
+        ("diabetes", "tabular_regression",
+         {"units": 1, "activation": "linear", "loss": "mean_squared_error"}),
+        ("digits", "image_classification",
+         {"units": 10, "activation": "softmax", "loss": "sparse_categorical_crossentropy"}),
+    ],
+)  # fmt: skip
+def test_configure_sets_input_and_head_from_the_data(datasets, dataset, template, head):
+    data = datasets[dataset]
+    doc, changes = data.configure(load_template(template))
+    ((shape, dtype),) = data.input_spec().values()
+    graph_input = next(n for n in doc.nodes if n.component == "Input")
+    assert graph_input.settings["shape"] == shape and graph_input.settings["dtype"] == dtype
+    assert output_settings(doc) | head == output_settings(doc)
+    assert output_settings(doc)["target"] == data.meta["target"]
+    assert data.mismatches(doc) == []
+    assert analyze(doc).ok
+
+
+def test_mismatches_name_the_input_shape_and_the_class_count(datasets):
+    doc = load_template("tabular_classification")  # 30 features, binary head
+    problems = datasets["iris"].mismatches(doc)
+    messages = " | ".join(p.message for p in problems)
+    assert "the data's samples have shape (4,), the Input expects (30,)" in messages
+    assert "a multiclass target wants units=3" in messages
+    assert all(p.level == "error" and p.fix is not None for p in problems)
+
+
+def test_configure_reports_what_it_changed(datasets):
+    _, changes = datasets["iris"].configure(load_template("tabular_classification"))
+    assert any(c.endswith("shape: [30] -> [4]") for c in changes)
+
+
+@pytest.mark.parametrize(
+    ("kind", "task", "columns", "expected"),
+    [
+        ("image_folder", "multiclass", None, "image_classification"),
+        ("segmentation", "segmentation", None, "image_segmentation"),
+        ("table", "regression", {"a": "numeric"}, "tabular_regression"),
+        ("table", "binary", {"a": "numeric"}, "tabular_classification"),
+        ("table", "forecasting", {"value": "numeric"}, "time_series_forecasting"),
+        ("table", "binary", {"text": "text"}, "text_classification"),
+        ("table", "multiclass", {"image": "image_path"}, "image_classification"),
+    ],
+)
+def test_suggest_template(kind, task, columns, expected):
+    assert suggest_template(kind, task, columns) == expected
