@@ -52,7 +52,9 @@ def _first_line(err: Exception) -> str:
     return f"{type(err).__name__}: {text[0] if text else ''}"
 
 
-def layer_info(class_name: str, config: dict[str, Any], shapes: list[Shape]) -> LayerInfo:
+def layer_info(
+    class_name: str, config: dict[str, Any], shapes: list[Shape], call: str = "list"
+) -> LayerInfo:
     """Shape and parameters of `keras.layers.<class_name>.from_config(config)` on shapes."""
     keras = _keras()
     layer_class = getattr(keras.layers, class_name, None)
@@ -61,7 +63,10 @@ def layer_info(class_name: str, config: dict[str, Any], shapes: list[Shape]) -> 
     try:
         layer = layer_class.from_config(dict(config))
         inputs = _symbolic_inputs(shapes)
-        output = layer(inputs[0] if len(inputs) == 1 else inputs)
+        if len(inputs) == 1:
+            output = layer(inputs[0])
+        else:
+            output = layer(*inputs) if call == "positional" else layer(inputs)
     except Exception as err:  # Keras raises many kinds; report the first line of any
         raise ShapeError(f"Keras rejected {class_name}: {_first_line(err)}") from None
     if isinstance(output, list | tuple):

@@ -118,6 +118,15 @@ def random_case(component: str, rng: random.Random):
         settings["axis"] = rng.choice([-1, 1, rank])
         for other in shapes[1:]:
             other[settings["axis"] - 1 if settings["axis"] > 0 else -1] = rng.randint(1, 5)
+    elif component in ("Add", "Subtract", "Multiply", "Average"):
+        mode = rng.choice(["same", "ones", "lower_rank", "mismatch"])
+        other = shapes[-1]
+        if mode == "ones":
+            other[rng.randrange(len(other))] = 1
+        elif mode == "lower_rank" and len(other) > 1:
+            shapes[-1] = other[1:]
+        elif mode == "mismatch":
+            other[-1] += 1
     elif component == "MultiHeadAttention" and count == 2:
         shapes[1] = [rng.randint(2, 6), rng.randint(2, 6)]
     elif component == "Conv3D":

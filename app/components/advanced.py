@@ -71,7 +71,7 @@ def _backbone(s, inputs):
 def _keras_layer(s, inputs):
     from app import probe
 
-    return probe.layer_info(s["class_name"], s["config"], inputs)
+    return probe.layer_info(s["class_name"], s["config"], inputs, s["call"])
 
 
 def _custom_without_code(s, inputs):
@@ -125,6 +125,13 @@ COMPONENTS = [
                 pattern=r"[A-Z][A-Za-z0-9_]*",
             ),
             Setting("config", "json", {}, "Keyword arguments of the class (its get_config())."),
+            Setting(
+                "call",
+                "choice",
+                "list",
+                "How several inputs are passed: as one list, or one argument each (attention).",
+                choices=("list", "positional"),
+            ),
         ),
         _keras_layer,
         inputs=(1, None),

@@ -2,22 +2,43 @@
 
 from __future__ import annotations
 
-from app.components.base import Component, LayerInfo, Setting, ShapeError, fmt_shape, size
+from app.components.base import (
+    Component,
+    LayerInfo,
+    Setting,
+    Shape,
+    ShapeError,
+    fmt_shape,
+    size,
+)
+
+
+def broadcast(first: Shape, second: Shape, shapes: str) -> Shape:
+    """Keras' element-wise merge shape: right-aligned broadcasting (batch excluded)."""
+    if len(first) < len(second):
+        first, second = second, first
+    if not second:
+        return first
+    out = list(first[: len(first) - len(second)])
+    for a, b in zip(first[len(first) - len(second) :], second, strict=True):
+        if a is None or b is None:
+            out.append(None)
+        elif a == 1 or b == 1 or a == b:
+            out.append(b if a == 1 else a)
+        else:
+            raise ShapeError(
+                f"inputs must have the same or broadcastable shapes, received {shapes}"
+            )
+    return tuple(out)
 
 
 def _elementwise(s, inputs):
-    first = inputs[0]
+    shapes = " and ".join(fmt_shape(i) for i in inputs)
+    merged = inputs[0][1:]
     for other in inputs[1:]:
-        if len(other) != len(first) or any(
-            a is not None and b is not None and a != b
-            for a, b in zip(first[1:], other[1:], strict=True)
-        ):
-            shapes = " and ".join(fmt_shape(i) for i in inputs)
-            raise ShapeError(f"inputs must have the same shape, received {shapes}")
-    merged = tuple(
-        next((d for d in dims if d is not None), None) for dims in zip(*inputs, strict=True)
-    )
-    return LayerInfo(merged, 0, 0, (len(inputs) - 1) * size(first))
+        merged = broadcast(merged, other[1:], shapes)
+    out = (None, *merged)
+    return LayerInfo(out, 0, 0, (len(inputs) - 1) * size(out))
 
 
 def _concatenate(s, inputs):
