@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from typing import Any
 
 from app.analysis import Analysis, analyze
@@ -18,6 +19,9 @@ from app.graph import GraphDocument
 def load_module(source: str, name: str = "layerflow_generated") -> dict[str, Any]:
     """Execute generated model code and return its namespace."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # Keras maps a functional graph recursively, about four frames per layer of depth: the
+    # default limit of 1,000 frames fails on graphs a few hundred layers deep.
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
     namespace: dict[str, Any] = {"__name__": name}
     exec(compile(source, f"<{name}>", "exec"), namespace)  # noqa: S102 - our own generated code
     return namespace
