@@ -21,7 +21,7 @@ from typing import Any
 
 from app import versions
 from app.data import autoconfig
-from app.data.sources import DataError, Source, read_source
+from app.data.sources import DataError, Source, iter_table_chunks, read_source
 from app.files import atomic_write_text
 from app.graph import GraphDocument
 from app.problems import Problem
@@ -29,6 +29,7 @@ from app.workspace import inside, workspace_root
 
 NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_\-]{0,63}"
 META, SPLITS, STATE = "layerflow.json", "splits.json", "state.json"
+PREVIEW_ROWS = 10_000
 Progress = Callable[[str], None]
 
 
@@ -139,6 +140,7 @@ def add(
     seed: int = 0,
     root: Path | None = None,
     progress: Progress | None = None,
+    large_file_bytes: int = 256 * 2**20,
 ) -> Dataset:
     """Read, check and profile a source, copy it into data/<name>/ with its splits and fitted
     preprocessing, and record a DVC version. Nothing is left half-written on failure."""
@@ -150,8 +152,11 @@ def add(
     root = root or workspace_root()
     final = _folder(name, root)
     say(f"reading {path}")
-    source = read_source(Path(path))
-    say("profiling")
+    path = Path(path)
+    large = path.is_file() and path.stat().st_size > large_file_bytes
+    # A large table is never loaded whole: profile and fit stream it from disk in chunks.
+    source = read_source(path, max_rows=PREVIEW_ROWS if large else None)
+    say("profiling" + (" (streaming)" if source.sampled else ""))
     prof = profile(source, target=target, overrides=overrides)
     labels = _split_labels(source, prof)
     splits = make_splits(prof.rows, labels, fractions=fractions, seed=seed)
@@ -211,6 +216,8 @@ def _split_labels(source: Source, prof) -> list | None:
         return None
     if source.arrays is not None:
         return list(source.arrays[prof.target].reshape(len(source.arrays[prof.target]), -1)[:, 0])
+    if source.sampled and source.path is not None:
+        return [v for chunk in iter_table_chunks(source.path) for v in chunk[prof.target].tolist()]
     return source.frame[prof.target].tolist()
 
 

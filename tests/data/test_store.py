@@ -124,3 +124,31 @@ def test_cli_data_commands(workspace, capsys):
     assert shown["version"][:10] in capsys.readouterr().out
     assert main(["data", "restore", "wine", "nope"]) == 1
     assert "no version matches 'nope'" in capsys.readouterr().err
+
+
+def test_a_large_table_is_streamed_not_loaded_whole(workspace, tmp_path, monkeypatch):
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    rows = 30_000
+    frame = pd.DataFrame({"a": rng.normal(size=rows), "b": rng.normal(size=rows),
+                          "label": rng.choice(["x", "y"], size=rows)})  # fmt: skip
+    path = tmp_path / "big.csv"
+    frame.to_csv(path, index=False)
+    whole_reads = []
+    read_csv = pd.read_csv
+
+    def watched(*args, **kwargs):
+        if "chunksize" not in kwargs and "nrows" not in kwargs:
+            whole_reads.append(args)
+        return read_csv(*args, **kwargs)
+
+    monkeypatch.setattr(pd, "read_csv", watched)
+    dataset = store.add(path, "big", target="label", large_file_bytes=1000)
+    assert whole_reads == []
+    assert dataset.meta["rows"] == rows
+    assert sum(len(v) for v in dataset.splits.values()) == rows
+    train_mean = frame["a"].iloc[dataset.splits["train"]].mean()
+    assert dataset.state["rows"] == len(dataset.splits["train"])
+    assert abs(dataset.state["columns"]["a"]["mean"] - train_mean) < 1e-9
