@@ -159,7 +159,10 @@ def add(
     say("profiling" + (" (streaming)" if source.sampled else ""))
     prof = profile(source, target=target, overrides=overrides)
     labels = _split_labels(source, prof)
-    splits = make_splits(prof.rows, labels, fractions=fractions, seed=seed)
+    # A series keeps its order: forecasting windows need runs of consecutive rows.
+    splits = make_splits(
+        prof.rows, labels, fractions=fractions, seed=seed, shuffle=prof.task != "forecasting"
+    )
     config = default_config(prof)
     say("fitting preprocessing on the train split")
     state = fit(config, source, splits["train"])

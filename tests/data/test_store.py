@@ -152,3 +152,17 @@ def test_a_large_table_is_streamed_not_loaded_whole(workspace, tmp_path, monkeyp
     train_mean = frame["a"].iloc[dataset.splits["train"]].mean()
     assert dataset.state["rows"] == len(dataset.splits["train"])
     assert abs(dataset.state["columns"]["a"]["mean"] - train_mean) < 1e-9
+
+
+def test_a_time_series_keeps_its_order_so_windows_can_be_cut(workspace, tmp_path):
+    from app.data.pipeline import make_dataset
+
+    dataset = store.add(make_sample("timeseries", tmp_path / "src"), "series")
+    assert dataset.meta["task"] == "forecasting"
+    train = dataset.splits["train"]
+    assert train == list(range(len(train)))
+    config, state = dataset.preprocessing()
+    batches = make_dataset(config, state, dataset.source(), train, batch_size=16)
+    inputs, target = next(iter(batches))
+    ((shape, _),) = dataset.input_spec().values()
+    assert tuple(next(iter(inputs.values())).shape[1:]) == tuple(shape)
