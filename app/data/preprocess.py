@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.data.sources import DataError, Source, iter_table_chunks, resolve_inside
+from app.data.sources import DataError, Source, as_numbers, iter_table_chunks, resolve_inside
 
 if TYPE_CHECKING:
     from app.data.profile import DatasetProfile
@@ -642,10 +642,8 @@ def _numbers(part: _Rows, spec: FeatureSpec) -> np.ndarray:
     if pd.api.types.is_bool_dtype(values):
         return values.to_numpy(dtype=np.float64).reshape(-1, 1)
     if not pd.api.types.is_numeric_dtype(values):
-        numbers = pd.to_numeric(values, errors="coerce")
-        bad = (numbers.isna() & values.notna()).to_numpy()
-        if bad.any():
-            position = int(bad.argmax())
+        numbers, position = as_numbers(values)
+        if position is not None:
             raise DataError(
                 f"{part.row(position)}, column '{spec.column}': cannot {_numeric_verb(spec)}, "
                 f"it holds text ({values.iloc[position]!r}); set its kind to 'categorical' or "

@@ -23,6 +23,7 @@ from PIL import Image
 from app.data.sources import (
     DataError,
     Source,
+    as_numbers,
     check_image_column,
     iter_table_chunks,
     looks_like_image_paths,
@@ -627,10 +628,8 @@ def _numbers(values: pd.Series, column: str, file: object, offset: int, wanted: 
         return values.astype(float)
     if pd.api.types.is_numeric_dtype(values):
         return values
-    numbers = pd.to_numeric(values, errors="coerce")
-    bad = (numbers.isna() & ~_missing_mask(values)).to_numpy()
-    if bad.any():
-        position = int(bad.argmax())
+    numbers, position = as_numbers(values, present=~_missing_mask(values))
+    if position is not None:
         raise DataError(
             f"{file}, row {offset + position + 1}, column '{column}': cannot be {wanted}, "
             f"'{values.iloc[position]}' is not a number"

@@ -272,12 +272,20 @@ def _column_kind(values: pd.Series) -> str | None:
     return "number" if share > 0.5 else "text"
 
 
+def as_numbers(values: pd.Series, present: pd.Series | None = None) -> tuple[pd.Series, int | None]:
+    """values as numbers, and the position of the first present value that is not a number
+    (None when all are). present: which values count (default: those that are not NaN)."""
+    if pd.api.types.is_numeric_dtype(values):
+        return values, None
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = (numbers.isna() & (values.notna() if present is None else present)).to_numpy()
+    return numbers, int(bad.argmax()) if bad.any() else None
+
+
 def _numbers(values: pd.Series, path: Path, column: str, offset: int) -> pd.Series:
     if not pd.api.types.is_numeric_dtype(values):
-        numbers = pd.to_numeric(values, errors="coerce")
-        bad = (numbers.isna() & values.notna()).to_numpy()
-        if bad.any():
-            position = int(bad.argmax())
+        numbers, position = as_numbers(values)
+        if position is not None:
             raise DataError(
                 f"{path}, row {offset + position + 1}, column '{column}': "
                 f"'{values.iloc[position]}' is not a number, but the column's other values are; "
