@@ -178,7 +178,10 @@ def cmd_data(args: argparse.Namespace) -> int:
     if action == "samples":
         return _data_samples(args)
     if action == "add":
-        dataset = store.add(args.path, args.name, target=args.target, progress=_step)
+        overrides = dict(_pair(item) for item in args.type or [])
+        dataset = store.add(
+            args.path, args.name, target=args.target, overrides=overrides, progress=_step
+        )
         print(
             f"added {args.name}: {dataset.meta['rows']:,} rows, task {dataset.meta['task']}, "
             f"version {dataset.version[:10]}"
@@ -249,6 +252,13 @@ def _data_samples(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pair(item: str) -> tuple[str, str]:
+    column, sep, kind = item.partition("=")
+    if not sep or not column or not kind:
+        raise CommandError(f"--type takes COLUMN=TYPE, received {item!r}")
+    return column, kind
+
+
 def _step(message: str) -> None:
     print(f"... {message}", file=sys.stderr)
 
@@ -311,6 +321,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_data.add_argument("path")
     add_data.add_argument("--name", required=True)
     add_data.add_argument("--target", help="the column to predict")
+    add_data.add_argument(
+        "--type",
+        action="append",
+        metavar="COLUMN=TYPE",
+        help="override a column's inferred type (numeric, categorical, binary, text, "
+        "image_path, mask_path); repeatable",
+    )
     for name in ("list", "show", "versions"):
         action = actions.add_parser(name, help=f"{name.capitalize()} datasets.")
         if name != "list":

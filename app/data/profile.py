@@ -88,6 +88,12 @@ class DatasetProfile:
     def to_dict(self) -> dict[str, Any]:
         return _plain(asdict(self))
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DatasetProfile:
+        """The profile to_dict wrote (as stored with a dataset)."""
+        columns = [ColumnProfile(**column) for column in data["columns"]]
+        return cls(**{**data, "columns": columns})
+
 
 def profile(
     source: Source, target: str | None = None, overrides: dict[str, str] | None = None

@@ -204,6 +204,23 @@ def add(
     return Dataset(name, final)
 
 
+def refit(name: str, config: Any, root: Path | None = None) -> Dataset:
+    """Fit new preprocessing settings on the dataset's train split and record the result as a
+    new version of the dataset (settings and fitted state travel with the data they fit)."""
+    from app.data.preprocess import PreprocessConfig, check_config, fit
+    from app.data.profile import DatasetProfile
+
+    dataset = get(name, root)
+    config = PreprocessConfig.model_validate(config)
+    check_config(config, DatasetProfile.from_dict(dataset.meta["profile"]))
+    state = fit(config, dataset.source(), dataset.splits["train"])
+    meta = {**dataset.meta, "preprocessing": config.model_dump(mode="json")}
+    atomic_write_text(dataset.folder / STATE, state.model_dump_json(indent=2) + "\n")
+    atomic_write_text(dataset.folder / META, json.dumps(meta, indent=2) + "\n")
+    versions.record(root or workspace_root(), dataset.folder, note="preprocessing refitted")
+    return Dataset(name, dataset.folder)
+
+
 def dataset_versions(name: str, root: Path | None = None) -> list[versions.Version]:
     return versions.versions(get(name, root).folder)
 
