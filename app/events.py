@@ -6,12 +6,15 @@ with a single write and flushed, so a killed writer leaves at most one partial l
 which readers skip.
 
 Event types (field "type"), all with "time" (seconds since the epoch):
-  batch    epoch, step, metrics {name: value}, lr
-  epoch    epoch, metrics {name: value, val_name: value}, lr, samples_per_sec, eta_s
-  layers   epoch, step, layers {node_id: {weights: {name: stats}, grad_norm, activation: stats,
-           preview: ...}}  where stats = {mean, std, min, max, hist: {edges, counts}}
-  system   cpu_percent, memory_mb (and gpu fields when there is a GPU)
-  warning  code, message
+  batch    epoch, step, metrics {name: value}, lr, eta_s
+  epoch    epoch, step, metrics {name: value, val_name: value}, lr, samples_per_sec,
+           steps_per_sec, duration_s, eta_s
+  layers   epoch, step, layers {node_id: {weights: {name: stats}, grad_norm, grad_flag
+           ("vanishing" | "exploding" | null), activation: stats + zero_fraction, preview}}
+           where stats = {mean, std, min, max, hist: {edges, counts}} (+ nonfinite) and preview
+           is {kind: "feature_maps", shape, maps} or {kind: "output", prediction, target}
+  system   cpu_percent, memory_mb (gpu_memory_mb, gpu_peak_mb when there is a GPU)
+  warning  code, message, epoch, step, layer (where one is at fault)
   status   state, reason
 """
 
