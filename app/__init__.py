@@ -8,4 +8,24 @@ from app.analysis import Analysis, analyze
 from app.graph import GraphDocument, load, parse, save
 from app.problems import GraphError, Problem
 
-__all__ = ["Analysis", "GraphDocument", "GraphError", "Problem", "analyze", "load", "parse", "save"]
+
+def __getattr__(name: str):
+    # The training callback imports Keras; load it only when someone asks for it.
+    if name == "LayerFlowCallback":
+        from app.livestats import LayerFlowCallback
+
+        return LayerFlowCallback
+    raise AttributeError(f"module 'app' has no attribute {name!r}")
+
+
+__all__ = [
+    "LayerFlowCallback",
+    "Analysis",
+    "GraphDocument",
+    "GraphError",
+    "Problem",
+    "analyze",
+    "load",
+    "parse",
+    "save",
+]
