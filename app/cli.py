@@ -226,6 +226,11 @@ def cmd_data(args: argparse.Namespace) -> int:
         ]
         _emit(args, rows, table(rows, ["version", "created", "files", "size", "note"]))
         return 0
+    if action == "configure":
+        doc, changes = store.get(args.name).configure(load(args.graph, strict=False))
+        save(doc, args.graph)
+        print("\n".join(changes) if changes else f"{args.graph} already fits {args.name}")
+        return 0
     version = store.restore(args.name, args.version)
     print(f"restored {args.name} to version {version.version[:10]}")
     return 0
@@ -267,6 +272,160 @@ def _when(timestamp: float) -> str:
     import datetime
 
     return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from app import runs
+    from app.training import load_settings
+
+    doc = load(args.graph)
+    settings = load_settings(args.graph).with_changes(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        strategy=args.strategy,
+    )
+    command = ["layerflow", "train", args.graph, "--data", args.data]
+    for flag, value in (
+        ("--epochs", args.epochs),
+        ("--batch-size", args.batch_size),
+        ("--lr", args.lr),
+        ("--strategy", args.strategy),
+        ("--run-dir", args.run_dir),
+    ):
+        if value is not None:
+            command += [flag, str(value)]
+    # A directory the user types is relative to where they are, not to the workspace.
+    run_dir = str(Path(args.run_dir).resolve()) if args.run_dir else None
+    try:
+        folder = runs.create_run(doc, settings, args.data, run_dir=run_dir, command=command)
+    except runs.RunError as err:
+        if any("the data" in problem for problem in err.problems):
+            _step(
+                f"to fit the graph to the data: layerflow data configure {args.graph} {args.data}"
+            )
+        raise
+    process = runs.start_run(folder)
+    if args.detach:
+        print(folder.name)
+        return 0
+    _step(f"run {folder.name} in {folder} (pid {process.pid}); Ctrl-C leaves it running")
+    return _follow(folder, process)
+
+
+def _follow(folder: Path, process: Any) -> int:
+    """Print the run's epochs, warnings and changes of state as they come, until it ends."""
+    import time
+
+    from app import runs
+    from app.events import read_events
+
+    offset = 0
+    epochs = runs.read_status(folder).get("epochs")
+    try:
+        while True:
+            ended = process.poll() is not None
+            events, offset = read_events(folder, {"epoch", "warning", "status"}, offset)
+            for event in events:
+                line = _event_line(event, epochs)
+                if line:
+                    print(line, flush=True)
+            if ended:
+                break
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print(
+            f"\nthe run goes on; stop it with: layerflow runs stop {folder.name}", file=sys.stderr
+        )
+        return 130
+    state = runs.status(folder)
+    reason = f": {state['reason']}" if state.get("reason") else ""
+    print(f"run {folder.name} {state['state']} after {state.get('epoch', 0)} epoch(s){reason}")
+    return 0 if state["state"] == "finished" else 1
+
+
+def _event_line(event: dict[str, Any], epochs: int | None) -> str | None:
+    if event["type"] == "warning":
+        return f"warning: {event['message']}"
+    if event["type"] == "status":  # the end is said by the last line
+        return (
+            None
+            if event["state"] in ("finished", "failed", "stopped")
+            else (f"... {event['state']}")
+        )
+    metrics = "  ".join(
+        f"{k} {v:.4g}" for k, v in event.get("metrics", {}).items() if isinstance(v, int | float)
+    )
+    eta = event.get("eta_s")
+    timing = f"  {event['duration_s']:.1f}s" if event.get("duration_s") is not None else ""
+    timing += f"  ETA {eta:.0f}s" if eta is not None else ""
+    return f"epoch {event['epoch'] + 1}/{epochs or '?'}  {metrics}{timing}"
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from app import runs
+
+    action = args.runs_action
+    if action == "list":
+        rows = runs.list_runs()
+        shown = [
+            {
+                **row,
+                "epoch": f"{row['epoch']}/{row['epochs']}",
+                "created": _when(row["created"]),
+                "best": f"{row['best']['monitor']} {row['best']['value']:.4g}"
+                if row["best"]
+                else None,
+            }
+            for row in rows
+        ]
+        text = (
+            table(shown, ["id", "model", "state", "epoch", "data", "best", "created"])
+            if rows
+            else f"no runs in {runs.models_dir()}"
+        )
+        _emit(args, rows, text)
+        return 0
+    if action == "show":
+        info = runs.get_run(args.run)
+        lines = [f"{key}: {info[key]}" for key in ("id", "model", "dir", "state", "reason")]
+        lines.append(f"epoch: {info['epoch']}/{info['epochs']}")
+        lines.append(f"data: {info['data']['name']} (version {str(info['data']['version'])[:10]})")
+        lines.append(f"created: {_when(info['created'])}")
+        if info["best"]:
+            best = info["best"]
+            lines.append(f"best: {best['monitor']} {best['value']:.4g} at epoch {best['epoch']}")
+        lines += [f"  {k}: {v:.4g}" for k, v in info["metrics"].items()]
+        lines.append(f"version: {(info['version'] or '-')[:10]}")
+        changed = {k: v for k, v in info["settings"].items() if k in _SHOWN_SETTINGS}
+        lines.append("settings: " + ", ".join(f"{k}={v}" for k, v in changed.items()))
+        _emit(args, info, "\n".join(lines))
+        return 0
+    folder = runs.find_run(args.run)
+    if action == "pause":
+        runs.pause(folder)
+        print(f"asked run {folder.name} to pause")
+    elif action == "stop":
+        runs.stop(folder)
+        print(f"asked run {folder.name} to stop after a checkpoint")
+    elif runs.status(folder)["state"] in runs.RESUMABLE:
+        process = runs.resume_run(folder)
+        print(f"resumed run {folder.name} from its last checkpoint (pid {process.pid})")
+    else:
+        runs.resume(folder)
+        print(f"asked run {folder.name} to go on")
+    return 0
+
+
+_SHOWN_SETTINGS = (
+    "optimizer",
+    "learning_rate",
+    "schedule",
+    "batch_size",
+    "epochs",
+    "seed",
+    "strategy",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -336,6 +495,37 @@ def build_parser() -> argparse.ArgumentParser:
     restore = actions.add_parser("restore", help="Check out an earlier version of a dataset.")
     restore.add_argument("name")
     restore.add_argument("version")
+    configure = actions.add_parser(
+        "configure", help="Set a graph's Input and Output from a dataset (shape, classes, loss)."
+    )
+    configure.add_argument("graph")
+    configure.add_argument("name")
+
+    train = add("train", cmd_train, "Train a graph on a dataset in a run process.", json_flag=False)
+    train.add_argument("graph")
+    train.add_argument("--data", required=True, help="the dataset to train on")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--lr", type=float, help="the learning rate")
+    train.add_argument("--strategy", help="default, mirrored or multi_worker")
+    train.add_argument("--run-dir", help="the run directory, inside the workspace")
+    train.add_argument("--detach", action="store_true", help="print the run id and return")
+
+    runs_parser = sub.add_parser("runs", help="Training runs: list, show, pause, resume, stop.")
+    runs_parser.set_defaults(handler=cmd_runs)
+    run_actions = runs_parser.add_subparsers(dest="runs_action", required=True, metavar="ACTION")
+    run_actions.add_parser("list", help="List the runs, newest first.").add_argument(
+        "--json", action="store_true"
+    )
+    show = run_actions.add_parser("show", help="A run's status, metrics, data and settings.")
+    show.add_argument("run", help="run id or directory")
+    show.add_argument("--json", action="store_true")
+    for name, help_text in (
+        ("pause", "Hold a run between two batches."),
+        ("resume", "Let a paused run go on, or restart a stopped, failed or interrupted one."),
+        ("stop", "End a run after a checkpoint."),
+    ):
+        run_actions.add_parser(name, help=help_text).add_argument("run", help="run id or directory")
     return parser
 
 

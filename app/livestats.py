@@ -704,9 +704,18 @@ def array_stats(values: np.ndarray, bins: int = 30) -> dict[str, Any]:
 def histogram(values: np.ndarray, low: float, high: float, bins: int) -> tuple:
     """np.histogram(values, bins, range=(low, high)) for finite values within the range, up
     to float rounding at bin edges, in a fraction of its time on small arrays."""
+    low, high = float(low), float(high)
     if low == high:  # as numpy does: one unit around the value
         low, high = low - 0.5, high + 0.5
-    index = ((values - low) * (bins / (high - low))).astype(np.intp)
+    width = high - low
+    if not (math.isfinite(width) and width > 0):
+        # weights that blew up past float range: every value in one bin says so plainly
+        counts = np.zeros(bins, dtype=np.intp)
+        counts[0] = values.size
+        return counts, np.linspace(low, high, bins + 1) if math.isfinite(width) else np.full(
+            bins + 1, np.nan
+        )
+    index = ((values - low) * (bins / width)).astype(np.intp)
     counts = np.bincount(np.minimum(index, bins - 1, out=index), minlength=bins)
     return counts, np.linspace(low, high, bins + 1)
 

@@ -166,3 +166,18 @@ def test_a_time_series_keeps_its_order_so_windows_can_be_cut(workspace, tmp_path
     inputs, target = next(iter(batches))
     ((shape, _),) = dataset.input_spec().values()
     assert tuple(next(iter(inputs.values())).shape[1:]) == tuple(shape)
+
+
+def test_cli_configures_a_graph_from_a_dataset(workspace, tmp_path, capsys):
+    from app.cli import main
+    from app.graph import load
+
+    graph = tmp_path / "graph.json"
+    assert main(["data", "samples", "iris"]) == 0
+    assert main(["new", "--template", "tabular_classification", "-o", str(graph)]) == 0
+    assert main(["data", "configure", str(graph), "iris"]) == 0
+    assert "shape: [30] -> [4]" in capsys.readouterr().out
+    doc = load(graph)
+    assert store.get("iris").mismatches(doc) == []
+    assert main(["data", "configure", str(graph), "iris"]) == 0
+    assert "already fits iris" in capsys.readouterr().out
