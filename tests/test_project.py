@@ -10,13 +10,6 @@ from app.model_templates import load_template
 from app.project import create_project, list_projects, open_project
 
 
-@pytest.fixture
-def workspace(tmp_path, monkeypatch):
-    root = tmp_path / "workspace"
-    monkeypatch.setenv("LAYERFLOW_WORKSPACE", str(root))
-    return root
-
-
 def test_a_project_keeps_its_graph_and_reopens(workspace):
     doc = load_template("tabular_regression")
     project = create_project("house", doc)

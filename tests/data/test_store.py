@@ -11,13 +11,6 @@ from app.data.samples import make_sample
 from app.data.sources import DataError
 
 
-@pytest.fixture
-def workspace(tmp_path, monkeypatch):
-    root = tmp_path / "workspace"
-    monkeypatch.setenv("LAYERFLOW_WORKSPACE", str(root))
-    return root
-
-
 def contents(folder):
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
             if p.is_file()}  # fmt: skip
