@@ -23,6 +23,7 @@ from app import runs, versions
 from app.cli import main
 from app.events import read_events
 from app.graph import parse, save
+from tests import test_runs
 from tests.graphs import chain_data
 from tests.test_runs import add_tiny_dataset, tiny_classifier
 
@@ -52,21 +53,9 @@ def snapshot(folder: Path) -> dict[str, bytes]:
             if p.is_file()}  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("prepared")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LAYERFLOW_WORKSPACE", str(root))
-        add_tiny_dataset()
-    return root
-
-
-@pytest.fixture
-def workspace(prepared, tmp_path, monkeypatch) -> Path:
-    root = tmp_path / "workspace"
-    shutil.copytree(prepared, root, symlinks=True)
-    monkeypatch.setenv("LAYERFLOW_WORKSPACE", str(root))
-    return root
+# The same tiny workspace as test_runs, made once per module and copied for each test.
+prepared = test_runs.prepared
+workspace = test_runs.workspace
 
 
 @pytest.fixture(scope="module")
