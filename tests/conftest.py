@@ -12,3 +12,22 @@ def workspace(tmp_path, monkeypatch):
     root = tmp_path / "workspace"
     monkeypatch.setenv("LAYERFLOW_WORKSPACE", str(root))
     return root
+
+
+@pytest.fixture(scope="session")
+def _trained_once(tmp_path_factory):
+    from tests.trained import make_trained
+
+    root = tmp_path_factory.mktemp("trained") / "workspace"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LAYERFLOW_WORKSPACE", str(root))
+        return make_trained(root)
+
+
+@pytest.fixture
+def trained_workspace(_trained_once, tmp_path, monkeypatch):
+    """A copy, for this test, of a workspace with one finished run per task (tests/trained.py)."""
+    from tests.trained import copy_trained
+
+    monkeypatch.setenv("LAYERFLOW_WORKSPACE", str(tmp_path / "trained"))
+    return copy_trained(_trained_once, tmp_path / "trained")

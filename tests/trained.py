@@ -1,0 +1,91 @@
+"""A workspace with one short finished training run per kind of task, made once per test session.
+
+Tests of what comes after training (the test suite, exports, comparisons, the pages that show
+them) copy it with `copy_trained` and work in the copy, so none of them trains a model:
+
+    def test_something(trained_workspace):
+        run = trained_workspace.runs["classification"]
+
+Runs: "classification" (the tabular-classification template on iris, 3 classes), "binary"
+(the same on breast cancer), "image" (the image-classification template on digits),
+"regression" (the tabular-regression template on diabetes) and "segmentation" (the
+image-segmentation template on the shapes sample). Each trains for a few epochs only: good
+enough to have a best checkpoint and sensible metrics, not to reach the accuracy targets (those
+are tested in test_runner.py).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+RUNS = {
+    # name: (sample, template, epochs)
+    "classification": ("iris", "tabular_classification", 5),
+    "binary": ("breast_cancer", "tabular_classification", 3),
+    "image": ("digits", "image_classification", 2),
+    "regression": ("diabetes", "tabular_regression", 20),
+    "segmentation": ("shapes", "image_segmentation", 1),
+}
+SECONDS = 300
+
+
+@dataclass
+class TrainedWorkspace:
+    root: Path
+    runs: dict[str, Path]  # run name -> run directory in this workspace
+    data: dict[str, str]  # run name -> dataset name
+
+
+def configured(template: str, data: str):
+    """The model template with its Input and Output set from the dataset."""
+    from app.data import store
+    from app.model_templates import load_template
+
+    doc, _ = store.get(data).configure(load_template(template))
+    return doc
+
+
+def make_trained(root: Path) -> TrainedWorkspace:
+    """Add the samples to `root` (the current workspace) and train the runs, side by side."""
+    from app import runs
+    from app.data import store
+    from app.data.samples import make_sample
+
+    folders, processes = {}, []
+    for name, (sample, template, epochs) in RUNS.items():
+        if sample not in [entry["name"] for entry in store.list_datasets()]:
+            with tempfile.TemporaryDirectory() as folder:
+                store.add(make_sample(sample, Path(folder) / sample), sample)
+        doc = configured(template, sample).model_copy(deep=True)
+        doc.meta.name = f"{name} model"
+        folder = runs.create_run(doc, {"epochs": epochs, "seed": 1}, sample)
+        folders[name] = folder
+        processes.append(runs.start_run(folder))
+    deadline = time.monotonic() + SECONDS
+    for process in processes:
+        process.wait(timeout=max(1.0, deadline - time.monotonic()))
+    for name, folder in folders.items():
+        state = runs.status(folder)
+        if state["state"] != "finished":
+            log = (folder / runs.LOG).read_text()[-3000:]
+            raise RuntimeError(f"the {name} run ended {state['state']}: {state['reason']}\n{log}")
+    return TrainedWorkspace(
+        root=root,
+        runs={name: Path(folder).relative_to(root) for name, folder in folders.items()},
+        data={name: sample for name, (sample, _, _) in RUNS.items()},
+    )
+
+
+def copy_trained(made: TrainedWorkspace, target: Path) -> TrainedWorkspace:
+    shutil.copytree(made.root, target, symlinks=True)
+    os.environ["LAYERFLOW_WORKSPACE"] = str(target)
+    return TrainedWorkspace(
+        root=target,
+        runs={name: target / folder for name, folder in made.runs.items()},
+        data=dict(made.data),
+    )
