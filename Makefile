@@ -22,7 +22,7 @@ run: $(VENV)/.installed
 	$(BIN)/streamlit run app --server.address 127.0.0.1
 
 test: $(VENV)/.installed-dev
-	$(BIN)/ruff check app pages tests bench
+	$(BIN)/ruff check app pages ui tests bench
 	$(BIN)/pytest -q
 
 bench: $(VENV)/.installed-dev

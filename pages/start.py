@@ -1,37 +1,116 @@
-"""Start: pick a model template and see what it builds."""
+"""Start: a new project from a model template, an existing project, or an imported Keras model."""
 
 from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
 
 import streamlit as st
 
 from app.analysis import analyze
 from app.codegen import generate_module
 from app.components.base import fmt_shape
+from app.graph import load
 from app.model_templates import list_templates, load_template
+from app.project import NAME_PATTERN, create_project, list_projects
+from app.workspace import workspace_root
+from ui import jobs, session
 
 st.title("LayerFlow")
 st.caption("A visual workspace for TensorFlow/Keras models.")
+session.notice()
 
-templates = list_templates()
-names = [t.name for t in templates]
-choice = st.selectbox(
-    "Model template",
-    names,
-    format_func=lambda name: next(t.title for t in templates if t.name == name),
-)
-info = next(t for t in templates if t.name == choice)
-st.write(info.description)
-st.caption(f"Expects: {info.expects}")
+current = session.project()
+if current is not None:
+    session.step_bar(current, "Start")
+    st.page_link(
+        session.PAGES["data"], label="Continue with the data", icon=":material/arrow_forward:"
+    )
 
-analysis = analyze(load_template(choice))
-totals = analysis.totals()
-st.metric("Parameters", f"{totals['params']:,}")
-rows = [
-    {**row, "output_shape": fmt_shape(row["output_shape"]) if row["output_shape"] else "-"}
-    for row in analysis.rows()
-]
-st.dataframe(rows, hide_index=True, width="stretch")
-for problem in analysis.problems:
-    {"error": st.error, "warning": st.warning}.get(problem.level, st.info)(problem.message)
-with st.expander("Generated Keras code"):
-    st.code(generate_module(analysis), language="python")
+
+def suggested_name(title: str) -> str:
+    base = re.sub(r"[^A-Za-z0-9_-]+", "-", title).strip("-").lower() or "project"
+    taken, name, n = set(list_projects()), base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def create(name: str, doc) -> None:
+    """Create the project (its model named after it, so that its runs are its own) and open it."""
+    if not re.fullmatch(NAME_PATTERN, name):
+        st.error(f"Project name {name!r}: use a letter, then letters, digits, _ or - (64 at most).")
+        return
+    doc = doc.model_copy(deep=True)
+    doc.meta.name = name
+    try:
+        create_project(name, doc)
+    except ValueError as error:
+        st.error(str(error))
+        return
+    session.open_(name)
+    session.notice(f"Project {name} created")
+    st.switch_page(session.PAGES["data"])
+
+
+new_tab, open_tab, import_tab = st.tabs(["New project", "Open a project", "Import a Keras model"])
+
+with new_tab:
+    templates = list_templates()
+    names = [t.name for t in templates]
+    choice = st.selectbox(
+        "Model template",
+        names,
+        index=names.index("image_classification"),
+        format_func=lambda name: next(t.title for t in templates if t.name == name),
+    )
+    info = next(t for t in templates if t.name == choice)
+    st.write(info.description)
+    st.caption(f"Expects: {info.expects}")
+    analysis = analyze(load_template(choice))
+    st.metric("Parameters", f"{analysis.totals()['params']:,}")
+    rows = [
+        {**row, "output_shape": fmt_shape(row["output_shape"]) if row["output_shape"] else "-"}
+        for row in analysis.rows()
+    ]
+    st.dataframe(rows, hide_index=True, width="stretch")
+    with st.expander("Generated Keras code"):
+        st.code(generate_module(analysis), language="python")
+    with st.form("new_project"):
+        name = st.text_input("Project name", suggested_name(info.name))
+        if st.form_submit_button("Create project", type="primary"):
+            create(name.strip(), load_template(choice))
+
+with open_tab:
+    names = list_projects()
+    if not names:
+        st.caption(f"No projects yet in {workspace_root()}.")
+    else:
+        chosen = st.selectbox("Project", names)
+        if st.button("Open", type="primary"):
+            session.open_(chosen)
+            session.notice(f"Project {chosen} opened")
+            st.switch_page(session.PAGES["model"])
+
+with import_tab:
+    st.write("A `.keras`, `.h5` or Keras JSON model becomes an editable graph.")
+    with st.form("import_model"):
+        upload = st.file_uploader("Keras model", type=["keras", "h5", "json"])
+        name = st.text_input("Project name", "imported-model")
+        submitted = st.form_submit_button("Import", type="primary")
+    if submitted and upload is None:
+        st.error("Choose a .keras, .h5 or .json file to import.")
+    elif submitted:
+        suffix = Path(upload.name).suffix.lower()
+        with tempfile.TemporaryDirectory() as folder:
+            model_path = Path(folder) / f"model{suffix}"  # the upload's own name is not used
+            model_path.write_bytes(upload.getvalue())
+            graph_path = Path(folder) / "graph.json"
+            with st.spinner("Reading the model (this loads Keras in a separate process)..."):
+                outcome = jobs.layerflow("import-keras", str(model_path), "-o", str(graph_path))
+            if outcome.ok:
+                create(name.strip(), load(graph_path, strict=False))
+            else:
+                st.error(f"{upload.name}: {outcome.output}")

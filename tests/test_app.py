@@ -1,36 +1,249 @@
-"""The Streamlit app renders its pages without errors and without importing TensorFlow."""
+"""The wizard's pages, driven by Streamlit's AppTest over temporary workspaces: each page draws
+what the engine answers and saves what the user changes; none imports TensorFlow."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
-ENTRY = str(Path(__file__).resolve().parent.parent / "app" / "streamlit_app.py")
+from app.data import store
+from app.model_templates import load_template
+from app.project import create_project, open_project
+
+ROOT = Path(__file__).resolve().parent.parent
+ENTRY = str(ROOT / "app" / "streamlit_app.py")
+PAGES = ("start", "data", "model", "train", "test", "export", "runs")
 
 
-def test_start_page_shows_a_template_with_its_shapes_and_code():
-    app = AppTest.from_file(ENTRY, default_timeout=60).run()
-    assert not app.exception
+def page(name: str, project: str | None = None) -> AppTest:
+    """The app showing page `name` (with `project` open), run once."""
+    app = AppTest.from_file(ENTRY, default_timeout=60)
+    if project:
+        app.query_params["project"] = project
+    app.run()
+    if name != "start":
+        app.switch_page(str(ROOT / "pages" / f"{name}.py")).run()
+    assert not app.exception, app.exception
+    return app
+
+
+def button(app: AppTest, label: str):
+    return next(b for b in app.button if b.label == label)
+
+
+def new_project(name: str = "digits", template: str = "image_classification"):
+    return create_project(name, load_template(template).model_copy(update={}))
+
+
+def add_iris(name: str = "iris") -> None:
+    from app.data.samples import make_sample
+
+    with tempfile.TemporaryDirectory() as folder:
+        store.add(make_sample("iris", Path(folder) / "iris"), name)
+
+
+def test_start_page_shows_a_template_with_its_shapes_and_code(workspace):
+    app = page("start")
     assert app.title[0].value == "LayerFlow"
     app.selectbox[0].select("image_classification").run()
-    assert not app.exception
     table = app.dataframe[0].value
     assert list(table["id"])[0] == "image"
     assert "(None, 8, 8, 1)" in list(table["output_shape"])
     assert "def build_model() -> keras.Model:" in app.code[0].value
 
 
-def test_rendering_a_page_does_not_import_tensorflow():
+def test_creating_a_project_saves_it_names_its_model_and_opens_the_data_step(workspace):
+    app = page("start")
+    app.selectbox[0].select("tabular_classification").run()
+    app.text_input[0].set_value("flowers")  # a form: its values go with the submit
+    button(app, "Create project").click().run()
+    assert not app.exception
+    assert app.title[0].value == "Data"
+    assert app.query_params["project"] == "flowers"
+    assert open_project("flowers").graph().meta.name == "flowers"  # its runs are its own
+
+
+def test_a_bad_project_name_is_refused_with_its_reason(workspace):
+    app = page("start")
+    app.text_input[0].set_value("no spaces please")
+    button(app, "Create project").click().run()
+    assert "no spaces please" in app.error[0].value
+    assert not (workspace / "projects").exists() or not any((workspace / "projects").iterdir())
+
+
+def test_pages_need_a_project_and_say_so(workspace):
+    for name in PAGES[1:]:
+        app = page(name)
+        assert "Open or create a project first." in app.info[0].value
+
+
+def test_the_data_page_adds_a_sample_and_attaches_it(workspace):
+    new_project("flowers", "tabular_classification")
+    app = page("data", "flowers")
+    app.selectbox[0].select("iris")
+    button(app, "Add sample").click().run(timeout=120)
+    assert not app.exception
+    assert open_project("flowers").dataset == "iris"
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Rows"] == "150" and metrics["Classes"] == "3"
+
+
+def test_the_data_page_configures_the_model_from_the_data(workspace):
+    new_project("flowers", "tabular_classification")
+    add_iris()
+    open_project("flowers").use_dataset("iris")
+    app = page("data", "flowers")
+    assert app.warning, "the template's head does not fit three classes yet"
+    button(app, "Configure the model from the data").click().run()
+    assert not app.exception
+    doc = open_project("flowers").graph()
+    output = next(node for node in doc.nodes if node.component == "Output")
+    assert output.settings["units"] == 3
+    assert app.success[0].value.startswith("The model's inputs and outputs fit")
+
+
+def test_a_setting_edited_in_the_model_page_is_saved_and_changes_the_shape(workspace):
+    new_project()
+    app = page("model", "digits")
+    node_select = next(s for s in app.selectbox if s.label == "Selected node")
+    node_select.select("dense").run()
+    units = next(n for n in app.number_input if n.label == "units")
+    units.set_value(40).run()
+    assert not app.exception
+    dense = next(node for node in open_project("digits").graph().nodes if node.id == "dense")
+    assert dense.settings["units"] == 40
+    assert any("Output (None, 40)" in c.value for c in app.caption)
+
+
+def test_undo_brings_back_the_graph_before_the_edit(workspace):
+    new_project()
+    app = page("model", "digits")
+    next(s for s in app.selectbox if s.label == "Selected node").select("dense").run()
+    next(n for n in app.number_input if n.label == "units").set_value(40).run()
+    button(app, "Undo").click().run()
+    dense = next(node for node in open_project("digits").graph().nodes if node.id == "dense")
+    assert dense.settings.get("units", 64) == 64
+
+
+def test_a_component_added_from_the_palette_follows_the_selected_node(workspace):
+    new_project()
+    app = page("model", "digits")
+    next(s for s in app.selectbox if s.label == "Selected node").select("flatten").run()
+    button(app, "Dropout").click().run()
+    doc = open_project("digits").graph()
+    added = [node.id for node in doc.nodes if node.component == "Dropout" and node.id != "dropout"]
+    assert len(added) == 1
+    assert any(e.source == "flatten" and e.target == added[0] for e in doc.edges)
+
+
+def test_a_fix_from_the_problems_panel_is_applied(workspace):
+    new_project("flowers", "tabular_classification")
+    add_iris()
+    open_project("flowers").use_dataset("iris")
+    app = page("model", "flowers")
+    fixes = [b for b in app.button if (b.key or "").startswith("fix:")]
+    assert fixes, "a head that does not fit the data has a fix"
+    before = open_project("flowers").graph()
+    fixes[0].click().run()
+    assert not app.exception
+    assert open_project("flowers").graph() != before
+
+
+def test_the_code_tab_shows_the_whole_model_and_a_custom_node_is_edited_in_place(workspace):
+    new_project()
+    app = page("model", "digits")
+    assert any("def build_model() -> keras.Model:" in code.value for code in app.code)
+    button(app, "Custom").click().run()
+    custom = next(node.id for node in open_project("digits").graph().nodes
+                  if node.component == "Custom")  # fmt: skip
+    app.text_area[0].set_value("x = inputs[0]\nreturn x *\n")
+    button(app, "Apply code").click().run()
+    doc = open_project("digits").graph()
+    assert next(n for n in doc.nodes if n.id == custom).code == "x = inputs[0]\nreturn x *\n"
+    assert any(custom in error.value for error in app.error)
+
+
+def test_the_train_page_asks_for_a_dataset_first(workspace):
+    new_project()
+    app = page("train", "digits")
+    assert "Choose the project's dataset first." in app.info[0].value
+
+
+def test_training_settings_are_checked_and_saved_in_the_project(workspace):
+    new_project("flowers", "tabular_classification")
+    add_iris()
+    project = open_project("flowers")
+    project.use_dataset("iris")
+    project.save_graph(store.get("iris").configure(project.graph())[0])
+    app = page("train", "flowers")
+    next(n for n in app.number_input if n.label == "epochs").set_value(3)
+    next(n for n in app.number_input if n.label == "learning_rate").set_value(0.01)
+    button(app, "Save settings").click().run()
+    assert not app.exception
+    saved = json.loads((project.folder / "training.json").read_text())
+    assert saved == {"epochs": 3, "learning_rate": 0.01}  # what differs from the defaults
+
+
+def test_invalid_training_settings_are_refused_with_their_reason(workspace):
+    new_project("flowers", "tabular_classification")
+    add_iris()
+    project = open_project("flowers")
+    project.use_dataset("iris")
+    project.save_graph(store.get("iris").configure(project.graph())[0])
+    app = page("train", "flowers")
+    next(n for n in app.number_input if n.label == "learning_rate").set_value(-1.0)
+    button(app, "Save settings").click().run()
+    assert "learning_rate" in app.error[0].value
+    assert not (project.folder / "training.json").exists()
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_rendering_a_page_does_not_import_tensorflow(workspace, name):
+    new_project()
     script = (
         "import sys\n"
         "from streamlit.testing.v1 import AppTest\n"
-        f"app = AppTest.from_file({ENTRY!r}, default_timeout=60).run()\n"
+        f"app = AppTest.from_file({ENTRY!r}, default_timeout=60)\n"
+        "app.query_params['project'] = 'digits'\n"
+        "app.run()\n"
+        f"app.switch_page({str(ROOT / 'pages' / (name + '.py'))!r}).run()\n"
         "assert not app.exception, app.exception\n"
         "print('tensorflow' in sys.modules, 'keras' in sys.modules)\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["False", "False"]
+    assert done.stdout.split()[-2:] == ["False", "False"]
+
+
+def project_of_run(trained, name: str, project: str = "trained"):
+    """A project whose model is the one the trained run `name` trained, on the run's data."""
+    from app.graph import load
+
+    made = create_project(project, load(trained.runs[name] / "graph.json"))
+    made.use_dataset(trained.data[name])
+    return made
+
+
+def test_the_train_page_shows_a_finished_run_with_its_charts_and_layers(trained_workspace):
+    project_of_run(trained_workspace, "image")
+    app = page("train", "trained")
+    run_id = trained_workspace.runs["image"].name
+    run_select = next(s for s in app.selectbox if s.label == "Run")
+    assert run_select.value == run_id
+    assert "finished: epoch 2 of 2" in app.get("progress")[0].proto.text
+    charts = app.get("plotly_chart")
+    assert charts, "the training chart"
+    figure = json.loads(charts[0].proto.spec)
+    names = {trace.get("name") for trace in figure["data"]}
+    assert {"loss", "val_loss", "accuracy", "val_accuracy", "learning rate"} <= names
+    layer = next(s for s in app.selectbox if s.label == "Layer (node)")
+    assert "conv1" in layer.options
+    layer.select("conv1").run()
+    titles = [c.value for c in app.caption]
+    assert "kernel histogram over time" in titles and "feature maps (first sample)" in titles

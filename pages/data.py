@@ -1,0 +1,186 @@
+"""Data: add a sample or a file as a versioned dataset, attach it to the project, fit the model
+to it, and look at its profile, preprocessing and versions."""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from app.data import store
+from app.data.samples import SAMPLES, make_sample
+from ui import session
+
+st.title("Data")
+current = session.require_project()
+session.step_bar(current, "Data")
+session.notice()
+
+NAME = r"[A-Za-z][A-Za-z0-9_\-]{0,63}"
+
+
+def add_dataset(path: Path, name: str, target: str | None) -> None:
+    """Add and attach the dataset, with its steps shown as they happen."""
+    if not re.fullmatch(NAME, name):
+        st.error(f"Dataset name {name!r}: use a letter, then letters, digits, _ or -.")
+        return
+    with st.status(f"Adding dataset {name}...", expanded=True) as status:
+        try:
+            store.add(path, name, target=target or None, progress=st.write)
+        except (ValueError, OSError) as error:  # store.DataError is a ValueError
+            status.update(label=f"Dataset {name} was not added", state="error")
+            st.error(str(error))
+            return
+        status.update(label=f"Dataset {name} added", state="complete", expanded=False)
+    current.use_dataset(name)
+    session.notice(f"Dataset {name} added and chosen for the project")
+    st.rerun()
+
+
+def unpack(upload, folder: Path) -> Path:
+    """The uploaded file on disk; a .zip of class folders is unpacked, refusing any member
+    that would land outside the folder."""
+    suffix = Path(upload.name).suffix.lower()
+    path = folder / f"upload{suffix}"
+    path.write_bytes(upload.getvalue())
+    if suffix != ".zip":
+        return path
+    target = folder / "unpacked"
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.namelist():
+            if not (target / member).resolve().is_relative_to(target.resolve()):
+                raise ValueError(f"{upload.name}: member {member!r} points outside the archive")
+        archive.extractall(target)
+    entries = [p for p in target.iterdir() if not p.name.startswith(("__MACOSX", "."))]
+    return entries[0] if len(entries) == 1 and entries[0].is_dir() else target
+
+
+datasets = store.list_datasets()
+names = [row["name"] for row in datasets]
+
+with st.expander("Add a dataset", expanded=not names):
+    sample_tab, upload_tab = st.tabs(["Sample", "Your file"])
+    with sample_tab, st.form("add_sample"):
+        sample = st.selectbox("Sample", list(SAMPLES), format_func=lambda s: f"{s}: {SAMPLES[s]}")
+        name = st.text_input("Dataset name", help="Default: the sample's name")
+        if st.form_submit_button("Add sample", type="primary"):
+            with tempfile.TemporaryDirectory() as folder:
+                add_dataset(make_sample(sample, Path(folder) / sample), name or sample, None)
+    with upload_tab, st.form("add_file"):
+        upload = st.file_uploader(
+            "A CSV, TSV or Parquet table, an .npz of arrays, or a .zip of one folder per class",
+            type=["csv", "tsv", "parquet", "npz", "zip"],
+        )
+        name = st.text_input("Dataset name", "my-data")
+        target = st.text_input("Target column", help="Tables: the column to predict")
+        if st.form_submit_button("Add file", type="primary"):
+            if upload is None:
+                st.error("Choose a file to add.")
+            else:
+                with tempfile.TemporaryDirectory() as folder:
+                    try:
+                        path = unpack(upload, Path(folder))
+                    except (ValueError, zipfile.BadZipFile) as error:
+                        st.error(str(error))
+                    else:
+                        add_dataset(path, name.strip(), target.strip())
+
+if not names:
+    st.stop()
+
+st.subheader("The project's dataset")
+index = names.index(current.dataset) if current.dataset in names else None
+chosen = st.selectbox("Dataset", names, index=index, placeholder="Choose a dataset")
+if chosen != current.dataset and chosen is not None:
+    current.use_dataset(chosen)
+    st.rerun()
+if current.dataset is None:
+    st.stop()
+
+dataset = store.get(current.dataset)
+meta = dataset.meta
+profile = meta["profile"]
+cols = st.columns(5)
+cols[0].metric("Rows", f"{meta['rows']:,}")
+cols[1].metric("Kind", meta["kind"])
+cols[2].metric("Task", meta["task"] or "-")
+cols[3].metric("Target", meta["target"] or "-")
+cols[4].metric("Classes", len(profile.get("classes") or []) or "-")
+
+doc = current.graph()
+mismatches = dataset.mismatches(doc)
+if mismatches:
+    st.warning("The model does not fit this data yet:\n\n" + "\n".join(
+        f"- {problem.message}" for problem in mismatches))  # fmt: skip
+    if st.button("Configure the model from the data", type="primary"):
+        configured, changes = dataset.configure(doc)
+        session.commit(current, configured)
+        session.notice("; ".join(changes) or "The model already fits the data")
+        st.rerun()
+else:
+    st.success("The model's inputs and outputs fit this data.")
+    st.page_link(session.PAGES["model"], label="Continue with the model",
+                 icon=":material/arrow_forward:")  # fmt: skip
+
+profile_tab, preview_tab, preprocessing_tab, versions_tab = st.tabs(
+    ["Profile", "Preview", "Preprocessing", "Versions"]
+)
+with profile_tab:
+    if profile.get("columns"):
+        st.dataframe(
+            [
+                {
+                    "column": c["name"],
+                    "type": c["type"],
+                    "missing": c["missing"],
+                    "unique": c["unique"],
+                    "summary": json.dumps(c.get("stats", {}), default=str)[:120],
+                }
+                for c in profile["columns"]
+            ],
+            hide_index=True,
+            width="stretch",
+        )
+    if profile.get("class_balance"):
+        st.bar_chart(pd.Series(profile["class_balance"], name="rows"))
+    for warning in profile.get("warnings", []):
+        st.warning(warning)
+with preview_tab:
+    st.dataframe(pd.DataFrame(profile.get("preview", [])), hide_index=True)
+with preprocessing_tab:
+    st.caption("Fitted on the train split; changing it refits and records a new version.")
+    with st.form("preprocessing"):
+        text = st.text_area(
+            "Preprocessing settings (JSON)",
+            json.dumps(meta["preprocessing"], indent=2),
+            height=300,
+        )
+        if st.form_submit_button("Apply"):
+            try:
+                current.set_preprocessing(json.loads(text))
+            except json.JSONDecodeError as error:
+                st.error(f"Preprocessing settings: not JSON ({error.msg} at line {error.lineno})")
+            except ValueError as error:
+                st.error(str(error))
+            else:
+                session.notice("Preprocessing refitted; a new dataset version is recorded")
+                st.rerun()
+with versions_tab:
+    history = store.dataset_versions(current.dataset)
+    st.dataframe(
+        [{"version": v.version[:12], "note": v.note, "files": v.files, "size": v.size,
+          "created": pd.Timestamp(v.created, unit="s")} for v in reversed(history)],
+        hide_index=True,
+    )  # fmt: skip
+    if len(history) > 1:
+        back = st.selectbox("Restore version", [v.version for v in history[:-1]],
+                            format_func=lambda v: v[:12])  # fmt: skip
+        if st.button("Restore"):
+            store.restore(current.dataset, back)
+            session.notice(f"Dataset {current.dataset} restored to {back[:12]}")
+            st.rerun()

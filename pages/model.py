@@ -1,0 +1,316 @@
+"""Model: the graph editor. The canvas draws the project's graph; every change (a move, a drawn
+or deleted edge, a deleted node, a setting, a fix) goes through app.edit and is saved at once."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import streamlit as st
+from streamlit_flow import streamlit_flow
+from streamlit_flow.elements import StreamlitFlowEdge, StreamlitFlowNode
+from streamlit_flow.state import StreamlitFlowState
+
+from app import blocks, canvas
+from app.analysis import analyze
+from app.codegen import generate_module, node_snippet
+from app.components import CATALOGUE
+from app.components.base import Setting, fmt_shape
+from app.data import store
+from app.data.autoconfig import facts
+from app.edit import (
+    EditError,
+    add_node,
+    apply_fix,
+    connect,
+    expand_block,
+    make_block,
+    palette,
+    set_code,
+    set_label,
+    set_settings,
+)
+from app.layout import layered_layout
+from ui import session
+
+st.title("Model")
+current = session.require_project()
+session.step_bar(current, "Model")
+session.notice()
+
+history = session.history(current)
+doc = history.doc
+dataset = store.get(current.dataset) if current.dataset else None
+data_facts = facts(dataset.meta, len(dataset.splits["train"])) if dataset else None
+analysis = analyze(doc, data_facts)
+signature = hashlib.sha1(doc.model_dump_json().encode()).hexdigest()[:12]
+
+
+def change(new_doc, message: str | None = None) -> None:
+    session.commit(current, new_doc)
+    if message:
+        session.notice(message)
+    st.rerun()
+
+
+def attempt(edit, *args, message: str | None = None, **kwargs) -> None:
+    """Apply an edit; a refused one shows its one-line reason instead."""
+    try:
+        new_doc = edit(*args, **kwargs)
+    except (EditError, ValueError) as error:
+        st.error(str(error))
+        return
+    change(new_doc[0] if isinstance(new_doc, tuple) else new_doc, message)
+
+
+def number_input(setting: Setting, value, key: str):
+    integer = setting.kind == "int"
+    cast = int if integer else float
+    return st.number_input(
+        setting.name,
+        value=cast(value),
+        min_value=cast(setting.min) if setting.min is not None else None,
+        max_value=cast(setting.max) if setting.max is not None else None,
+        step=1 if integer else None,
+        format=None if integer else "%g",
+        key=key,
+        help=setting.help,
+    )
+
+
+# Toolbar
+
+bar = st.columns([1, 1, 1, 1, 4])
+if bar[0].button("Undo", disabled=not history.can_undo, icon=":material/undo:"):
+    current.save_graph(history.undo())
+    st.rerun()
+if bar[1].button("Redo", disabled=not history.can_redo, icon=":material/redo:"):
+    current.save_graph(history.redo())
+    st.rerun()
+if bar[2].button("Re-layout", icon=":material/account_tree:"):
+    change(layered_layout(doc))
+totals = analysis.totals()
+bar[3].metric("Parameters", f"{totals['params']:,}")
+errors = len(analysis.errors)
+bar[4].caption(
+    f"{len(doc.nodes)} nodes, {len(doc.edges)} edges; {errors} error(s), "
+    f"{sum(p.level == 'warning' for p in analysis.problems)} warning(s). "
+    "Drag from a node's lower handle to another node to connect; select a node or edge and "
+    "press Backspace to delete it."
+)
+
+left, middle, right = st.columns([1.2, 4, 2])
+
+# Palette
+
+with left:
+    st.subheader("Add")
+    query = st.text_input("Search components", placeholder="conv, dropout, lstm...")
+    groups = palette(query)
+    selected = st.session_state.get("selected")
+    if selected not in {node.id for node in doc.nodes}:
+        selected = None
+    for category, items in groups.items():
+        with st.expander(category, expanded=bool(query)):
+            for item in items:
+                if st.button(item["name"], key=f"add:{item['name']}", help=item["help"],
+                             width="stretch"):  # fmt: skip
+                    try:
+                        new_doc, new_id = add_node(doc, item["name"])
+                        if selected is not None:  # feed it from the selected node when it can be
+                            try:
+                                new_doc = connect(new_doc, selected, new_id)
+                            except EditError:
+                                pass
+                    except EditError as error:
+                        st.error(str(error))
+                    else:
+                        st.session_state.selected = new_id
+                        change(layered_layout(new_doc), f"Added {new_id}")
+    if not groups:
+        st.caption("No component matches.")
+
+# Canvas
+
+
+def flow_state() -> StreamlitFlowState:
+    nodes, edges = canvas.elements(analysis)
+    return StreamlitFlowState(
+        nodes=[
+            StreamlitFlowNode(
+                id=node.id,
+                pos=(node.x, node.y),
+                data={"content": node.content},
+                node_type=node.kind,
+                source_position="bottom",
+                target_position="top",
+                selectable=True,
+                connectable=True,
+                deletable=True,
+                selected=node.id == selected,
+                style={"border": f"2px solid {node.color}", "borderRadius": "6px",
+                       "fontSize": "12px", "width": "190px", "padding": "4px"},  # fmt: skip
+            )
+            for node in nodes
+        ],
+        edges=[
+            StreamlitFlowEdge(edge.id, edge.source, edge.target, label=edge.label,
+                              deletable=True)  # fmt: skip
+            for edge in edges
+        ],
+    )
+
+
+with middle:
+    if st.session_state.get("flow_signature") != (current.name, signature):
+        st.session_state.flow = flow_state()
+        st.session_state.flow_signature = (current.name, signature)
+    returned = streamlit_flow(
+        "canvas",
+        st.session_state.flow,
+        height=620,
+        fit_view=True,
+        show_minimap=len(doc.nodes) > 30,
+        allow_new_edges=True,
+        get_node_on_click=True,
+        enable_node_menu=True,
+        enable_edge_menu=True,
+        hide_watermark=True,
+    )
+    # The component answers with its last interaction until there is a new one; only a newer
+    # answer than the state drawn is a change made on the canvas.
+    if returned.timestamp > st.session_state.flow.timestamp:
+        st.session_state.flow = returned
+        if returned.selected_id and returned.selected_id != selected:
+            st.session_state.selected = selected = returned.selected_id
+        result = canvas.apply_changes(
+            doc,
+            {node.id: (node.position["x"], node.position["y"]) for node in returned.nodes},
+            [(edge.source, edge.target) for edge in returned.edges],
+        )
+        for message in result.errors:
+            st.error(message)
+        if result.changed:
+            session.commit(current, result.doc)
+            if not result.errors:
+                st.rerun()
+
+# Settings of the selected node
+
+with right:
+    st.subheader("Node")
+    ids = [node.id for node in doc.nodes]
+    chosen = st.selectbox("Selected node", ids, index=ids.index(selected) if selected else None,
+                          placeholder="Click a node or pick one")  # fmt: skip
+    if chosen != selected:
+        st.session_state.selected = selected = chosen
+    node = next((n for n in doc.nodes if n.id == selected), None)
+    if node is None:
+        st.caption("Select a node to see its settings, shape and code.")
+    else:
+        spec = CATALOGUE.get(node.component)
+        info = analysis.infos.get(node.id)
+        about = spec.help if spec else "unknown component"
+        st.markdown(f"**{canvas.escape_text(node.component)}** — {canvas.escape_text(about)}")
+        if info:
+            st.caption(f"Output {fmt_shape(info.shape)} · {info.params:,} parameters · "
+                       f"{info.flops:,} FLOPs")  # fmt: skip
+        for problem in analysis.problems:
+            if problem.node == node.id:
+                {"error": st.error, "warning": st.warning}.get(problem.level, st.info)(
+                    problem.message
+                )
+        label = st.text_input("Label", node.label or "", key=f"label:{node.id}:{signature}")
+        if label != (node.label or ""):
+            attempt(set_label, doc, node.id, label or None)
+        settings = analysis.settings.get(node.id, node.settings)
+        for setting in spec.settings if spec else ():
+            value = settings.get(setting.name, setting.default)
+            edited = None
+            key = f"set:{node.id}:{setting.name}:{signature}"
+            if setting.kind == "code":
+                continue  # the Custom component's code is edited under Code
+            if setting.optional or setting.kind in ("ints", "shape", "json"):
+                text = st.text_input(setting.name, json.dumps(value), key=key, help=setting.help)
+                if text != json.dumps(value):
+                    try:
+                        edited = json.loads(text)
+                    except json.JSONDecodeError:
+                        st.error(f"{node.id}.{setting.name}: not valid JSON: {text}")
+                        continue
+            elif setting.kind == "bool":
+                edited = st.toggle(setting.name, bool(value), key=key, help=setting.help)
+            elif setting.kind == "choice":
+                options = list(setting.choices)
+                at = options.index(value) if value in options else 0
+                edited = st.selectbox(setting.name, options, index=at, key=key, help=setting.help)
+            elif setting.kind in ("int", "float"):
+                edited = number_input(setting, value, key)
+            else:
+                edited = st.text_input(setting.name, str(value), key=key, help=setting.help)
+            if edited is not None and edited != value:
+                attempt(set_settings, doc, node.id, {setting.name: edited})
+        if node.component == "Block":
+            if st.button("Expand block", icon=":material/unfold_more:"):
+                attempt(expand_block, doc, node.id, message=f"Expanded {node.id}")
+
+
+# Problems, code, blocks
+
+problems_tab, code_tab, blocks_tab = st.tabs(["Problems", "Code", "Blocks"])
+with problems_tab:
+    found = list(analysis.problems) + (dataset.mismatches(doc) if dataset else [])
+    if not found:
+        st.success("No errors, warnings or tips.")
+    for i, problem in enumerate(found):
+        row = st.columns([6, 1, 2])
+        show = {"error": row[0].error, "warning": row[0].warning}.get(problem.level, row[0].info)
+        show(problem.message)
+        if problem.node and row[1].button("Select", key=f"pick:{i}"):
+            st.session_state.selected = problem.node
+            st.rerun()
+        if problem.fix and row[2].button(problem.fix.description, key=f"fix:{i}"):
+            attempt(apply_fix, doc, problem.fix, message=problem.fix.description)
+    if dataset and st.button("Configure inputs and outputs from the data"):
+        configured, changes = dataset.configure(doc)
+        change(configured, "; ".join(changes) or "The model already fits the data")
+
+with code_tab:
+    whole, one = st.tabs(["Whole model", "Selected node"])
+    with whole:
+        if analysis.errors:
+            st.warning("Fix the errors to see the model's code.")
+        else:
+            st.code(generate_module(analysis), language="python", line_numbers=True)
+    with one:
+        node = next((n for n in doc.nodes if n.id == selected), None)
+        if node is None:
+            st.caption("Select a node.")
+        elif node.component == "Custom":
+            with st.form("custom_code"):
+                code = st.text_area("Code of the Custom node", node.code or "", height=260)
+                if st.form_submit_button("Apply code"):
+                    attempt(set_code, doc, node.id, code)
+            for problem in analysis.problems:
+                if problem.node == node.id:
+                    st.error(problem.message)
+        else:
+            try:
+                st.code(node_snippet(analysis, node.id), language="python")
+            except ValueError as error:
+                st.warning(str(error))
+
+with blocks_tab:
+    picked = st.multiselect("Nodes to make a block of", [n.id for n in doc.nodes])
+    block_name = st.text_input("Block name", "block")
+    if st.button("Make block", disabled=not picked):
+        attempt(make_block, doc, picked, block_name, message=f"Block {block_name} made")
+    saved = blocks.list_blocks()
+    if saved:
+        use = st.selectbox("Saved blocks", saved)
+        if st.button("Use saved block"):
+            attempt(blocks.use_block, doc, use, message=f"Block {use} added")
+    for name, block in doc.blocks.items():
+        if st.button(f"Save {name} to the library", key=f"save-block:{name}"):
+            blocks.save_block(name, block)
+            st.toast(f"Saved block {name}")

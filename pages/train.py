@@ -1,0 +1,184 @@
+"""Train: the settings, Start / Pause / Resume / Stop, and the live charts of a run.
+
+A run trains in its own process (app.runs); this page only reads its directory, so a reload or a
+closed tab loses nothing: the page picks up the model's active run again."""
+
+from __future__ import annotations
+
+import json
+import time
+import typing
+
+import pandas as pd
+import streamlit as st
+
+from app import runs
+from app.analysis import analyze
+from app.events import read_events
+from app.training import METRICS, TrainingSettings, TrainingSettingsError
+from ui import charts, session
+
+st.title("Train")
+current = session.require_project()
+session.step_bar(current, "Train")
+session.notice()
+
+doc = current.graph()
+if current.dataset is None:
+    st.info("Choose the project's dataset first.")
+    st.page_link(session.PAGES["data"], label="Go to Data", icon=":material/table:")
+    st.stop()
+if analyze(doc).errors:
+    st.info("The graph has errors; fix them before training.")
+    st.page_link(session.PAGES["model"], label="Go to Model", icon=":material/account_tree:")
+    st.stop()
+
+MAIN = ("optimizer", "learning_rate", "schedule", "batch_size", "epochs", "patience", "seed")
+
+
+def setting_widget(name: str, value, key: str):
+    """A widget typed from the TrainingSettings field: select, number, toggle or JSON text."""
+    field = TrainingSettings.model_fields[name]
+    annotation, help_text = field.annotation, field.description
+    choices = typing.get_args(annotation) if typing.get_origin(annotation) is typing.Literal else ()
+    if choices:
+        return st.selectbox(name, choices, index=choices.index(value), key=key, help=help_text)
+    if name == "metrics":
+        chosen = st.multiselect(name, list(METRICS), default=value or [], key=key, help=help_text)
+        return chosen or None
+    if annotation is bool:
+        return st.toggle(name, value, key=key, help=help_text)
+    if annotation is int:
+        return int(st.number_input(name, value=value, step=1, key=key, help=help_text))
+    if annotation is float:
+        return float(st.number_input(name, value=value, format="%g", key=key, help=help_text))
+    if annotation is str:
+        return st.text_input(name, value, key=key, help=help_text)
+    text = st.text_input(name, json.dumps(value), key=key, help=f"{help_text} (JSON; null: none)")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text  # TrainingSettings names it as invalid
+
+
+saved = current.settings("training") or {}
+with st.expander("Training settings", expanded=not runs.list_runs(model=doc.meta.name)):
+    with st.form("training_settings"):
+        defaults = TrainingSettings().model_dump()
+        values = {**defaults, **saved}
+        edited = {}
+        columns = st.columns(len(MAIN))
+        for column, name in zip(columns, MAIN, strict=True):
+            with column:
+                edited[name] = setting_widget(name, values[name], f"train:{name}")
+        with st.expander("More settings"):
+            rest = [name for name in TrainingSettings.model_fields if name not in MAIN]
+            columns = st.columns(3)
+            for i, name in enumerate(rest):
+                with columns[i % 3]:
+                    edited[name] = setting_widget(name, values[name], f"train:{name}")
+        if st.form_submit_button("Save settings"):
+            changed = {k: v for k, v in edited.items() if v != defaults[k]}
+            try:
+                TrainingSettings.from_dict(changed)
+            except TrainingSettingsError as error:
+                for message in error.messages:
+                    st.error(message)
+            else:
+                current.save_settings("training", changed)
+                st.toast("Training settings saved")
+
+model_runs = runs.list_runs(model=doc.meta.name)
+active = [row for row in model_runs if row["state"] in runs.ACTIVE]
+start = st.button("Start training", type="primary", disabled=bool(active),
+                  help="A run is active already" if active else None)  # fmt: skip
+if start:
+    try:
+        folder = runs.create_run(doc, saved, current.dataset, command=["layerflow-app"])
+        runs.start_run(folder)
+    except (runs.RunError, TrainingSettingsError, ValueError) as error:
+        messages = getattr(error, "problems", None) or getattr(error, "messages", None)
+        for message in messages or [str(error)]:
+            st.error(message)
+    else:
+        st.session_state.run = folder.name
+        st.rerun()
+
+if not model_runs:
+    st.stop()
+
+ids = [row["id"] for row in model_runs]
+default = st.session_state.get("run")
+if default not in ids:
+    default = (active or model_runs)[0]["id"]
+states = {row["id"]: row["state"] for row in model_runs}
+run_id = st.selectbox(
+    "Run", ids, index=ids.index(default), format_func=lambda i: f"{i} ({states[i]})"
+)
+st.session_state.run = run_id
+run_dir = next(row["dir"] for row in model_runs if row["id"] == run_id)
+
+
+def control(action, label: str) -> None:
+    try:
+        action(run_dir)
+    except runs.RunError as error:
+        st.error(str(error))
+    else:
+        st.toast(label)
+
+
+@st.fragment(run_every=2)
+def live() -> None:
+    """Status, controls, progress and charts; refreshed every 2 s without rerunning the page."""
+    status = runs.status(run_dir)
+    state = status["state"]
+    buttons = st.columns(4)
+    if buttons[0].button("Pause", disabled=state != "running"):
+        control(runs.pause, "Pausing after this batch")
+    if buttons[1].button("Resume", disabled=state not in ("paused", *runs.RESUMABLE)):
+        if state == "paused":
+            control(runs.resume, "Resuming")
+        else:
+            control(runs.resume_run, "Resuming from the last checkpoint")
+    if buttons[2].button("Stop", disabled=state not in runs.ACTIVE):
+        control(runs.stop, "Stopping after this batch, with a checkpoint")
+    cache = st.session_state.setdefault("events", {})
+    events, offset = cache.get(run_dir, ([], 0))
+    new, offset = read_events(run_dir, offset=offset)
+    events = events + new
+    cache[run_dir] = (events, offset)
+
+    epoch, epochs = status.get("epoch", 0), status.get("epochs") or 1
+    last = next((e for e in reversed(events) if e["type"] in ("batch", "epoch")), None)
+    eta = f", about {last['eta_s']:.0f} s left" if last and last.get("eta_s") is not None else ""
+    caption = f"{state}: epoch {epoch} of {epochs}{eta if state == 'running' else ''}"
+    st.progress(min(epoch / epochs, 1.0), text=caption)
+    if status.get("reason"):
+        (st.error if state == "failed" else st.info)(status["reason"])
+    for warning in [e for e in events if e["type"] == "warning"][-3:]:
+        st.warning(warning["message"])
+    if any(e["type"] in ("batch", "epoch") for e in events):
+        st.plotly_chart(charts.training_figure(events), width="stretch", key=f"chart:{time.time()}")
+    system = [e for e in events if e["type"] == "system"]
+    if system:
+        use = system[-1]
+        st.caption(f"CPU {use['cpu_percent']:.0f}% · memory {use['memory_mb']:.0f} MB")
+    if state == "finished":
+        st.success(f"Finished. Best {status.get('best')}; continue with the test suite.")
+        st.page_link(session.PAGES["test"], label="Go to Test", icon=":material/fact_check:")
+
+    layers = charts.layer_names(events)
+    if layers:
+        with st.expander("Layers: weights, gradients, activations", expanded=False):
+            layer = st.selectbox("Layer (node)", layers, key="layer")
+            for title, figure in charts.layer_figures(events, layer):
+                st.caption(title)
+                st.plotly_chart(figure, width="stretch", key=f"{title}:{time.time()}")
+    epochs_table = [{"epoch": e["epoch"] + 1, **e["metrics"]} for e in events
+                    if e["type"] == "epoch"]  # fmt: skip
+    if epochs_table:
+        st.dataframe(pd.DataFrame(epochs_table), hide_index=True)
+
+
+live()

@@ -1,0 +1,123 @@
+"""The canvas view of a graph: escaped text, shapes and problem marks on nodes, and the canvas's
+changes (moves, deletions, drawn and removed edges) replayed as graph edits."""
+
+from __future__ import annotations
+
+import html
+import re
+
+import pytest
+
+from app.analysis import analyze
+from app.canvas import LEVEL_COLORS, apply_changes, elements, escape_text
+from app.edit import set_label
+from app.layout import layered_layout
+from tests.graphs import chain
+
+
+def small():
+    return layered_layout(chain(
+        ("x", "Input", {"shape": [4]}),
+        ("hidden", "Dense", {"units": 8}),
+        ("y", "Output", {"units": 1, "activation": "sigmoid", "loss": "binary_crossentropy"}),
+    ))  # fmt: skip
+
+
+def positions(doc):
+    return {node.id: (node.position.x, node.position.y) for node in doc.nodes}
+
+
+def pairs(doc):
+    return [(edge.source, edge.target) for edge in doc.edges]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<script>alert(1)</script>",
+        '<img src=x onerror="alert(1)">',
+        "[click](javascript:alert(1))",
+        "**bold** _it_ `code` $x^2$ # head",
+        "&lt;b&gt; entity",
+    ],
+)
+def test_escaped_text_keeps_no_markup(text):
+    escaped = escape_text(text)
+    assert "<" not in escaped and ">" not in escaped
+    # every Markdown punctuation mark is backslash-escaped, so nothing in it is syntax
+    assert not re.search(r"(?<!\\)[`*_\[\]()#$!|~]", escaped)
+    # and undoing the escapes gives the text back, character for character
+    assert html.unescape(re.sub(r"\\(.)", r"\1", escaped)) == text
+
+
+def test_a_node_shows_its_label_component_shape_and_parameters():
+    nodes, edges = elements(analyze(small()))
+    hidden = next(node for node in nodes if node.id == "hidden")
+    assert "Dense" in hidden.content
+    assert "\\(None, 8\\)" in hidden.content  # (None, 8), its brackets escaped
+    assert "40 params" in hidden.content
+    assert [node.kind for node in nodes] == ["input", "default", "output"]
+    assert [(edge.source, edge.target) for edge in edges] == [("x", "hidden"), ("hidden", "y")]
+
+
+def test_a_label_reaches_the_canvas_as_text():
+    doc = set_label(small(), "hidden", "<b onmouseover=alert(1)>Hidden</b>")
+    nodes, _ = elements(analyze(doc))
+    content = next(node for node in nodes if node.id == "hidden").content
+    assert "<b" not in content and "&lt;b onmouseover=alert\\(1\\)&gt;" in content
+
+
+def test_a_node_is_marked_with_the_color_of_its_worst_problem():
+    doc = chain(
+        ("x", "Input", {"shape": [4]}),
+        ("bad", "Conv2D", {"filters": 4}),  # needs an image, gets a vector
+        ("y", "Output", {"units": 1}),
+    )
+    analysis = analyze(layered_layout(doc))
+    nodes, _ = elements(analysis)
+    marks = {node.id: node.color for node in nodes}
+    assert marks["bad"] == LEVEL_COLORS["error"]
+    sound = elements(analyze(small()))[0]
+    problems = {problem.node for problem in analyze(small()).problems}
+    assert [node.color for node in sound if node.id not in problems] == [LEVEL_COLORS[None]] * (
+        len(sound) - len(problems)
+    )
+
+
+def test_nothing_changed_on_the_canvas_changes_nothing():
+    doc = small()
+    result = apply_changes(doc, positions(doc), pairs(doc))
+    assert not result.changed and result.doc == doc and not result.errors
+
+
+def test_a_moved_node_keeps_its_new_place():
+    doc = small()
+    moved = {**positions(doc), "hidden": (500.0, 42.0)}
+    result = apply_changes(doc, moved, pairs(doc))
+    node = next(node for node in result.doc.nodes if node.id == "hidden")
+    assert (node.position.x, node.position.y) == (500.0, 42.0)
+    assert result.edits == ["moved hidden"]
+
+
+def test_a_node_deleted_on_the_canvas_leaves_the_graph_with_its_edges():
+    doc = small()
+    kept = {k: v for k, v in positions(doc).items() if k != "hidden"}
+    result = apply_changes(doc, kept, [])
+    assert [node.id for node in result.doc.nodes] == ["x", "y"]
+    assert result.doc.edges == []
+
+
+def test_drawn_and_deleted_edges_become_connects_and_disconnects():
+    doc = small()
+    result = apply_changes(doc, positions(doc), [("x", "hidden")])
+    assert pairs(result.doc) == [("x", "hidden")]
+    result = apply_changes(result.doc, positions(doc), [("x", "hidden"), ("hidden", "y")])
+    assert pairs(result.doc) == [("x", "hidden"), ("hidden", "y")]
+
+
+def test_an_edge_the_graph_refuses_is_reported_and_left_out():
+    doc = small()
+    result = apply_changes(doc, positions(doc), [*pairs(doc), ("y", "x")])
+    assert pairs(result.doc) == pairs(doc)
+    assert len(result.errors) == 1
+    assert "Edge y -> x" in result.errors[0]

@@ -1,0 +1,110 @@
+"""Plotly figures of a run's events (app.events): what the Train and Runs pages draw."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+
+def metric_names(events: list[dict[str, Any]]) -> list[str]:
+    """The metrics logged, without their val_ twins: loss first."""
+    names = {name.removeprefix("val_") for event in events if event["type"] in ("batch", "epoch")
+             for name in event.get("metrics", {})}  # fmt: skip
+    return sorted(names, key=lambda name: (name != "loss", name))
+
+
+def training_figure(events: list[dict[str, Any]]) -> go.Figure:
+    """One panel per metric: per batch (thin), per epoch for training and validation (marked),
+    and the learning rate; x is the epoch (fractional for batches)."""
+    names = metric_names(events)
+    batches = [e for e in events if e["type"] == "batch"]
+    epochs = [e for e in events if e["type"] == "epoch"]
+    steps = {e["epoch"]: e["step"] for e in epochs} or {0: 1}
+    per_epoch = max(steps.values()) or 1
+    panels = [*names, "learning rate"]
+    figure = make_subplots(rows=1, cols=len(panels), subplot_titles=panels)
+    for col, name in enumerate(names, start=1):
+        figure.add_trace(go.Scatter(
+            x=[b["epoch"] + b["step"] / per_epoch for b in batches if name in b["metrics"]],
+            y=[b["metrics"][name] for b in batches if name in b["metrics"]],
+            name=f"{name} (batch)", mode="lines", line={"width": 1, "color": "#9ecae1"},
+        ), row=1, col=col)  # fmt: skip
+        for prefix, color in (("", "#1f77b4"), ("val_", "#ff7f0e")):
+            key = prefix + name
+            points = [(e["epoch"] + 1, e["metrics"][key]) for e in epochs if key in e["metrics"]]
+            if points:
+                figure.add_trace(go.Scatter(
+                    x=[p[0] for p in points], y=[p[1] for p in points], name=key,
+                    mode="lines+markers", line={"color": color},
+                ), row=1, col=col)  # fmt: skip
+    rates = [(e["epoch"] + 1, e["lr"]) for e in epochs if e.get("lr") is not None]
+    figure.add_trace(go.Scatter(x=[r[0] for r in rates], y=[r[1] for r in rates],
+                                name="learning rate", mode="lines+markers",
+                                line={"color": "#2ca02c"}), row=1, col=len(panels))  # fmt: skip
+    figure.update_layout(height=320, margin={"t": 40, "b": 30, "l": 30, "r": 10},
+                         legend={"orientation": "h", "y": -0.2})  # fmt: skip
+    figure.update_xaxes(title_text="epoch")
+    return figure
+
+
+def layer_names(events: list[dict[str, Any]]) -> list[str]:
+    last = next((e for e in reversed(events) if e["type"] == "layers"), None)
+    return list(last["layers"]) if last else []
+
+
+def layer_figures(events: list[dict[str, Any]], layer: str) -> list[tuple[str, go.Figure]]:
+    """A layer over time: weight and activation histograms per snapshot (a heatmap, one row per
+    snapshot), its gradient norm, and its latest preview."""
+    snapshots = [e for e in events if e["type"] == "layers" and layer in e["layers"]]
+    figures = []
+    labels = [f"epoch {e['epoch'] + 1} step {e['step']}" for e in snapshots]
+    for what in ("kernel", "activation"):
+        rows = []
+        for event in snapshots:
+            entry = event["layers"][layer]
+            stats = entry.get("weights", {}).get(what) if what == "kernel" else entry.get(what)
+            rows.append(stats.get("hist") if stats else None)
+        if any(rows):
+            figures.append((f"{what} histogram over time", _histogram_heatmap(rows, labels)))
+    norms = [(label, event["layers"][layer].get("grad_norm"))
+             for label, event in zip(labels, snapshots, strict=True)]  # fmt: skip
+    norms = [(label, value) for label, value in norms if value is not None]
+    if norms:
+        figure = go.Figure(go.Scatter(x=[n[0] for n in norms], y=[n[1] for n in norms],
+                                      mode="lines+markers"))  # fmt: skip
+        figure.update_layout(height=250, yaxis_type="log", margin={"t": 20, "b": 20})
+        figures.append(("gradient norm", figure))
+    preview = snapshots[-1]["layers"][layer].get("preview") if snapshots else None
+    if preview and preview.get("kind") == "feature_maps":
+        maps = preview["maps"][:8]
+        figure = make_subplots(rows=1, cols=len(maps))
+        for col, values in enumerate(maps, start=1):
+            figure.add_trace(go.Heatmap(z=values, colorscale="Viridis", showscale=False),
+                             row=1, col=col)  # fmt: skip
+        figure.update_yaxes(autorange="reversed")
+        figure.update_layout(height=180, margin={"t": 10, "b": 10})
+        figures.append(("feature maps (first sample)", figure))
+    elif preview and "prediction" in preview:
+        figure = go.Figure()
+        for key in ("prediction", "target"):
+            value = np.asarray(preview.get(key) if preview.get(key) is not None else [],
+                               dtype=float).reshape(-1)  # fmt: skip
+            figure.add_trace(go.Bar(y=value, name=key))
+        figure.update_layout(height=220, margin={"t": 10, "b": 10})
+        figures.append(("output beside target (first sample)", figure))
+    return figures
+
+
+def _histogram_heatmap(rows: list[dict | None], labels: list[str]) -> go.Figure:
+    present = [(label, row) for label, row in zip(labels, rows, strict=True) if row]
+    edges = present[-1][1]["edges"]
+    centers = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    figure = go.Figure(go.Heatmap(
+        z=[row["counts"] for _, row in present], x=centers, y=[label for label, _ in present],
+        colorscale="Blues",
+    ))  # fmt: skip
+    figure.update_layout(height=250, margin={"t": 20, "b": 20})
+    return figure

@@ -1,0 +1,131 @@
+"""The state every page shares: the open project, its graph's undo history, the step bar.
+
+Keys in st.session_state (set up here and nowhere else):
+  project   the open project's name, mirrored in the URL (?project=NAME) so that a reload or a
+            second tab opens the same project
+  history   project name -> app.edit.History of its graph
+  notice    a one-line message to show once on the next page (after a switch)
+
+The project's files in the workspace are the truth: every change is saved at once, and the
+session holds nothing that a reload could not rebuild from them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from app import runs
+from app.analysis import Analysis, analyze
+from app.canvas import escape_text
+from app.edit import History
+from app.graph import GraphDocument
+from app.project import Project, list_projects, open_project
+
+PAGES = {}  # step name -> st.Page, filled by app/streamlit_app.py
+
+
+def project() -> Project | None:
+    """The open project: the session's, else the URL's; None when there is none."""
+    name = st.session_state.get("project") or st.query_params.get("project")
+    if not name or name not in list_projects():
+        return None
+    st.session_state.project = name
+    st.query_params["project"] = name
+    return open_project(name)
+
+
+def open_(name: str) -> None:
+    st.session_state.project = name
+    st.query_params["project"] = name
+
+
+def require_project() -> Project:
+    """The open project, or a pointer to the Start page and the end of this page's script."""
+    current = project()
+    if current is None:
+        st.info("Open or create a project first.")
+        if "start" in PAGES:
+            st.page_link(PAGES["start"], label="Go to Start", icon=":material/home:")
+        st.stop()
+    return current
+
+
+def history(current: Project) -> History:
+    """The undo history of the project's graph, started from its saved graph."""
+    histories = st.session_state.setdefault("history", {})
+    saved = current.graph()
+    kept = histories.get(current.name)
+    if kept is None or kept.doc != saved:  # new session, or changed by another tab or the CLI
+        kept = histories[current.name] = History(saved)
+    return kept
+
+
+def commit(current: Project, doc: GraphDocument) -> None:
+    """Make `doc` the project's graph: saved at once, and one step of undo."""
+    history(current).push(doc)
+    current.save_graph(doc)
+
+
+def notice(message: str | None = None) -> None:
+    """Show the pending notice (and set a new one to show after the next rerun)."""
+    pending = st.session_state.pop("notice", None)
+    if pending:
+        st.toast(pending)
+    if message:
+        st.session_state.notice = message
+
+
+@dataclass
+class Progress:
+    """How far the project has come, for the step bar."""
+
+    analysis: Analysis
+    dataset: str | None
+    finished_run: dict | None
+    tested: bool
+    exported: bool
+
+    def steps(self) -> list[tuple[str, bool, str]]:
+        """(step, done, what is missing) in wizard order."""
+        errors = len(self.analysis.errors)
+        return [
+            ("Start", True, ""),
+            ("Data", self.dataset is not None, "choose a dataset"),
+            ("Model", errors == 0, f"fix {errors} error(s) in the graph"),
+            ("Train", self.finished_run is not None, "finish a training run"),
+            ("Test", self.tested, "test the latest run"),
+            ("Export", self.exported, "export the model"),
+        ]
+
+
+def progress(current: Project) -> Progress:
+    doc = current.graph()
+    model_runs = runs.list_runs(model=doc.meta.name)
+    finished = next((row for row in model_runs if row["state"] == "finished"), None)
+    tested = finished is not None and (Path(finished["dir"]) / "test" / "report.json").exists()
+    exports = runs.models_dir() / runs.model_slug(doc.meta.name) / "exports"
+    return Progress(
+        analysis=analyze(doc),
+        dataset=current.dataset,
+        finished_run=finished,
+        tested=tested,
+        exported=exports.is_dir() and any(exports.iterdir()),
+    )
+
+
+def step_bar(current: Project, step: str) -> None:
+    """One line: each step done or not, this one highlighted, and what the next step needs."""
+    steps = progress(current).steps()
+    parts = []
+    for name, done, _ in steps:
+        mark = ":green[✓]" if done else "○"
+        parts.append(f"**{name}** {mark}" if name == step else f"{name} {mark}")
+    st.markdown(f"Project **{escape_text(current.name)}** — " + " → ".join(parts))
+    names = [name for name, _, _ in steps]
+    here = names.index(step) if step in names else 0
+    missing = [need for name, done, need in steps[: here + 2] if not done and name != "Start"]
+    if missing:
+        st.caption("Still to do: " + "; ".join(missing))
