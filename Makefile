@@ -3,6 +3,8 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test lint bench
 
@@ -21,7 +23,11 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 run: $(VENV)/.installed
 	$(BIN)/streamlit run app --server.address 127.0.0.1
 
-test: $(VENV)/.installed-dev
+# The browser test drives Debian's Chromium (never `playwright install`).
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium
+
+test: $(VENV)/.installed-dev $(CHROMIUM)
 	$(BIN)/ruff check app pages ui tests bench
 	$(BIN)/pytest -q
 

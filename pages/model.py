@@ -291,9 +291,11 @@ with code_tab:
                 code = st.text_area("Code of the Custom node", node.code or "", height=260)
                 if st.form_submit_button("Apply code"):
                     attempt(set_code, doc, node.id, code)
-            for problem in analysis.problems:
-                if problem.node == node.id:
-                    st.error(problem.message)
+            node_problems = [p for p in analysis.problems if p.node == node.id]
+            for problem in node_problems:
+                st.error(problem.message)
+            if node_problems:  # the message names the line; numbered lines find it
+                st.code(node.code or "", language="python", line_numbers=True)
         else:
             try:
                 st.code(node_snippet(analysis, node.id), language="python")

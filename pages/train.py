@@ -125,14 +125,21 @@ def control(action, label: str) -> None:
     except runs.RunError as error:
         st.error(str(error))
     else:
-        st.toast(label)
+        session.notice(label)
+        st.rerun()  # the whole page: whether it polls depends on the new state
 
 
-@st.fragment(run_every=2)
+polling = runs.status(run_dir)["state"] in runs.ACTIVE
+
+
+@st.fragment(run_every=2 if polling else None)
 def live() -> None:
-    """Status, controls, progress and charts; refreshed every 2 s without rerunning the page."""
+    """Status, controls, progress and charts; refreshed every 2 s while the run is active,
+    without rerunning the rest of the page."""
     status = runs.status(run_dir)
     state = status["state"]
+    if (state in runs.ACTIVE) != polling:  # started or ended since the page was drawn
+        st.rerun()
     buttons = st.columns(4)
     if buttons[0].button("Pause", disabled=state != "running"):
         control(runs.pause, "Pausing after this batch")

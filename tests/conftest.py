@@ -31,3 +31,12 @@ def trained_workspace(_trained_once, tmp_path, monkeypatch):
 
     monkeypatch.setenv("LAYERFLOW_WORKSPACE", str(tmp_path / "trained"))
     return copy_trained(_trained_once, tmp_path / "trained")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each test's outcome on its item, for fixtures that save artifacts on failure."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item.rep_call = report

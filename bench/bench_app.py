@@ -1,0 +1,129 @@
+"""Benchmark: the wizard's speed, server side and in the browser.
+
+Run with `.venv/bin/python bench/bench_app.py` (needs Chromium at /usr/bin/chromium). In one run:
+  - startup: seconds from starting `streamlit run app` to the Start page's title drawn in a
+    headless Chromium (the browser is launched first, so its own start is not counted), beside
+    the same for a one-line Streamlit app: the ratio is what LayerFlow adds to Streamlit.
+  - page switch and settings edit: server-side seconds of one script run (AppTest), on projects
+    whose graph has 50 and 500 nodes (bench_graph's residual MLP), beside rendering an empty page.
+Medians over repeats. Targets (issue #5): startup under 3 s; page switch and edit under 300 ms
+for 50 nodes.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_graph import residual_mlp  # noqa: E402
+from playwright.sync_api import sync_playwright  # noqa: E402
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from app.graph import parse  # noqa: E402
+from app.layout import layered_layout  # noqa: E402
+from app.project import create_project  # noqa: E402
+
+ENTRY = str(ROOT / "app" / "streamlit_app.py")
+ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def startup_seconds(browser, script: Path, workspace: Path) -> float:
+    """From `streamlit run SCRIPT` to an h1 in the browser."""
+    port = free_port()
+    page = browser.new_page()
+    started = time.perf_counter()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
+         "--server.headless", "true"],  # fmt: skip
+        cwd=ROOT, env={**os.environ, "LAYERFLOW_WORKSPACE": str(workspace)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        while True:
+            try:
+                page.goto(f"http://127.0.0.1:{port}/", timeout=2000)
+                break
+            except Exception:  # not listening yet
+                time.sleep(0.05)
+        page.wait_for_selector("h1", timeout=30000)
+        return time.perf_counter() - started
+    finally:
+        page.close()
+        server.terminate()
+        server.wait()
+
+
+def script_seconds(action, repeats: int = 5) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def app_on(page: str, project: str) -> AppTest:
+    app = AppTest.from_file(ENTRY, default_timeout=120)
+    app.query_params["project"] = project
+    app.run()
+    app.switch_page(str(ROOT / "pages" / f"{page}.py")).run()
+    assert not app.exception, app.exception
+    return app
+
+
+def main() -> None:
+    workspace = Path(tempfile.mkdtemp(prefix="bench-app-"))
+    os.environ["LAYERFLOW_WORKSPACE"] = str(workspace)
+    hello = workspace / "hello.py"
+    hello.write_text("import streamlit as st\nst.title('Hello')\n")
+
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        startup_seconds(browser, ROOT / "app", workspace)  # warm the file cache
+        ours = statistics.median(startup_seconds(browser, ROOT / "app", workspace)
+                                 for _ in range(3))  # fmt: skip
+        plain = statistics.median(startup_seconds(browser, hello, workspace) for _ in range(3))
+        browser.close()
+    print(f"startup to first page in the browser: LayerFlow {ours:.2f} s, "
+          f"a one-line Streamlit app {plain:.2f} s, ratio {ours / plain:.2f}x (target < 3 s)")
+
+    print("server-side script runs (median of 5):")
+    for nodes in (50, 500):
+        name = f"mlp{nodes}"
+        create_project(name, layered_layout(parse(residual_mlp(nodes))))
+        model = app_on("model", name)
+        empty = app_on("start", name)
+        switch = script_seconds(lambda m=model: m.switch_page(
+            str(ROOT / "pages" / "model.py")).run())  # fmt: skip
+        baseline = script_seconds(lambda e=empty: e.run())
+        select = next(s for s in model.selectbox if s.label == "Selected node")
+        select.select("dense_0").run()
+        values = iter(range(65, 65 + 100))
+        edit = script_seconds(
+            lambda m=model, v=values: next(n for n in m.number_input if n.label == "units")
+            .set_value(next(v)).run()
+        )
+        print(f"  {nodes:>3} nodes: Model page {switch * 1000:6.0f} ms, settings edit "
+              f"{edit * 1000:6.0f} ms, beside the Start page {baseline * 1000:5.0f} ms "
+              f"(ratio {switch / baseline:.1f}x); target < 300 ms for 50 nodes")
+
+
+if __name__ == "__main__":
+    main()

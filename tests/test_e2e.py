@@ -1,0 +1,142 @@
+"""The wizard end to end in a real browser: Debian's Chromium, driven by playwright, against
+`streamlit run app` on a free localhost port over a temporary workspace.
+
+The walk: start from the image-classification template, load the digits sample, see the graph's
+nodes and shapes on the canvas, change a setting and see the shape change, train one epoch and
+see the chart, run the test suite, export .keras and find the file. A failing step leaves a
+screenshot and the page's text in build/e2e/ (or $LAYERFLOW_E2E_ARTIFACTS).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+ARTIFACTS = Path(os.environ.get("LAYERFLOW_E2E_ARTIFACTS", ROOT / "build" / "e2e"))
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def server(workspace):
+    """`streamlit run app` on a free port of 127.0.0.1; its URL."""
+    workspace.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = open(workspace.parent / "streamlit.log", "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app", "--server.port", str(port),
+         "--server.headless", "true"],  # fmt: skip
+        cwd=ROOT,
+        env={**os.environ, "LAYERFLOW_WORKSPACE": str(workspace)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.2)
+    yield url
+    process.terminate()
+    process.wait(timeout=20)
+    log.close()
+
+
+@pytest.fixture
+def browser_page(server, request):
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 1100})
+        page.set_default_timeout(60_000)
+        page.goto(server)
+        yield page
+        report = getattr(request.node, "rep_call", None)  # set by tests/conftest.py
+        if report is None or report.failed:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            stem = ARTIFACTS / request.node.name
+            page.screenshot(path=f"{stem}.png", full_page=True)
+            Path(f"{stem}.txt").write_text(page.inner_text("body"))
+        browser.close()
+
+
+def settle(page, timeout: float = 120_000) -> None:
+    """Wait until Streamlit has finished running the script."""
+    page.wait_for_timeout(400)
+    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=timeout)
+    page.wait_for_timeout(300)
+    errors = page.query_selector_all('[data-testid="stException"]')
+    assert not errors, errors[0].inner_text()
+
+
+def canvas_node(page, node_id: str):
+    frame = page.frame_locator('iframe[title="streamlit_flow.streamlit_flow"]')
+    return frame.locator(f'.react-flow__node[data-id="{node_id}"]')
+
+
+def test_the_wizard_from_template_to_exported_model(browser_page):
+    page = browser_page
+    page.wait_for_selector("h1")
+    settle(page)
+
+    # Start: the image-classification template
+    page.get_by_role("button", name="Create project").click()
+    page.wait_for_selector("h1:has-text('Data')")
+    settle(page)
+
+    # Data: the digits sample, then the model fitted to it
+    page.get_by_role("button", name="Add sample").click()
+    page.get_by_text("Rows", exact=True).wait_for(timeout=120_000)
+    settle(page)
+    assert page.get_by_text("1,797").count() >= 1
+    page.get_by_role("link", name="Model").first.click()
+    page.wait_for_selector("h1:has-text('Model')")
+    settle(page)
+
+    # Model: nodes with their shapes on the canvas; a setting changes a shape
+    dense = canvas_node(page, "dense")
+    dense.wait_for()
+    assert "(None, 64)" in dense.inner_text()
+    assert "(None, 8, 8, 1)" in canvas_node(page, "image").inner_text()
+    dense.click()
+    settle(page)
+    units = page.get_by_label("units", exact=True).and_(page.locator("input"))
+    units.fill("32")
+    units.press("Enter")
+    settle(page)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('iframe')].some(f => f.contentDocument && "
+        "(f.contentDocument.querySelector('[data-id=\"dense\"]')?.innerText || '')"
+        ".includes('(None, 32)'))"
+    )
+
+    # Train: one epoch, and its chart
+    page.get_by_role("link", name="Train").first.click()
+    page.wait_for_selector("h1:has-text('Train')")
+    settle(page)
+    epochs = page.get_by_label("epochs", exact=True).and_(page.locator("input"))
+    epochs.fill("1")
+    page.get_by_role("button", name="Save settings").click()
+    settle(page)
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("finished: epoch 1 of 1").wait_for(timeout=180_000)
+    page.locator(".js-plotly-plot").first.wait_for()
+    assert page.locator(".js-plotly-plot").count() >= 1
