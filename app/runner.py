@@ -10,7 +10,8 @@ settings, and writes:
     so a resumed run goes on where it stopped) and checkpoints/best.keras when `monitor`
     improves, with checkpoints/state.json saying which epoch and value they hold;
   - params.yaml and metrics.json when the run finishes, after which the run directory is
-    recorded as a DVC version (app.versions).
+    recorded as a DVC version and the two files as a DVC experiment named after the run, so
+    that `dvc exp show` lists it (app.versions).
 Between two batches it reads control.json: `pause` holds training until `run`, `stop` (or
 SIGTERM) ends it gracefully after a checkpoint. A non-finite loss stops the run as failed, with
 the last checkpoint (from before it) kept; any exception fails it with a one-line reason.
@@ -146,6 +147,7 @@ class Training:
         tf.config.experimental.enable_op_determinism()
         apply_precision(settings)
         data = Data(self.info, settings, self.doc)
+        runs.update_status(self.run_dir, steps=data.steps_per_epoch)  # for progress bars
         resume = (self.checkpoints / runs.LAST).exists()
         with strategy.scope():
             model = build_model(self.doc)
@@ -210,11 +212,13 @@ class Training:
         atomic_write_text(self.run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
 
     def record(self) -> None:
-        """Record the finished run directory as a DVC version."""
+        """Record the finished run directory as a DVC version, and its params and metrics as
+        the DVC experiment named after the run."""
+        root = workspace_root()
         for attempt in range(RECORD_ATTEMPTS):
             try:
-                versions.record(workspace_root(), self.run_dir, note=f"run {self.info['id']}")
-                return
+                versions.record(root, self.run_dir, note=f"run {self.info['id']}")
+                break
             except Exception as err:  # noqa: BLE001 - reported in the status, never fatal
                 # Another process holds DVC's lock (two runs finishing together): wait a turn.
                 if type(err).__name__ == "LockError" and attempt < RECORD_ATTEMPTS - 1:
@@ -225,6 +229,16 @@ class Training:
                     self.run_dir, reason=f"finished, but not recorded by DVC: {one_line(err)}"
                 )
                 return
+        try:
+            versions.save_experiment(
+                root, self.info["id"], self.run_dir / "params.yaml", self.run_dir / "metrics.json"
+            )
+        except Exception as err:  # noqa: BLE001 - reported in the status, never fatal
+            traceback.print_exc()
+            runs.update_status(
+                self.run_dir,
+                reason=f"finished and recorded, but not saved as a DVC experiment: {one_line(err)}",
+            )
 
 
 class Data:

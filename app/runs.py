@@ -9,17 +9,21 @@ workspace (model: the graph's name as a slug; run id: start time and a short ran
   graph.json      the graph as trained
   settings.json   its TrainingSettings
   run.json        id, model, data (name and DVC version), created, command
-  status.json     state, pid, epoch, epochs, reason, best, metrics, updated (atomic)
+  status.json     state, pid, epoch, epochs, steps (batches per epoch), reason, best, metrics,
+                  updated (atomic)
   control.json    what readers ask of the runner: run, pause or stop (atomic)
   events.jsonl    the event log (app.events)
   checkpoints/    last.keras and best.keras (whole models, optimizer state included) and
                   state.json (the epoch and best value they hold)
   runner.log      the runner's standard output and error
-  params.yaml, metrics.json   written when the run finishes, in DVC's formats
+  params.yaml, metrics.json   written when the run finishes, in DVC's formats; the finished
+                  run directory is then a DVC version, and these two files a DVC experiment
+                  named after the run (app.versions)
 
 States: queued -> running <-> paused; running -> stopping -> stopped; running -> finished or
 failed. A run whose status says it is active but whose process is gone reads as interrupted.
-Stopped, failed and interrupted runs can be resumed from their last checkpoint.
+Stopped, failed and interrupted runs can be resumed from their last checkpoint. A run that is
+not active can be deleted, with its DVC records.
 
 Importing this module does not import TensorFlow.
 """
@@ -32,6 +36,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -409,6 +414,55 @@ def _ask(run: str | os.PathLike, action: str, states: tuple[str, ...]) -> None:
     _write_json(folder / CONTROL, {"action": action, "time": time.time()})
 
 
+# Deleting
+
+
+def delete_run(run: str | os.PathLike, root: Path | None = None) -> Path:
+    """Delete a run that is not active: its directory, its DVC version record (the `.dvc` file,
+    its `.gitignore` line and the versions index beside the directory) and its DVC experiment.
+    Returns the directory it had. Its recorded versions stay in the DVC cache until `dvc gc`.
+
+    Refuses a queued, running, paused or stopping run, and a run whose runner process is still
+    at work (a finished run is being recorded by DVC for a moment after it finishes).
+    """
+    from app import versions
+
+    root = root or workspace_root()
+    folder = find_run(run, root)
+    run_id = json.loads((folder / RUN).read_text())["id"]
+    with _status_lock(folder):  # the launcher cannot start it again meanwhile
+        current = status(folder)
+        if current["state"] in ACTIVE:
+            raise RunError(
+                [
+                    f"Run '{folder.name}' is {current['state']}; stop it before deleting it "
+                    f"(layerflow runs stop {folder.name})"
+                ]
+            )
+        pid = current.get("pid")
+        if pid is not None and _alive(pid, current.get("pid_started")):
+            raise RunError(
+                [
+                    f"Run '{folder.name}' is {current['state']} but its runner (pid {pid}) is "
+                    "still recording it; try again in a moment"
+                ]
+            )
+        versions.forget(root, folder)
+        versions.remove_experiment(root, run_id)
+        # Out of the listings at once; the files go after, and a failure leaves them there.
+        trash = models_dir(root) / ".deleted" / f"{folder.name}-{secrets.token_hex(3)}"
+        trash.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(folder, trash)
+    shutil.rmtree(trash)
+    emptied = [trash.parent]
+    if folder.parent.parent.parent == models_dir(root):  # models/<model>/runs/<id>
+        emptied += [folder.parent, folder.parent.parent]
+    for empty in emptied:
+        with contextlib.suppress(OSError):  # not empty: kept
+            empty.rmdir()
+    return folder
+
+
 # Models
 
 
@@ -439,6 +493,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 __all__ = [
     "RunError",
     "create_run",
+    "delete_run",
     "find_run",
     "get_run",
     "list_runs",

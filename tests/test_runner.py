@@ -111,6 +111,41 @@ def test_a_finished_run_is_a_dvc_version_and_restores_byte_identical(twins, monk
     assert snapshot(folder) == recorded
 
 
+def test_dvc_exp_show_lists_each_finished_run_with_its_params_and_metrics(twins, monkeypatch):
+    import subprocess
+    import sys
+
+    root, folders = twins
+    monkeypatch.setenv("LAYERFLOW_WORKSPACE", str(root))
+    dvc = Path(sys.executable).parent / "dvc"
+    shown = subprocess.run([dvc, "exp", "show", "--json"], cwd=root, capture_output=True,
+                           text=True, check=True)  # fmt: skip
+    (baseline,) = json.loads(shown.stdout)[1:]  # after the workspace row: its one commit
+    experiments = {e["name"]: e["revs"][0]["data"] for e in baseline["experiments"]}
+    assert set(experiments) == {folder.name for folder in folders}  # both, finished together
+    for folder in folders:
+        params = experiments[folder.name]["params"]["params.yaml"]["data"]
+        settings = runs.get_run(folder)["settings"]
+        assert (params["learning_rate"], params["epochs"]) == (settings["learning_rate"], 3)
+        assert params["data"] == runs.get_run(folder)["data"]
+        metrics = experiments[folder.name]["metrics"]["metrics.json"]["data"]
+        assert metrics == json.loads((folder / "metrics.json").read_text())
+    # Saved beside the workspace, not in it: nothing staged or changed there.
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True,
+                            text=True, check=True).stdout.splitlines()  # fmt: skip
+    assert status and all(line.startswith("?? ") for line in status)
+
+
+def test_the_status_tells_the_batches_per_epoch(twins, monkeypatch):
+    from app.data import store
+
+    root, (first, _) = twins
+    monkeypatch.setenv("LAYERFLOW_WORKSPACE", str(root))
+    train_rows = len(store.get("tiny").splits["train"])
+    assert runs.read_status(first)["steps"] == -(-train_rows // 16)
+    assert epoch_events(first)[0]["step"] == runs.read_status(first)["steps"]
+
+
 def test_the_event_log_tells_each_epoch_and_each_change_of_state(twins, monkeypatch):
     root, (first, _) = twins
     monkeypatch.setenv("LAYERFLOW_WORKSPACE", str(root))

@@ -1,10 +1,11 @@
 """Run directories from outside the runner: creating them (and refusing runs that cannot work
-before anything is written), reading status, listing, steering through control.json, and the
-`layerflow train` and `layerflow runs` commands that need no training process."""
+before anything is written), reading status, listing, steering through control.json, deleting,
+and the `layerflow train` and `layerflow runs` commands that need no training process."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -286,3 +287,114 @@ def test_cli_runs_stop_refuses_a_finished_run(workspace, capsys):
     runs.update_status(folder, state="finished")
     assert main(["runs", "stop", folder.name]) == 1
     assert "is finished" in capsys.readouterr().err
+
+
+# Deleting
+
+
+def experiment_refs(root: Path) -> list[str]:
+    return subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], cwd=root,
+                          capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+
+
+def test_deleting_a_finished_run_removes_its_directory_and_its_dvc_records(trained_workspace):
+    root, folder = trained_workspace.root, trained_workspace.runs["classification"]
+    others = sorted(r["id"] for r in runs.list_runs() if r["id"] != folder.name)
+    assert (folder.parent / f"{folder.name}.dvc").exists()
+    assert any(ref.endswith("/" + folder.name) for ref in experiment_refs(root))
+
+    assert runs.delete_run(folder.name) == folder
+    assert not folder.exists()
+    assert sorted(r["id"] for r in runs.list_runs()) == others
+    for name in (f"{folder.name}.dvc", f"{folder.name}.versions.json", ".gitignore"):
+        assert not (folder.parent / name).exists(), name
+    assert not folder.parent.parent.exists()  # the model had no other run
+    assert not any(ref.endswith("/" + folder.name) for ref in experiment_refs(root))
+    assert len(experiment_refs(root)) == len(others)
+    assert not (root / "models" / ".deleted").exists()
+    dvc = Path(sys.executable).parent / "dvc"
+    status = subprocess.run([dvc, "status"], cwd=root, capture_output=True, text=True, check=True)
+    assert "up to date" in status.stdout  # no .dvc file left pointing at nothing
+
+
+def test_a_run_never_recorded_is_deleted(workspace):
+    folder = runs.create_run(tiny_classifier(), {}, "tiny")
+    runs.update_status(folder, state="failed", reason="it broke")
+    runs.delete_run(folder)
+    assert not folder.exists() and runs.list_runs() == []
+
+
+def test_an_active_run_is_not_deleted(workspace):
+    folder = runs.create_run(tiny_classifier(), {}, "tiny")
+    me = psutil.Process()
+    runs.update_status(folder, state="running", pid=me.pid, pid_started=me.create_time())
+    with pytest.raises(runs.RunError, match="is running; stop it before deleting it"):
+        runs.delete_run(folder)
+    assert (folder / "run.json").exists()
+
+
+def test_a_finished_run_whose_runner_still_records_it_is_not_deleted(workspace):
+    folder = runs.create_run(tiny_classifier(), {}, "tiny")
+    me = psutil.Process()
+    runs.update_status(folder, state="finished", pid=me.pid, pid_started=me.create_time())
+    with pytest.raises(runs.RunError, match=f"runner .pid {me.pid}. is still recording it"):
+        runs.delete_run(folder)
+    assert (folder / "run.json").exists()
+
+
+def test_cli_runs_delete_deletes_a_run_and_refuses_an_unknown_one(trained_workspace, capsys):
+    folder = trained_workspace.runs["binary"]
+    assert main(["runs", "delete", folder.name]) == 0
+    assert f"deleted run {folder.name}" in capsys.readouterr().out
+    assert not folder.exists()
+    assert main(["runs", "delete", folder.name]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"layerflow: error: No run '{folder.name}'") and "\n" not in err
+
+
+# Following a run in the terminal
+
+
+class Ended:
+    """A runner process that has ended."""
+
+    pid = 0
+
+    def poll(self) -> int:
+        return 0
+
+
+def test_cli_train_shows_a_progress_bar_of_the_epochs_batches_on_a_terminal(
+    trained_workspace, capsys, monkeypatch
+):
+    from app.cli import _follow
+    from app.events import read_events
+
+    folder = trained_workspace.runs["classification"]
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert _follow(folder, Ended()) == 0
+    out = capsys.readouterr().out
+    steps = runs.read_status(folder)["steps"]
+    batches = read_events(folder, {"batch"})[0]
+    assert batches and steps
+    for event in batches:  # each drawn in place: the epoch, its batches done, the loss and ETA
+        done = (event["step"] - 1) % steps + 1
+        bar = (rf"\repoch {event['epoch'] + 1}/5 \|[^|\n]*\| {done}/{steps}  "
+               rf"loss {event['metrics']['loss']:.4g}  ETA {event['eta_s']:.0f}s")  # fmt: skip
+        assert re.search(bar, out), bar
+    lines = [line.split("\r")[-1] for line in out.splitlines()]
+    epochs = [line for line in lines if re.match(r"epoch \d/5  accuracy", line)]
+    assert len(epochs) == 5 and epochs[-1].startswith("epoch 5/5  ")  # printed above the bar
+    assert lines[-1] == f"run {folder.name} finished after 5 epoch(s)"
+
+
+def test_cli_train_prints_plain_epoch_lines_when_not_on_a_terminal(trained_workspace, capsys):
+    from app.cli import _follow
+
+    folder = trained_workspace.runs["classification"]
+    assert _follow(folder, Ended()) == 0
+    out = capsys.readouterr().out
+    assert "\r" not in out
+    lines = out.splitlines()
+    assert lines[0] == "... running" and lines[-1].startswith(f"run {folder.name} finished")
+    assert [line.split("  ")[0] for line in lines[1:-1]] == [f"epoch {n}/5" for n in range(1, 6)]
