@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -314,7 +315,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _follow(folder: Path, process: Any) -> int:
-    """Print the run's epochs, warnings and changes of state as they come, until it ends."""
+    """Print the run's epochs, warnings and changes of state as they come, until it ends; on
+    a terminal, below them, one updating line with the current epoch's batches as a bar, the
+    loss and the ETA (from the batch events)."""
     import time
 
     from app import runs
@@ -322,26 +325,102 @@ def _follow(folder: Path, process: Any) -> int:
 
     offset = 0
     epochs = runs.read_status(folder).get("epochs")
+    bar = _EpochBar(folder, epochs) if sys.stdout.isatty() else None
+    kinds = {"epoch", "warning", "status"} | ({"batch"} if bar else set())
     try:
         while True:
             ended = process.poll() is not None
-            events, offset = read_events(folder, {"epoch", "warning", "status"}, offset)
+            events, offset = read_events(folder, kinds, offset)
             for event in events:
+                if bar is not None:
+                    bar.show(event)
+                if event["type"] == "batch":
+                    continue
                 line = _event_line(event, epochs)
                 if line:
-                    print(line, flush=True)
+                    if bar is not None:
+                        bar.write(line)
+                    else:
+                        print(line, flush=True)
             if ended:
                 break
             time.sleep(0.5)
     except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
         print(
             f"\nthe run goes on; stop it with: layerflow runs stop {folder.name}", file=sys.stderr
         )
         return 130
+    if bar is not None:
+        bar.close()
     state = runs.status(folder)
     reason = f": {state['reason']}" if state.get("reason") else ""
     print(f"run {folder.name} {state['state']} after {state.get('epoch', 0)} epoch(s){reason}")
     return 0 if state["state"] == "finished" else 1
+
+
+class _EpochBar:
+    """`epoch 3/20 |#####     | 12/40  loss 0.4123  ETA 35s`, redrawn in place (tqdm): the
+    batches done in the current epoch, the last logged loss, and the ETA of the whole run."""
+
+    FORMAT = "{desc} |{bar}| {n_fmt}/{total_fmt}"
+
+    def __init__(self, folder: Path, epochs: int | None):
+        from tqdm import tqdm
+
+        self.folder = folder
+        self.epochs = epochs
+        self.steps: int | None = None  # batches per epoch, which the runner says once it knows
+        self.epoch_start_step = 0  # the runner's step count at the start of the epoch
+        self.bar = tqdm(
+            total=None,
+            desc=f"epoch 1/{epochs or '?'}",
+            bar_format=self.FORMAT,
+            file=sys.stdout,
+            leave=False,
+            ncols=shutil.get_terminal_size().columns,
+            nrows=shutil.get_terminal_size().lines,
+        )
+
+    def show(self, event: dict[str, Any]) -> None:
+        from app import runs
+
+        if self.steps is None:
+            self.steps = runs.read_status(self.folder).get("steps")
+            if self.steps:
+                self.bar.reset(total=self.steps)
+        if event["type"] == "batch":
+            # A resumed run's process counts its steps from 0 again, at the start of an epoch.
+            step = event["step"]
+            done = (step - 1) % self.steps + 1 if self.steps else step - self.epoch_start_step
+            self._draw(event["epoch"], done, event)
+        elif event["type"] == "epoch":
+            if self.steps is None:  # not said: as many as this epoch had
+                self.steps = event["step"] - self.epoch_start_step or None
+            self.epoch_start_step = event["step"]
+            if self.epochs is None or event["epoch"] + 1 < self.epochs:
+                self.bar.reset(total=self.steps)
+                self._draw(event["epoch"] + 1, 0, event)
+
+    def _draw(self, epoch: int, done: int, event: dict[str, Any]) -> None:
+        loss = (event.get("metrics") or {}).get("loss")
+        eta = event.get("eta_s")
+        after = f"  loss {loss:.4g}" if isinstance(loss, int | float) else ""
+        after += f"  ETA {eta:.0f}s" if eta is not None else ""
+        self.bar.set_description_str(f"epoch {epoch + 1}/{self.epochs or '?'}", refresh=False)
+        self.bar.bar_format = self.FORMAT + after  # tqdm's postfix would start with a comma
+        self.bar.n = max(0, min(done, self.steps or done))
+        # The terminal's size each time (it may change); 80x24 where it says 0x0.
+        self.bar.ncols, self.bar.nrows = shutil.get_terminal_size()
+        self.bar.refresh()
+
+    def write(self, line: str) -> None:
+        """A line printed above the bar, which is then drawn again."""
+        self.bar.write(line, file=sys.stdout)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _event_line(event: dict[str, Any], epochs: int | None) -> str | None:
@@ -402,6 +481,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
         _emit(args, info, "\n".join(lines))
         return 0
     folder = runs.find_run(args.run)
+    if action == "delete":
+        runs.delete_run(folder)
+        print(f"deleted run {folder.name} ({folder})")
+        return 0
     if action == "pause":
         runs.pause(folder)
         print(f"asked run {folder.name} to pause")
@@ -414,6 +497,215 @@ def cmd_runs(args: argparse.Namespace) -> int:
     else:
         runs.resume(folder)
         print(f"asked run {folder.name} to go on")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from app.compare import compare_runs
+
+    result = compare_runs(args.runs)
+    _emit(args, result, _comparison_text(result))
+    return 0
+
+
+def _comparison_text(result: dict[str, Any]) -> str:
+    """The runs as columns; data, graph, best, the final metrics and the settings as rows, a
+    `*` before each row that differs between the runs."""
+    shown = result["runs"]
+    differs = result["differs"]
+    gap = (False, "", [""] * len(shown))
+
+    def best(row: dict[str, Any]) -> str:
+        found = row["best"]
+        return f"{found['monitor']} {found['value']:.4g} (epoch {found['epoch']})" if found else "-"
+
+    rows: list[tuple[bool, str, list[str]]] = [
+        (False, "run", [row["id"] for row in shown]),
+        (False, "model", [row["model"] for row in shown]),
+        (False, "state", [f"{row['state']} {row['epoch']}/{row['epochs']}" for row in shown]),
+        (
+            differs["data"],
+            "data",
+            [f"{row['data']['name']} {str(row['data']['version'] or '-')[:10]}" for row in shown],
+        ),
+        (differs["graph"], "graph", [row["graph"][:10] for row in shown]),
+        (False, "best", [best(row) for row in shown]),
+        gap,
+    ]
+    rows += [
+        (False, name, [_number(row["metrics"].get(name)) for row in shown])
+        for name in result["metrics"]
+    ]
+    rows.append(gap)
+    keys = dict.fromkeys(key for row in shown for key in row["settings"])
+    rows += [
+        (key in differs["settings"], key, [_setting(row["settings"].get(key)) for row in shown])
+        for key in keys
+    ]
+    name_width = max(len(name) for _, name, _ in rows)
+    widths = [max(len(values[i]) for _, _, values in rows) for i in range(len(shown))]
+    lines = [
+        ("* " if differ else "  ")
+        + "  ".join([name.ljust(name_width), *map(str.ljust, values, widths)])
+        for differ, name, values in rows
+    ]
+    lines.append("* differs between the runs")
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, int | float) else "-"
+
+
+def _setting(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list | dict):
+        return json.dumps(value)
+    return str(value)
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    """Exit 0 when the report passed, 1 when it failed, 2 when there is no report (an error)."""
+    try:
+        return _test(args)
+    except (CommandError, ValueError, OSError) as err:  # a RunError is a ValueError
+        print(f"layerflow: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _test(args: argparse.Namespace) -> int:
+    from app import runs, testsuite
+
+    folder = runs.find_run(args.run)
+    gates = [testsuite.Gate.parse(text) for text in args.gate or []]
+    if args.save_gates and not gates:
+        raise CommandError("--save-gates needs at least one --gate")
+    chosen = {
+        "top_k": args.top_k,
+        "samples": args.samples,
+        "latency_repeats": args.latency_repeats,
+        "gates": gates or None,
+    }
+    if args.parity is not None:
+        chosen["parity_formats"] = [f for f in args.parity.split(",") if f and f != "none"]
+    settings = testsuite.TestSettings.from_value(
+        {key: value for key, value in chosen.items() if value is not None}
+    )
+    process = testsuite.start_test(folder, settings)
+    if args.save_gates:
+        model = json.loads((folder / runs.RUN).read_text())["model"]
+        path = testsuite.save_gates(model, gates)
+        _step(f"saved {len(gates)} gate(s) for model {model} in {path}")
+    test = testsuite.test_dir(folder)
+    if args.detach:
+        print(f"testing run {folder.name} (pid {process.pid}); the report will be in {test}")
+        return 0
+    _step(f"testing run {folder.name} in a process (pid {process.pid}); Ctrl-C leaves it running")
+    status = _follow_test(folder, process)
+    if status["state"] != "finished":
+        raise CommandError(f"the test of run {folder.name} {status['state']}: {status['reason']}")
+    report = testsuite.read_report(folder)
+    if args.json:
+        shown = ("run", "passed", "summary", "performance", "gates", "checks")
+        print(json.dumps({key: report.get(key) for key in shown}, indent=2))
+    else:
+        print(_report_text(report, test / testsuite.REPORT_HTML))
+    return 0 if report["passed"] else 1
+
+
+def _follow_test(folder: Path, process: Any) -> dict[str, Any]:
+    """Show the test's progress until its process ends (on a terminal one updating bar, else a
+    line per step, on standard error); its last status."""
+    import time
+
+    from app import testsuite
+
+    bar = None
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=100, bar_format="{percentage:3.0f}% |{bar}| {desc}", file=sys.stderr)
+    said = None
+    try:
+        while True:
+            ended = process.poll() is not None
+            status = testsuite.test_status(folder)
+            step, done = status.get("step") or "starting", float(status.get("progress") or 0)
+            if bar is not None:
+                bar.set_description_str(step, refresh=False)
+                bar.n = round(100 * done)
+                bar.refresh()
+            elif step != said:
+                _step(f"{100 * done:3.0f}% {step}")
+            said = step
+            if ended:
+                break
+            time.sleep(0.25)
+    except KeyboardInterrupt:
+        print(
+            f"\nthe test goes on (pid {process.pid}); its report will be in "
+            f"{testsuite.test_dir(folder)}",
+            file=sys.stderr,
+        )
+        raise SystemExit(130) from None
+    finally:
+        if bar is not None:
+            bar.close()
+    return testsuite.test_status(folder)
+
+
+def _report_text(report: dict[str, Any], page: Path) -> str:
+    """The verdict, the summary, the checks and the gates of a test report."""
+    data = report["data"]
+    lines = [
+        f"run {report['run']} ({report['model']}) on {data['name']}, {data['split']} split, "
+        f"{data['rows']:,} rows: {'PASSED' if report['passed'] else 'FAILED'}",
+        "",
+        "summary",
+    ]
+    values = {**report["summary"]}
+    values.update(
+        {
+            key: report["performance"][key]
+            for key in ("latency_p50_ms", "latency_p95_ms", "model_size_mb")
+            if report["performance"].get(key) is not None
+        }
+    )
+    width = max(len(name) for name in values)
+    lines += [f"  {name.ljust(width)}  {value:.4g}" for name, value in values.items()]
+    lines += ["", "checks"]
+    width = max(len(check["name"]) for check in report["checks"])
+    for check in report["checks"]:
+        verdict = {True: "pass", False: "FAIL", None: "skip"}[check["passed"]]
+        if check["informational"] and check["passed"] is not None:
+            verdict = "info"
+        lines.append(f"  {verdict}  {check['name'].ljust(width)}  {check['detail']}")
+    lines += ["", "gates"]
+    results = report["gates"]["results"]
+    if not results:
+        lines.append("  none set (add some: --gate 'accuracy>=0.9' --save-gates)")
+    for gate in results:
+        lines.append(f"  {'pass' if gate['passed'] else 'FAIL'}  {gate['detail']}")
+    lines += ["", f"report: {page}"]
+    return "\n".join(lines)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from app import export
+
+    folder = export.export_run(args.run, args.format, quantize=args.quantize, force=args.force)
+    meta = json.loads((folder / export.METADATA).read_text())
+    parity = meta["parity"]
+    lines = [
+        f"exported run {meta['run']} as {args.format}"
+        + (f" ({args.quantize})" if args.quantize else "")
+        + f" to {folder}",
+        f"parity: {'passed' if parity['passed'] else 'FAILED'}, {parity['detail']}",
+    ]
+    if meta["forced"]:
+        lines.append(f"forced: {meta['forced_reason']}")
+    _emit(args, {**meta, "dir": str(folder)}, "\n".join(lines))
     return 0
 
 
@@ -511,7 +803,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--run-dir", help="the run directory, inside the workspace")
     train.add_argument("--detach", action="store_true", help="print the run id and return")
 
-    runs_parser = sub.add_parser("runs", help="Training runs: list, show, pause, resume, stop.")
+    runs_parser = sub.add_parser(
+        "runs", help="Training runs: list, show, pause, resume, stop, delete."
+    )
     runs_parser.set_defaults(handler=cmd_runs)
     run_actions = runs_parser.add_subparsers(dest="runs_action", required=True, metavar="ACTION")
     run_actions.add_parser("list", help="List the runs, newest first.").add_argument(
@@ -524,8 +818,65 @@ def build_parser() -> argparse.ArgumentParser:
         ("pause", "Hold a run between two batches."),
         ("resume", "Let a paused run go on, or restart a stopped, failed or interrupted one."),
         ("stop", "End a run after a checkpoint."),
+        ("delete", "Delete a run that is not active: its directory and its DVC records."),
     ):
         run_actions.add_parser(name, help=help_text).add_argument("run", help="run id or directory")
+
+    compare = add("compare", cmd_compare, "Two or more runs side by side: metrics, settings.")
+    compare.add_argument("runs", nargs="+", metavar="RUN", help="run id or directory")
+
+    test = add(
+        "test",
+        cmd_test,
+        "Test a run's best checkpoint on its test split: metrics, production checks, "
+        "explanations and gates, in a process; writes <run>/test/report.json and report.html. "
+        "Exit 0 when the report passed, 1 when it failed, 2 on an error.",
+    )
+    test.add_argument("run", help="run id or directory")
+    test.add_argument(
+        "--gate",
+        action="append",
+        metavar="METRIC>=VALUE",
+        help="a gate for this report, such as accuracy>=0.9 or latency_p95_ms<=20 (repeatable; "
+        "default: the model's saved gates)",
+    )
+    test.add_argument(
+        "--save-gates", action="store_true", help="also save the --gate ones as the model's gates"
+    )
+    test.add_argument("--top-k", type=int, help="k of top-k accuracy (default 3)")
+    test.add_argument("--samples", type=int, help="best and worst samples shown (default 8)")
+    test.add_argument(
+        "--latency-repeats", type=int, help="timed predictions per latency measure (default 20)"
+    )
+    test.add_argument(
+        "--parity",
+        metavar="FORMATS",
+        help="export formats to compare, comma-separated (default savedmodel,tflite,onnx; "
+        "none to skip)",
+    )
+    test.add_argument("--detach", action="store_true", help="start the test and return")
+
+    export = add(
+        "export",
+        cmd_export,
+        "Export a run's best checkpoint with its preprocessing, once its tests passed: "
+        "models/<model>/exports/<run>-<format>[-<quantize>]/, checked against the model on "
+        "the test split and recorded by DVC.",
+    )
+    export.add_argument("run", help="run id or directory")
+    export.add_argument(
+        "--format", required=True, choices=["keras", "savedmodel", "tflite", "onnx", "project"]
+    )
+    export.add_argument(
+        "--quantize",
+        choices=["dynamic", "float16", "int8"],
+        help="tflite only: dynamic-range, float16, or int8 calibrated on the train split",
+    )
+    export.add_argument(
+        "--force",
+        action="store_true",
+        help="export even without a passing test report or parity (recorded in metadata.json)",
+    )
     return parser
 
 

@@ -1,7 +1,8 @@
 """LayerFlow's Streamlit entry: `streamlit run app`.
 
 Pages live in pages/, one script per wizard step; they draw what the engine answers and never
-import TensorFlow (shapes and code are pure Python).
+import TensorFlow (shapes and code are pure Python; training, testing, importing and exporting
+run in child processes).
 """
 
 from __future__ import annotations
@@ -15,6 +16,23 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `streamlit run app` puts app/ first on the path, not the repo
     sys.path.insert(0, str(ROOT))
 
+from ui import session  # noqa: E402  (needs the repository on the path)
+
+STEPS = [
+    ("start", "Start", ":material/home:"),
+    ("data", "Data", ":material/table:"),
+    ("model", "Model", ":material/account_tree:"),
+    ("train", "Train", ":material/model_training:"),
+    ("test", "Test", ":material/fact_check:"),
+    ("export", "Export", ":material/download:"),
+    ("runs", "Runs", ":material/history:"),
+]
+
 st.set_page_config(page_title="LayerFlow", layout="wide")
-page = st.navigation([st.Page(str(ROOT / "pages" / "start.py"), title="Start", default=True)])
+for name, title, icon in STEPS:
+    session.PAGES[name] = st.Page(
+        str(ROOT / "pages" / f"{name}.py"), title=title, icon=icon, default=name == "start",
+        url_path=name,
+    )
+page = st.navigation(list(session.PAGES.values()))
 page.run()

@@ -247,3 +247,51 @@ def test_the_train_page_shows_a_finished_run_with_its_charts_and_layers(trained_
     layer.select("conv1").run()
     titles = [c.value for c in app.caption]
     assert "kernel histogram over time" in titles and "feature maps (first sample)" in titles
+
+
+def test_the_test_page_shows_the_report_of_a_tested_run(trained_workspace):
+    from app import testsuite
+
+    project_of_run(trained_workspace, "classification")
+    run = trained_workspace.runs["classification"]
+    impossible = {"metric": "accuracy", "op": ">=", "value": 2.0}
+    report = testsuite.run_suite(run, {"parity_formats": [], "gates": [impossible]})
+    app = page("test", "trained")
+    assert app.error[0].value.startswith("The run failed its gates or checks")
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["accuracy"] == f"{report['summary']['accuracy']:.4g}"
+    gates = app.dataframe[1].value  # [0] is the gates editor
+    assert list(gates["metric"]) == ["accuracy"] and not gates["passed"].iloc[0]
+    confusion = json.loads(app.get("plotly_chart")[0].proto.spec)["data"][0]
+    assert confusion["type"] == "heatmap"
+    assert confusion["x"] == ["setosa", "versicolor", "virginica"]
+    assert sum(map(sum, confusion["z"])) == len(store.get("iris").splits["test"])
+
+
+def test_the_export_page_refuses_an_untested_run_and_lists_nothing_yet(trained_workspace):
+    project_of_run(trained_workspace, "classification")
+    app = page("export", "trained")
+    assert "no test report" in app.warning[0].value
+    assert next(s for s in app.selectbox if s.label == "Format").options[0] == "Keras (.keras)"
+
+
+def test_the_runs_page_lists_and_compares_runs_and_deletes_one(trained_workspace):
+    project_of_run(trained_workspace, "classification")
+    app = page("runs", "trained")
+    next(t for t in app.toggle if "every model" in t.label).set_value(True).run()
+    table = app.dataframe[0].value
+    assert set(table["run"]) == {folder.name for folder in trained_workspace.runs.values()}
+    chosen = next(m for m in app.multiselect if m.label == "Compare runs")
+    chosen.set_value([trained_workspace.runs["classification"].name,
+                      trained_workspace.runs["binary"].name]).run()  # fmt: skip
+    assert not app.exception
+    assert any(c.value.startswith("What differs: ") and "epochs" in c.value and "graph" in c.value
+               for c in app.caption)  # fmt: skip
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in app.get("plotly_chart")]
+    assert "loss" in titles and "val_accuracy" in titles
+    victim = trained_workspace.runs["binary"]
+    next(s for s in app.selectbox if s.label == "Run").select(victim.name).run()
+    next(c for c in app.checkbox if c.label.startswith("Yes, delete run")).check().run()
+    button(app, "Delete run").click().run()
+    assert not app.exception
+    assert not victim.exists()

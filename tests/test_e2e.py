@@ -92,7 +92,7 @@ def canvas_node(page, node_id: str):
     return frame.locator(f'.react-flow__node[data-id="{node_id}"]')
 
 
-def test_the_wizard_from_template_to_exported_model(browser_page):
+def test_the_wizard_from_template_to_exported_model(browser_page, workspace):
     page = browser_page
     page.wait_for_selector("h1")
     settle(page)
@@ -140,3 +140,21 @@ def test_the_wizard_from_template_to_exported_model(browser_page):
     page.get_by_text("finished: epoch 1 of 1").wait_for(timeout=180_000)
     page.locator(".js-plotly-plot").first.wait_for()
     assert page.locator(".js-plotly-plot").count() >= 1
+
+    # Test: the suite in its own process, then its report
+    page.get_by_role("link", name="Test").first.click()
+    page.wait_for_selector("h1:has-text('Test')")
+    settle(page)
+    page.get_by_role("button", name="Run the test suite").click()
+    page.get_by_text("The run passed its gates and checks.").wait_for(timeout=300_000)
+    settle(page)
+    assert page.get_by_text("accuracy", exact=True).count() >= 1
+
+    # Export: the .keras file, listed and on disk
+    page.get_by_role("link", name="Export").first.click()
+    page.wait_for_selector("h1:has-text('Export')")
+    settle(page)
+    page.get_by_role("button", name="Export", exact=True).click()
+    page.get_by_role("button", name="Download (zip)").wait_for(timeout=300_000)
+    exported = list(workspace.glob("models/*/exports/*/*.keras"))
+    assert len(exported) == 1 and exported[0].stat().st_size > 0

@@ -1,0 +1,100 @@
+"""Export: the trained model as .keras, SavedModel, TFLite, ONNX or a standalone project.
+
+Exporting needs TensorFlow, so it runs as `layerflow export` in a child process; the gate (a
+passing test report) is the engine's, and so is the message when it refuses."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from app import runs
+from ui import jobs, session
+
+st.title("Export")
+current = session.require_project()
+session.step_bar(current, "Export")
+session.notice()
+
+FORMATS = {
+    "keras": "Keras (.keras)",
+    "savedmodel": "TensorFlow SavedModel (TF Serving)",
+    "tflite": "TensorFlow Lite",
+    "onnx": "ONNX",
+    "project": "Standalone project (model.py, train.py, dvc.yaml...)",
+}
+QUANTIZE = {None: "none (float32)", "dynamic": "dynamic range", "float16": "float16",
+            "int8": "int8 (representative data from the train split)"}  # fmt: skip
+
+doc = current.graph()
+finished = [row for row in runs.list_runs(model=doc.meta.name) if row["state"] == "finished"]
+if not finished:
+    st.info("Finish a training run first.")
+    st.page_link(session.PAGES["train"], label="Go to Train", icon=":material/model_training:")
+    st.stop()
+
+ids = [row["id"] for row in finished]
+run_id = st.selectbox("Run", ids)
+run_dir = Path(next(row["dir"] for row in finished if row["id"] == run_id))
+report = run_dir / "test" / "report.json"
+if not report.exists():
+    st.warning("This run has no test report; export is refused until it is tested (or forced).")
+elif not json.loads(report.read_text()).get("passed"):
+    st.warning("This run's test report failed its gates; export is refused unless forced.")
+
+with st.form("export"):
+    fmt = st.selectbox("Format", list(FORMATS), format_func=FORMATS.get)
+    quantize = st.selectbox("Quantization (TFLite)", list(QUANTIZE), format_func=QUANTIZE.get)
+    force = st.checkbox("Force: export without a passing test report (recorded in the metadata)")
+    submitted = st.form_submit_button("Export", type="primary")
+if submitted:
+    args = ["export", str(run_dir), "--format", fmt]
+    if quantize and fmt == "tflite":
+        args += ["--quantize", quantize]
+    if force:
+        args.append("--force")
+    with st.spinner(f"Exporting {FORMATS[fmt]} and checking its predictions..."):
+        outcome = jobs.layerflow(*args)
+    if outcome.ok:
+        session.notice(f"Exported {FORMATS[fmt]}")
+        st.rerun()
+    else:
+        st.error(outcome.output)
+
+
+def archive(folder: Path) -> bytes:
+    """The export folder as a zip, for the download button."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zipped:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zipped.write(path, path.relative_to(folder.parent))
+    return buffer.getvalue()
+
+
+exports = runs.models_dir() / runs.model_slug(doc.meta.name) / "exports"
+found = sorted(
+    (p for p in exports.glob("*/metadata.json")), key=lambda p: p.stat().st_mtime, reverse=True
+) if exports.is_dir() else []  # fmt: skip
+if found:
+    st.subheader("Exports")
+    rows = []
+    for path in found:
+        meta = json.loads(path.read_text())
+        rows.append({
+            "export": path.parent.name, "format": meta.get("format"),
+            "quantize": meta.get("quantize"), "run": meta.get("run"),
+            "forced": meta.get("forced"), "created": pd.Timestamp(meta.get("created", 0), unit="s"),
+        })  # fmt: skip
+    st.dataframe(rows, hide_index=True)
+    chosen = st.selectbox("Download", [p.parent.name for p in found])
+    folder = exports / chosen
+    st.download_button("Download (zip)", archive(folder), file_name=f"{chosen}.zip",
+                       mime="application/zip", icon=":material/download:")  # fmt: skip
+    with st.expander("Metadata"):
+        st.json(json.loads((folder / "metadata.json").read_text()))
