@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from app import runs, versions
-from app.files import atomic_write_text
+from app.files import atomic_write_text, swap_in
 from app.workspace import workspace_root
 
 FORMATS = ("keras", "savedmodel", "tflite", "onnx", "project")
@@ -157,7 +157,7 @@ def export_run(
             "preprocessing": "in the model: raw inputs, missing numbers become the train mean",
         }
         atomic_write_text(staging / METADATA, json.dumps(metadata, indent=2, default=str) + "\n")
-        _swap_in(staging, final)
+        swap_in(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -222,7 +222,8 @@ def check_gate(run_dir: str | os.PathLike) -> dict[str, Any]:
             "gates": None,
         }
     failed_gates = [_gate_text(result) for result in results if not result.get("passed")]
-    failed_checks = [str(check.get("name")) for check in checks if not check.get("passed")]
+    # a check with passed None was skipped or is informational: not a failure
+    failed_checks = [str(check.get("name")) for check in checks if check.get("passed") is False]
     reason = None
     if passed is not True:
         named = [f"gate {text}" for text in failed_gates] + [f"check {c}" for c in failed_checks]
@@ -1174,17 +1175,6 @@ def _keep_out_of_workspace_pipelines(exports: Path) -> None:
     missing = [line for line in wanted if line not in lines]
     if missing:
         atomic_write_text(path, "\n".join([*lines, *missing]) + "\n")
-
-
-def _swap_in(staging: Path, final: Path) -> None:
-    """Replace final with staging, so that a reader sees the old export or the new one, whole."""
-    trash = None
-    if final.exists():
-        trash = final.with_name(f".old-{final.name}-{int(time.time() * 1000)}")
-        final.rename(trash)
-    staging.rename(final)
-    if trash is not None:
-        shutil.rmtree(trash, ignore_errors=True)
 
 
 def _record(root: Path, folder: Path, note: str, attempts: int = 30) -> None:

@@ -31,7 +31,6 @@ Importing this module does not import TensorFlow.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -40,13 +39,12 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from app.files import atomic_write_text
+from app.files import atomic_write_text, locked
 from app.graph import GraphDocument, save
 from app.training import TrainingSettings
 from app.workspace import REPOSITORY, inside, workspace_root
@@ -204,26 +202,25 @@ def create_run(
     return folder
 
 
-def start_run(run: str | os.PathLike, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """Start the runner process of a queued run, in its own session (it outlives the caller).
-
-    Args:
-        env: variables to add to the runner's environment (TF_CONFIG for a multi-worker run).
-    """
-    folder = find_run(run)
+def spawn(
+    module: str, folder: Path, log: Path, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, float | None]:
+    """Start `python -m MODULE FOLDER` in its own session (it outlives the caller), over the
+    current workspace, its output appended to `log`; the process and its start time (None when
+    it has ended already), which tell a later reader whether that pid is still this process."""
     variables = {
         **os.environ,
         "LAYERFLOW_WORKSPACE": str(workspace_root()),
         "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
         **(env or {}),
     }
-    with open(folder / LOG, "ab") as log:
+    with open(log, "ab") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "app.runner", str(folder)],
+            [sys.executable, "-m", module, str(folder)],
             cwd=REPOSITORY,
             env=variables,
             stdin=subprocess.DEVNULL,
-            stdout=log,
+            stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
@@ -231,6 +228,17 @@ def start_run(run: str | os.PathLike, env: dict[str, str] | None = None) -> subp
         started = psutil.Process(process.pid).create_time()
     except psutil.NoSuchProcess:  # it ended already; its status says why, or it reads as gone
         started = None
+    return process, started
+
+
+def start_run(run: str | os.PathLike, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start the runner process of a queued run, in its own session (it outlives the caller).
+
+    Args:
+        env: variables to add to the runner's environment (TF_CONFIG for a multi-worker run).
+    """
+    folder = find_run(run)
+    process, started = spawn("app.runner", folder, folder / LOG, env)
     with _status_lock(folder):
         current = read_status(folder)
         if current.get("state") == "queued":  # the runner may already have said it runs
@@ -260,15 +268,9 @@ def resume_run(run: str | os.PathLike, env: dict[str, str] | None = None) -> sub
 # Status
 
 
-@contextlib.contextmanager
-def _status_lock(folder: Path) -> Iterator[None]:
+def _status_lock(folder: Path) -> contextlib.AbstractContextManager[None]:
     """The launcher and the runner both update status.json; one at a time."""
-    with open(folder / ".status.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return locked(folder / ".status.lock")
 
 
 def update_status(run_dir: str | os.PathLike, **fields: Any) -> dict[str, Any]:

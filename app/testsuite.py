@@ -54,22 +54,20 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import psutil
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app import runs
-from app.files import atomic_write_text
+from app.files import atomic_write_text, locked
 from app.runs import RunError
-from app.workspace import REPOSITORY, inside, workspace_root
+from app.workspace import inside, workspace_root
 
 TEST_DIR = "test"
 SETTINGS, STATUS, LOG = "settings.json", "status.json", "tester.log"
@@ -1634,19 +1632,9 @@ def _status_path(folder: Path) -> Path:
     return folder / TEST_DIR / STATUS
 
 
-@contextlib.contextmanager
-def _status_lock(run_dir: Path) -> Iterator[None]:
+def _status_lock(run_dir: Path) -> contextlib.AbstractContextManager[None]:
     """The launcher and the tester both write status.json; one at a time."""
-    import fcntl
-
-    folder = run_dir / TEST_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".status.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return locked(run_dir / TEST_DIR / ".status.lock")
 
 
 def _merge_status(run_dir: Path, fields: dict[str, Any]) -> dict[str, Any]:
@@ -1717,25 +1705,7 @@ def start_test(
             "started": time.time(),
         }
         _merge_status(folder, queued)
-    variables = {
-        **os.environ,
-        "LAYERFLOW_WORKSPACE": str(workspace_root()),
-        "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
-    }
-    with open(test / LOG, "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app.tester", str(folder)],
-            cwd=REPOSITORY,
-            env=variables,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        started = psutil.Process(process.pid).create_time()
-    except psutil.NoSuchProcess:  # it ended already; its status says why
-        started = None
+    process, started = runs.spawn("app.tester", folder, test / LOG)
     # The tester writes the same pid when it starts; whichever comes first, both agree.
     update_status(folder, pid=process.pid, pid_started=started)
     return process

@@ -21,7 +21,6 @@ a fraction of a second. Experiments hang off the commit that was current when th
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
 import json
 import logging
@@ -31,7 +30,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from app.files import atomic_write_text
+from app.files import atomic_write_text, locked
 
 LOCK_ATTEMPTS = 30  # DVC's repository lock is held by one process at a time; wait this many s
 EXPERIMENT_DVC_YAML = (
@@ -229,16 +228,9 @@ def _check_experiment_name(name: str) -> None:
         )
 
 
-@contextlib.contextmanager
-def _experiments_lock(root: Path) -> Iterator[None]:
-    folder = root / ".dvc" / "tmp"
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "layerflow-experiments.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _experiments_lock(root: Path) -> contextlib.AbstractContextManager[None]:
+    """Saving experiments from several finishing runs: one at a time."""
+    return locked(root / ".dvc" / "tmp" / "layerflow-experiments.lock")
 
 
 @contextlib.contextmanager

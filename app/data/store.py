@@ -22,7 +22,7 @@ from typing import Any
 from app import versions
 from app.data import autoconfig
 from app.data.sources import DataError, Source, iter_table_chunks, read_source
-from app.files import atomic_write_text
+from app.files import atomic_write_text, swap_in
 from app.graph import GraphDocument
 from app.problems import Problem
 from app.workspace import inside, workspace_root
@@ -195,7 +195,7 @@ def add(
         atomic_write_text(staging / META, json.dumps(meta, indent=2) + "\n")
         atomic_write_text(staging / SPLITS, json.dumps(splits) + "\n")
         atomic_write_text(staging / STATE, state.model_dump_json(indent=2) + "\n")
-        _swap_in(staging, final)
+        swap_in(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -246,17 +246,6 @@ def _entry(path: Path, source: Source) -> str:
     if path.is_dir():
         return "."
     return path.resolve().relative_to(source.root.resolve()).as_posix()
-
-
-def _swap_in(staging: Path, final: Path) -> None:
-    """Replace final with staging so that a reader sees the old or the new dataset, whole."""
-    trash = None
-    if final.exists():
-        trash = final.with_name(f".old-{final.name}-{int(time.time() * 1000)}")
-        final.rename(trash)
-    staging.rename(final)
-    if trash is not None:
-        shutil.rmtree(trash, ignore_errors=True)
 
 
 __all__ = ["DataError", "Dataset", "add", "dataset_versions", "get", "list_datasets", "restore"]
