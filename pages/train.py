@@ -178,7 +178,9 @@ def live() -> None:
     layers = charts.layer_names(events)
     if layers:
         with st.expander("Layers: weights, gradients, activations", expanded=False):
-            layer = st.selectbox("Layer (node)", layers, key="layer")
+            picked = st.session_state.get("selected")  # the node selected on the Model page
+            at = layers.index(picked) if picked in layers else 0
+            layer = st.selectbox("Layer (node)", layers, index=at, key=f"layer:{picked}")
             for title, figure in charts.layer_figures(events, layer):
                 st.caption(title)
                 st.plotly_chart(figure, width="stretch", key=f"{title}:{time.time()}")

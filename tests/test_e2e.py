@@ -158,3 +158,39 @@ def test_the_wizard_from_template_to_exported_model(browser_page, workspace):
     page.get_by_role("button", name="Download (zip)").wait_for(timeout=300_000)
     exported = list(workspace.glob("models/*/exports/*/*.keras"))
     assert len(exported) == 1 and exported[0].stat().st_size > 0
+
+
+def test_an_imported_keras_model_opens_on_the_canvas_with_labels_as_text(browser_page, workspace):
+    import keras
+
+    from app.edit import set_label
+    from app.project import open_project
+
+    model = keras.Sequential([
+        keras.Input((6,)),
+        keras.layers.Dense(5, name="hidden"),
+        keras.layers.Dense(2, activation="softmax", name="probs"),
+    ])  # fmt: skip
+    path = workspace.parent / "small.keras"
+    model.save(path)
+    page = browser_page
+    page.wait_for_selector("h1")
+    settle(page)
+    page.get_by_role("tab", name="Import a Keras model").click()
+    page.locator('input[type="file"]').set_input_files(str(path))
+    page.get_by_label("Project name").last.fill("imported")
+    page.get_by_role("button", name="Import").click()
+    page.wait_for_selector("h1:has-text('Data')", timeout=120_000)
+    doc = open_project("imported").graph()
+    assert {node.id for node in doc.nodes} >= {"hidden", "probs"}
+
+    hostile = '<img src=x onerror="document.title=\'owned\'"><b>bold</b>'
+    open_project("imported").save_graph(set_label(doc, "hidden", hostile))
+    page.get_by_role("link", name="Model").first.click()
+    page.wait_for_selector("h1:has-text('Model')")
+    settle(page)
+    node = canvas_node(page, "hidden")
+    node.wait_for()
+    assert "<b>bold</b>" in node.inner_text()  # shown as the characters it is made of
+    assert node.locator("img, b:has-text('bold')").count() == 0
+    assert page.title() != "owned"
