@@ -281,7 +281,7 @@ def with_preprocessing(trained, doc, config, state):
     """
     import keras
 
-    from app.data.preprocess import _identifier, raw_input_spec
+    from app.data.preprocess import _identifier, preprocessed, raw_input_spec
 
     means = _raw_means(config, state)
     raw, filled = {}, {}
@@ -292,7 +292,7 @@ def with_preprocessing(trained, doc, config, state):
             mean = np.asarray(means[key], dtype=np.float32)
             value = keras.ops.where(keras.ops.isnan(value), mean, value)
         filled[key] = value
-    features = _preprocessed(filled, config, state)
+    features = preprocessed(filled, config, state)
     inputs = [node.id for node in doc.nodes if node.component == "Input"]
     outputs = [node.id for node in doc.nodes if node.component == "Output"]
     if len(inputs) == 1 and len(features) == 1:
@@ -305,50 +305,6 @@ def with_preprocessing(trained, doc, config, state):
     else:
         named = keras.layers.Identity(name=outputs[0])(y)
     return keras.Model(inputs=raw, outputs=named, name=re.sub(r"\W+", "_", trained.name))
-
-
-def _preprocessed(raw: dict[str, Any], config, state) -> dict[str, Any]:
-    """What `keras_preprocessing_model` computes from the raw input tensors (by raw name), the
-    model inputs by name; but whole-number categories are looked up by comparing with the
-    train categories rather than by an IntegerLookup, whose int64 hash table has no TFLite
-    built-in op and no ONNX conversion."""
-    import keras
-
-    from app.data.preprocess import input_names, keras_preprocessing
-
-    layers = keras_preprocessing(config, state)
-    names = input_names(config)
-    methods = {spec.column: spec.resolved_method for spec in config.features}
-    outputs, tabular = {}, []
-    for name, tensor in raw.items():
-        for layer in layers[name]:
-            if isinstance(layer, keras.layers.IntegerLookup):
-                categories = state.columns[name].categories or []
-                tensor = _integer_lookup(tensor, categories, one_hot=methods[name] == "onehot")
-            else:
-                tensor = layer(tensor)
-        if config.window is None and names.get(name) == "features":
-            tabular.append(keras.ops.cast(tensor, "float32"))
-        else:
-            outputs[name] = tensor
-    if tabular:
-        features = tabular[0] if len(tabular) == 1 else keras.layers.Concatenate()(tabular)
-        outputs = {"features": features, **outputs}
-    return outputs
-
-
-def _integer_lookup(ids, categories: list[int], one_hot: bool):
-    """IntegerLookup(vocabulary=categories, num_oov_indices=1) on (n, 1) int64 ids, with
-    comparisons: 1..k for the categories, 0 for any other; one-hot, unseen first."""
-    import keras
-
-    matches = keras.ops.equal(ids, np.asarray(categories, dtype=np.int64).reshape(1, -1))
-    if one_hot:
-        seen = keras.ops.cast(matches, "float32")
-        unseen = 1.0 - keras.ops.sum(seen, axis=-1, keepdims=True)
-        return keras.ops.concatenate([unseen, seen], axis=-1)
-    places = np.arange(1, len(categories) + 1, dtype=np.int64)
-    return keras.ops.sum(keras.ops.cast(matches, "int64") * places, axis=-1, keepdims=True)
 
 
 def _raw_means(config, state) -> dict[str, Any]:

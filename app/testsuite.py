@@ -65,6 +65,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app import runs
+from app.data.profile import json_ready
 from app.files import atomic_write_text, locked
 from app.runs import RunError
 from app.workspace import inside, workspace_root
@@ -603,7 +604,7 @@ def run_suite(
     report["gates"] = evaluate_gates(report, gates)
     report["passed"] = _passed(report)
     report["duration_s"] = round(time.time() - started, 3)
-    report = _plain(report)
+    report = json_ready(report)
     if write:
         say(0.95, "writing the report")
         write_report(subject.folder, report)
@@ -1589,7 +1590,7 @@ def write_report(run: str | os.PathLike, report: dict[str, Any]) -> Path:
 
     folder = test_dir(run)
     folder.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_plain(report), indent=2, allow_nan=False) + "\n"
+    text = json.dumps(json_ready(report), indent=2, allow_nan=False) + "\n"
     page = render(report)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
     try:
@@ -1606,23 +1607,6 @@ def read_report(run: str | os.PathLike) -> dict[str, Any] | None:
     """The run's last report, or None when it has not been tested."""
     path = test_dir(run) / REPORT_JSON
     return json.loads(path.read_text()) if path.exists() else None
-
-
-def _plain(value: Any) -> Any:
-    """JSON-ready: NumPy numbers and arrays as Python ones, NaN and inf as None."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
-    return value
 
 
 # The tester process and its status

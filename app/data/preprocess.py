@@ -1098,24 +1098,50 @@ def keras_preprocessing_model(config: PreprocessConfig, state: FittedState):
     put it in front of a trained model to export one that takes raw rows."""
     import keras
 
-    layers = keras_preprocessing(config, state)
     raw = {
         name: keras.Input(shape=tuple(shape), dtype=dtype, name=_identifier(name))
         for name, (shape, dtype) in raw_input_spec(config, state).items()
     }
-    outputs: dict[str, Any] = {}
-    tabular = []
+    return keras.Model(inputs=raw, outputs=preprocessed(raw, config, state), name="preprocessing")
+
+
+def preprocessed(raw: dict[str, Any], config: PreprocessConfig, state: FittedState) -> dict:
+    """The model inputs by name, from raw input tensors by raw name, through the layers of
+    `keras_preprocessing`; but whole-number categories are looked up by comparing with the
+    train categories rather than by an IntegerLookup, whose int64 hash table has no TFLite
+    built-in op and no ONNX conversion, so that every export format can carry them."""
+    import keras
+
+    layers = keras_preprocessing(config, state)
     names = input_names(config)
+    methods = {spec.column: spec.resolved_method for spec in config.features}
+    outputs, tabular = {}, []
     for name, tensor in raw.items():
         for layer in layers[name]:
-            tensor = layer(tensor)
+            if isinstance(layer, keras.layers.IntegerLookup):
+                categories = state.columns[name].categories or []
+                tensor = _integer_lookup(tensor, categories, one_hot=methods[name] == "onehot")
+            else:
+                tensor = layer(tensor)
         if config.window is None and names.get(name) == "features":
             tabular.append(keras.ops.cast(tensor, "float32"))
         else:
             outputs[name] = tensor
     if tabular:
-        outputs = {
-            "features": tabular[0] if len(tabular) == 1 else keras.layers.Concatenate()(tabular),
-            **outputs,
-        }
-    return keras.Model(inputs=raw, outputs=outputs, name="preprocessing")
+        features = tabular[0] if len(tabular) == 1 else keras.layers.Concatenate()(tabular)
+        outputs = {"features": features, **outputs}
+    return outputs
+
+
+def _integer_lookup(ids, categories: list[int], one_hot: bool):
+    """IntegerLookup(vocabulary=categories, num_oov_indices=1) on (n, 1) int64 ids, with
+    comparisons: 1..k for the categories, 0 for any other; one-hot, unseen first."""
+    import keras
+
+    matches = keras.ops.equal(ids, np.asarray(categories, dtype=np.int64).reshape(1, -1))
+    if one_hot:
+        seen = keras.ops.cast(matches, "float32")
+        unseen = 1.0 - keras.ops.sum(seen, axis=-1, keepdims=True)
+        return keras.ops.concatenate([unseen, seen], axis=-1)
+    places = np.arange(1, len(categories) + 1, dtype=np.int64)
+    return keras.ops.sum(keras.ops.cast(matches, "int64") * places, axis=-1, keepdims=True)

@@ -86,7 +86,7 @@ class DatasetProfile:
         raise KeyError(f"No column '{name}' in the profile; columns: {known}")
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(asdict(self))
+        return json_ready(asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DatasetProfile:
@@ -197,7 +197,7 @@ def _profile_frame(source: Source, target: str | None, overrides: dict[str, str]
         task=None,
         classes=None,
         class_balance=None,
-        preview=[_plain(row) for row in frame.head(PREVIEW_ROWS).to_dict("records")],
+        preview=[json_ready(row) for row in frame.head(PREVIEW_ROWS).to_dict("records")],
         sampled=source.sampled,
     )
     if target is not None:
@@ -622,7 +622,7 @@ def _set_array_task(
 def _preview_value(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return f"<{value.dtype} array {'x'.join(map(str, value.shape))}>"
-    return _plain(value)
+    return json_ready(value)
 
 
 # Small helpers
@@ -678,14 +678,14 @@ def _ordered(counts: Counter[str]) -> list[tuple[str, int]]:
     return sorted(counts.items(), key=lambda item: (-item[1], _class_order(item[0])))
 
 
-def _plain(value: Any) -> Any:
+def json_ready(value: Any) -> Any:
     """JSON-able copy: numpy scalars to Python, NaN and inf to None, timestamps to text."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): json_ready(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [json_ready(v) for v in value]
     if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
+        return json_ready(value.tolist())
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
