@@ -32,15 +32,7 @@ QUANTIZE = {None: "none (float32)", "dynamic": "dynamic range", "float16": "floa
             "int8": "int8 (representative data from the train split)"}  # fmt: skip
 
 doc = current.graph()
-finished = [row for row in runs.list_runs(model=doc.meta.name) if row["state"] == "finished"]
-if not finished:
-    st.info("Finish a training run first.")
-    st.page_link(session.PAGES["train"], label="Go to Train", icon=":material/model_training:")
-    st.stop()
-
-ids = [row["id"] for row in finished]
-run_id = st.selectbox("Run", ids)
-run_dir = Path(next(row["dir"] for row in finished if row["id"] == run_id))
+run_dir = session.choose_finished_run(current)
 report = run_dir / "test" / "report.json"
 if not report.exists():
     st.warning("This run has no test report; export is refused until it is tested (or forced).")

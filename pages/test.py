@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -17,15 +16,9 @@ current = session.require_project()
 session.step_bar(current, "Test")
 session.notice()
 
-doc = current.graph()
-finished = [row for row in runs.list_runs(model=doc.meta.name) if row["state"] == "finished"]
-if not finished:
-    st.info("Finish a training run first.")
-    st.page_link(session.PAGES["train"], label="Go to Train", icon=":material/model_training:")
-    st.stop()
-run_id = st.selectbox("Run", [row["id"] for row in finished])
-run_dir = Path(next(row["dir"] for row in finished if row["id"] == run_id))
-model = runs.model_slug(doc.meta.name)
+run_dir = session.choose_finished_run(current)
+run_id = run_dir.name
+model = runs.model_slug(current.graph().meta.name)
 
 with st.expander("Gates: what the model must reach before it may be exported"):
     gates = testsuite.load_gates(model)

@@ -175,12 +175,18 @@ def test_the_train_page_asks_for_a_dataset_first(workspace):
     assert "Choose the project's dataset first." in app.info[0].value
 
 
-def test_training_settings_are_checked_and_saved_in_the_project(workspace):
+def ready_to_train():
+    """The tabular template fitted to iris, as a project ready for the Train page."""
     new_project("flowers", "tabular_classification")
     add_iris()
     project = open_project("flowers")
     project.use_dataset("iris")
     project.save_graph(store.get("iris").configure(project.graph())[0])
+    return project
+
+
+def test_training_settings_are_checked_and_saved_in_the_project(workspace):
+    project = ready_to_train()
     app = page("train", "flowers")
     next(n for n in app.number_input if n.label == "epochs").set_value(3)
     next(n for n in app.number_input if n.label == "learning_rate").set_value(0.01)
@@ -191,11 +197,7 @@ def test_training_settings_are_checked_and_saved_in_the_project(workspace):
 
 
 def test_invalid_training_settings_are_refused_with_their_reason(workspace):
-    new_project("flowers", "tabular_classification")
-    add_iris()
-    project = open_project("flowers")
-    project.use_dataset("iris")
-    project.save_graph(store.get("iris").configure(project.graph())[0])
+    project = ready_to_train()
     app = page("train", "flowers")
     next(n for n in app.number_input if n.label == "learning_rate").set_value(-1.0)
     button(app, "Save settings").click().run()

@@ -129,3 +129,16 @@ def step_bar(current: Project, step: str) -> None:
     missing = [need for name, done, need in steps[: here + 2] if not done and name != "Start"]
     if missing:
         st.caption("Still to do: " + "; ".join(missing))
+
+
+def choose_finished_run(current: Project) -> Path:
+    """A select of the project's finished runs (newest first) and the chosen run's directory;
+    without one, a pointer to the Train page and the end of the page's script."""
+    model = current.graph().meta.name
+    finished = [row for row in runs.list_runs(model=model) if row["state"] == "finished"]
+    if not finished:
+        st.info("Finish a training run first.")
+        st.page_link(PAGES["train"], label="Go to Train", icon=":material/model_training:")
+        st.stop()
+    run_id = st.selectbox("Run", [row["id"] for row in finished])
+    return Path(next(row["dir"] for row in finished if row["id"] == run_id))
