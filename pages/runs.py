@@ -32,7 +32,7 @@ for row in listed:
         "epoch": f"{row['epoch']}/{row['epochs']}", "data": info["data"]["name"],
         "data version": (info["data"].get("version") or "")[:10],
         "optimizer": settings.get("optimizer"), "lr": settings.get("learning_rate"),
-        "batch": settings.get("batch_size"), "best": row["best"],
+        "batch": settings.get("batch_size"), "best": session.best_text(row["best"]),
         **{k: round(v, 4) for k, v in (info["metrics"] or {}).items()},
         "created": pd.Timestamp(row["created"], unit="s"),
     })  # fmt: skip

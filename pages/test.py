@@ -81,7 +81,10 @@ gates_tab, checks_tab, metrics_tab, samples_tab, explain_tab = st.tabs(
 )
 with gates_tab:
     results = report["gates"]["results"]
-    st.dataframe(results, hide_index=True) if results else st.caption("No gates set.")
+    if results:
+        st.dataframe(results, hide_index=True)
+    else:
+        st.caption("No gates set: the report passes when no production check fails.")
 with checks_tab:
     st.dataframe(
         [{k: check.get(k) for k in ("name", "passed", "value", "detail")}

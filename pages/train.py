@@ -158,7 +158,7 @@ def live() -> None:
 
     epoch, epochs = status.get("epoch", 0), status.get("epochs") or 1
     last = next((e for e in reversed(events) if e["type"] in ("batch", "epoch")), None)
-    eta = f", about {last['eta_s']:.0f} s left" if last and last.get("eta_s") is not None else ""
+    eta = f", about {last['eta_s']:.0f} s left" if last and last.get("eta_s") else ""
     caption = f"{state}: epoch {epoch} of {epochs}{eta if state == 'running' else ''}"
     st.progress(min(epoch / epochs, 1.0), text=caption)
     if status.get("reason"):
@@ -172,7 +172,8 @@ def live() -> None:
         use = system[-1]
         st.caption(f"CPU {use['cpu_percent']:.0f}% · memory {use['memory_mb']:.0f} MB")
     if state == "finished":
-        st.success(f"Finished. Best {status.get('best')}; continue with the test suite.")
+        st.success(f"Finished; best {session.best_text(status.get('best'))}. "
+                   "Continue with the test suite.")  # fmt: skip
         st.page_link(session.PAGES["test"], label="Go to Test", icon=":material/fact_check:")
 
     layers = charts.layer_names(events)

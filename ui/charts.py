@@ -44,6 +44,8 @@ def training_figure(events: list[dict[str, Any]]) -> go.Figure:
     figure.add_trace(go.Scatter(x=[r[0] for r in rates], y=[r[1] for r in rates],
                                 name="learning rate", mode="lines+markers",
                                 line={"color": "#2ca02c"}), row=1, col=len(panels))  # fmt: skip
+    if rates:  # from 0, so that a constant rate is not drawn in the middle of [-1, 1]
+        figure.update_yaxes(range=[0, 1.15 * max(r[1] for r in rates)], row=1, col=len(panels))
     figure.update_layout(height=320, margin={"t": 40, "b": 30, "l": 30, "r": 10},
                          legend={"orientation": "h", "y": -0.2})  # fmt: skip
     figure.update_xaxes(title_text="epoch")

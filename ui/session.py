@@ -142,3 +142,10 @@ def choose_finished_run(current: Project) -> Path:
         st.stop()
     run_id = st.selectbox("Run", [row["id"] for row in finished])
     return Path(next(row["dir"] for row in finished if row["id"] == run_id))
+
+
+def best_text(best: dict | None) -> str:
+    """A run's best checkpoint in words: "val_loss 0.4123 at epoch 7"."""
+    if not best or best.get("value") is None:
+        return "-"
+    return f"{best.get('monitor')} {best['value']:.4g} at epoch {best.get('epoch')}"
