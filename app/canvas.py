@@ -31,8 +31,13 @@ _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$>])")
 def escape_text(text: Any) -> str:
     """`text` as literal text for a Markdown-and-HTML renderer: no tag, entity, link, emphasis
     or formula can come out of it."""
-    escaped = html.escape(str(text), quote=True).replace("\n", " ")
-    return _MARKDOWN.sub(r"\\\1", escaped)
+    return escape_markdown(html.escape(str(text), quote=True))
+
+
+def escape_markdown(text: Any) -> str:
+    """`text` as literal text for a Markdown renderer that shows raw HTML as text (Streamlit's
+    st.markdown): no link, emphasis or formula can come out of it."""
+    return _MARKDOWN.sub(r"\\\1", str(text).replace("\n", " "))
 
 
 def edge_id(source: str, target: str, slot: int) -> str:

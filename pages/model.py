@@ -165,12 +165,17 @@ with middle:
     if st.session_state.get("flow_signature") != (current.name, signature):
         st.session_state.flow = flow_state()
         st.session_state.flow_signature = (current.name, signature)
+    # A change made outside the canvas (a setting, a fix, undo) remounts it under a new key:
+    # the component ignores new nodes older than its own last interaction, which on a large
+    # graph can come after the server made them. Moves made on the canvas keep the key.
+    content = doc.model_dump_json(exclude={"nodes": {"__all__": {"position"}}})
     returned = streamlit_flow(
-        "canvas",
+        f"canvas:{current.name}:{hashlib.sha1(content.encode()).hexdigest()[:12]}",
         st.session_state.flow,
         height=620,
         fit_view=True,
         show_minimap=len(doc.nodes) > 30,
+        min_zoom=0.2,  # fit-to-view shows more of a large graph; the minimap shows it whole
         allow_new_edges=True,
         get_node_on_click=True,
         enable_node_menu=True,
@@ -211,7 +216,8 @@ with right:
         spec = CATALOGUE.get(node.component)
         info = analysis.infos.get(node.id)
         about = spec.help if spec else "unknown component"
-        st.markdown(f"**{canvas.escape_text(node.component)}** — {canvas.escape_text(about)}")
+        st.markdown(f"**{canvas.escape_markdown(node.component)}** — "
+                    f"{canvas.escape_markdown(about)}")  # fmt: skip
         if info:
             st.caption(f"Output {fmt_shape(info.shape)} · {info.params:,} parameters · "
                        f"{info.flops:,} FLOPs")  # fmt: skip

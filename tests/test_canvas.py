@@ -9,7 +9,7 @@ import re
 import pytest
 
 from app.analysis import analyze
-from app.canvas import LEVEL_COLORS, apply_changes, elements, escape_text
+from app.canvas import LEVEL_COLORS, apply_changes, elements, escape_markdown, escape_text
 from app.edit import set_label
 from app.layout import layered_layout
 from tests.graphs import chain
@@ -121,3 +121,9 @@ def test_an_edge_the_graph_refuses_is_reported_and_left_out():
     assert pairs(result.doc) == pairs(doc)
     assert len(result.errors) == 1
     assert "Edge y -> x" in result.errors[0]
+
+
+def test_text_for_streamlit_markdown_keeps_its_apostrophes_and_loses_its_syntax():
+    assert escape_markdown("The model's [link](x) *em*") == (
+        "The model's \\[link\\]\\(x\\) \\*em\\*"
+    )

@@ -19,7 +19,7 @@ import streamlit as st
 
 from app import runs
 from app.analysis import Analysis, analyze
-from app.canvas import escape_text
+from app.canvas import escape_markdown
 from app.edit import History
 from app.graph import GraphDocument
 from app.project import Project, list_projects, open_project
@@ -123,7 +123,7 @@ def step_bar(current: Project, step: str) -> None:
     for name, done, _ in steps:
         mark = ":green[✓]" if done else "○"
         parts.append(f"**{name}** {mark}" if name == step else f"{name} {mark}")
-    st.markdown(f"Project **{escape_text(current.name)}** — " + " → ".join(parts))
+    st.markdown(f"Project **{escape_markdown(current.name)}** — " + " → ".join(parts))
     names = [name for name, _, _ in steps]
     here = names.index(step) if step in names else 0
     missing = [need for name, done, need in steps[: here + 2] if not done and name != "Start"]
