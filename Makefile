@@ -29,7 +29,7 @@ $(CHROMIUM):
 
 test: $(VENV)/.installed-dev $(CHROMIUM)
 	$(BIN)/ruff check app pages ui tests bench
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/bench_graph.py

@@ -18,7 +18,7 @@ from app.codegen import generate_module
 from app.components import CATALOGUE, Setting
 from tests.graphs import single
 
-SAMPLES = 10
+SAMPLES = 7
 
 # Input ranks (batch excluded) and dtype each component is tried on; merges get several inputs.
 INPUT_RANKS = {
