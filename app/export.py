@@ -165,6 +165,16 @@ def export_run(
     return final
 
 
+def list_exports(model: str, root: Path | None = None) -> list[dict[str, Any]]:
+    """The exports of a model (its name or slug), newest first: each one's metadata, with
+    "folder" its path."""
+    exports = runs.models_dir(root) / runs.model_slug(model) / "exports"
+    found = []
+    for path in exports.glob(f"*/{METADATA}"):
+        found.append({**json.loads(path.read_text()), "folder": str(path.parent)})
+    return sorted(found, key=lambda meta: meta.get("created") or 0, reverse=True)
+
+
 def check_format(fmt: str, quantize: str | None = None) -> None:
     """Raise ExportError for an unknown format or quantization, or a quantized non-TFLite one."""
     if fmt not in FORMATS:

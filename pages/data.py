@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import tempfile
-import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -42,22 +41,12 @@ def add_dataset(path: Path, name: str, target: str | None) -> None:
     st.rerun()
 
 
-def unpack(upload, folder: Path) -> Path:
-    """The uploaded file on disk; a .zip of class folders is unpacked, refusing any member
-    that would land outside the folder."""
-    suffix = Path(upload.name).suffix.lower()
-    path = folder / f"upload{suffix}"
+def saved(upload, folder: Path) -> Path:
+    """The uploaded file on disk, under a name of ours with its suffix (the upload's own name
+    never becomes a path)."""
+    path = folder / f"upload{Path(upload.name).suffix.lower()}"
     path.write_bytes(upload.getvalue())
-    if suffix != ".zip":
-        return path
-    target = folder / "unpacked"
-    with zipfile.ZipFile(path) as archive:
-        for member in archive.namelist():
-            if not (target / member).resolve().is_relative_to(target.resolve()):
-                raise ValueError(f"{upload.name}: member {member!r} points outside the archive")
-        archive.extractall(target)
-    entries = [p for p in target.iterdir() if not p.name.startswith(("__MACOSX", "."))]
-    return entries[0] if len(entries) == 1 and entries[0].is_dir() else target
+    return path
 
 
 datasets = store.list_datasets()
@@ -83,12 +72,7 @@ with st.expander("Add a dataset", expanded=not names):
                 st.error("Choose a file to add.")
             else:
                 with tempfile.TemporaryDirectory() as folder:
-                    try:
-                        path = unpack(upload, Path(folder))
-                    except (ValueError, zipfile.BadZipFile) as error:
-                        st.error(str(error))
-                    else:
-                        add_dataset(path, name.strip(), target.strip())
+                    add_dataset(saved(upload, Path(folder)), name.strip(), target.strip())
 
 if not names:
     st.stop()

@@ -6,14 +6,13 @@ passing test report) is the engine's, and so is the message when it refuses."""
 from __future__ import annotations
 
 import io
-import json
 import zipfile
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from app import runs
+from app import export
 from ui import jobs, session
 
 st.title("Export")
@@ -33,11 +32,9 @@ QUANTIZE = {None: "none (float32)", "dynamic": "dynamic range", "float16": "floa
 
 doc = current.graph()
 run_dir = session.choose_finished_run(current)
-report = run_dir / "test" / "report.json"
-if not report.exists():
-    st.warning("This run has no test report; export is refused until it is tested (or forced).")
-elif not json.loads(report.read_text()).get("passed"):
-    st.warning("This run's test report failed its gates; export is refused unless forced.")
+gate = export.check_gate(run_dir)
+if not gate["passed"]:
+    st.warning(f"{gate['reason']}: export is refused unless forced.")
 
 with st.form("export"):
     fmt = st.selectbox("Format", list(FORMATS), format_func=FORMATS.get)
@@ -69,24 +66,19 @@ def archive(folder: Path) -> bytes:
     return buffer.getvalue()
 
 
-exports = runs.models_dir() / runs.model_slug(doc.meta.name) / "exports"
-found = sorted(
-    (p for p in exports.glob("*/metadata.json")), key=lambda p: p.stat().st_mtime, reverse=True
-) if exports.is_dir() else []  # fmt: skip
+found = export.list_exports(doc.meta.name)
 if found:
     st.subheader("Exports")
-    rows = []
-    for path in found:
-        meta = json.loads(path.read_text())
-        rows.append({
-            "export": path.parent.name, "format": meta.get("format"),
-            "quantize": meta.get("quantize"), "run": meta.get("run"),
-            "forced": meta.get("forced"), "created": pd.Timestamp(meta.get("created", 0), unit="s"),
-        })  # fmt: skip
-    st.dataframe(rows, hide_index=True)
-    chosen = st.selectbox("Download", [p.parent.name for p in found])
-    folder = exports / chosen
-    st.download_button("Download (zip)", archive(folder), file_name=f"{chosen}.zip",
+    st.dataframe(
+        [{"export": Path(meta["folder"]).name, "format": meta.get("format"),
+          "quantize": meta.get("quantize"), "run": meta.get("run"), "forced": meta.get("forced"),
+          "created": pd.Timestamp(meta.get("created", 0), unit="s")} for meta in found],
+        hide_index=True,
+    )  # fmt: skip
+    names = [Path(meta["folder"]).name for meta in found]
+    chosen = found[names.index(st.selectbox("Download", names))]
+    folder = Path(chosen["folder"])
+    st.download_button("Download (zip)", archive(folder), file_name=f"{folder.name}.zip",
                        mime="application/zip", icon=":material/download:")  # fmt: skip
     with st.expander("Metadata"):
-        st.json(json.loads((folder / "metadata.json").read_text()))
+        st.json({key: value for key, value in chosen.items() if key != "folder"})

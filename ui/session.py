@@ -17,7 +17,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import runs
+from app import export, runs, testsuite
 from app.analysis import Analysis, analyze
 from app.canvas import escape_markdown
 from app.edit import History
@@ -105,14 +105,12 @@ def progress(current: Project) -> Progress:
     doc = current.graph()
     model_runs = runs.list_runs(model=doc.meta.name)
     finished = next((row for row in model_runs if row["state"] == "finished"), None)
-    tested = finished is not None and (Path(finished["dir"]) / "test" / "report.json").exists()
-    exports = runs.models_dir() / runs.model_slug(doc.meta.name) / "exports"
     return Progress(
         analysis=analyze(doc),
         dataset=current.dataset,
         finished_run=finished,
-        tested=tested,
-        exported=exports.is_dir() and any(exports.iterdir()),
+        tested=finished is not None and testsuite.read_report(finished["dir"]) is not None,
+        exported=bool(export.list_exports(doc.meta.name)),
     )
 
 

@@ -13,6 +13,7 @@ import re
 import shutil
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -151,8 +152,13 @@ def add(
     say = progress or (lambda step: None)
     root = root or workspace_root()
     final = _folder(name, root)
-    say(f"reading {path}")
     path = Path(path)
+    if path.suffix.lower() == ".zip":  # a folder of class folders, packed
+        with tempfile.TemporaryDirectory() as folder:
+            say(f"unpacking {path.name}")
+            return add(unpack_archive(path, Path(folder)), name, target, overrides, fractions,
+                       seed, root, progress, large_file_bytes)  # fmt: skip
+    say(f"reading {path}")
     large = path.is_file() and path.stat().st_size > large_file_bytes
     # A large table is never loaded whole: profile and fit stream it from disk in chunks.
     source = read_source(path, max_rows=PREVIEW_ROWS if large else None)
@@ -202,6 +208,22 @@ def add(
     say("recording a DVC version")
     versions.record(root, final, note=f"added from {Path(path).name}")
     return Dataset(name, final)
+
+
+def unpack_archive(path: Path, folder: Path) -> Path:
+    """Unpack a .zip into `folder` and return what it holds: its one top folder, or `folder`.
+    A member that would land outside `folder` is refused before anything is written."""
+    target = folder.resolve()
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.namelist():
+                if not (target / member).resolve().is_relative_to(target):
+                    raise DataError(f"{path.name}: member {member!r} points outside the archive")
+            archive.extractall(target)
+    except zipfile.BadZipFile as err:
+        raise DataError(f"{path.name}: not a readable .zip archive ({err})") from None
+    entries = [p for p in target.iterdir() if not p.name.startswith(("__MACOSX", "."))]
+    return entries[0] if len(entries) == 1 and entries[0].is_dir() else target
 
 
 def refit(name: str, config: Any, root: Path | None = None) -> Dataset:

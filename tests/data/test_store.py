@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import zipfile
 
 import pytest
 
@@ -46,6 +48,23 @@ def test_an_image_folder_is_added_with_its_images(workspace, tmp_path):
     assert dataset.meta["kind"] == "image_folder"
     assert len(list(dataset.folder.rglob("*.png"))) == 1797
     assert len(dataset.source().frame) == 1797
+
+
+def test_a_zip_of_class_folders_is_unpacked_and_added(workspace, tmp_path):
+    folder = make_sample("digits", tmp_path / "src")
+    archive = shutil.make_archive(str(tmp_path / "digits"), "zip", folder.parent, folder.name)
+    dataset = store.add(archive, "zipped")
+    assert dataset.meta["kind"] == "image_folder" and dataset.meta["rows"] == 1797
+    assert len(list(dataset.folder.rglob("*.png"))) == 1797
+
+
+def test_a_zip_member_pointing_outside_is_refused_before_anything_is_written(workspace, tmp_path):
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("../escaped.txt", "x")
+    with pytest.raises(DataError, match=r"evil.zip: member '../escaped.txt' points outside"):
+        store.add(archive, "evil")
+    assert not (tmp_path / "escaped.txt").exists() and store.list_datasets() == []
 
 
 def test_list_and_get(workspace, tmp_path):
