@@ -206,6 +206,21 @@ def test_an_export_fills_a_missing_number_with_the_train_mean(exported):
 # Metadata and versions
 
 
+def test_the_exports_of_a_model_are_listed_with_their_metadata(exported):
+    from app import export
+
+    run = json.loads((exported.runs["classification"] / "run.json").read_text())
+    listed = export.list_exports(run["model"], root=exported.root)
+    by_folder = {meta["folder"]: meta for meta in listed}
+    mine = [f for f in exported.folders.values() if f.parent.parent.name == run["model"]]
+    assert len(mine) > 1 and sorted(by_folder) == sorted(str(folder) for folder in mine)
+    for folder in mine:
+        meta = json.loads((folder / "metadata.json").read_text())
+        assert by_folder[str(folder)] == {**meta, "folder": str(folder)}
+    created = [meta["created"] for meta in listed]
+    assert created == sorted(created, reverse=True)
+
+
 def test_metadata_names_the_run_data_tests_files_and_parity(exported):
     folder = exported.folders["tflite-int8"]
     meta = json.loads((folder / "metadata.json").read_text())
