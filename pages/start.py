@@ -9,7 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from app.analysis import analyze
-from app.codegen import generate_module
+from app.canvas import escape_markdown
 from app.components.base import fmt_shape
 from app.graph import load
 from app.model_templates import list_templates, load_template
@@ -38,6 +38,17 @@ def suggested_name(title: str) -> str:
     return name
 
 
+def layer_table(rows: list[dict]) -> str:
+    """The template's layers as a Markdown table: drawn without pandas, so the first page a new
+    user sees does not wait for it (st.dataframe would load it, and a grid in the browser)."""
+    lines = ["| Node | Component | Output shape | Parameters |", "|---|---|---|---:|"]
+    for row in rows:
+        shape = fmt_shape(row["output_shape"]) if row["output_shape"] else "-"
+        cells = (row["label"] or row["id"], row["component"], shape, f"{row['params'] or 0:,}")
+        lines.append("| " + " | ".join(escape_markdown(cell) for cell in cells) + " |")
+    return "\n".join(lines)
+
+
 def create(name: str, doc) -> None:
     """Create the project (its model named after it, so that its runs are its own) and open it."""
     if not re.fullmatch(NAME_PATTERN, name):
@@ -55,9 +66,8 @@ def create(name: str, doc) -> None:
     st.switch_page(session.PAGES["data"])
 
 
-new_tab, open_tab, import_tab = st.tabs(["New project", "Open a project", "Import a Keras model"])
-
-with new_tab:
+def new_project() -> None:
+    """A template's graph, its layers and code, and a name for the new project."""
     templates = list_templates()
     names = [t.name for t in templates]
     choice = st.selectbox(
@@ -70,20 +80,21 @@ with new_tab:
     st.write(info.description)
     st.caption(f"Expects: {info.expects}")
     analysis = analyze(load_template(choice))
-    st.metric("Parameters", f"{analysis.totals()['params']:,}")
-    rows = [
-        {**row, "output_shape": fmt_shape(row["output_shape"]) if row["output_shape"] else "-"}
-        for row in analysis.rows()
-    ]
-    st.dataframe(rows, hide_index=True, width="stretch")
-    with st.expander("Generated Keras code"):
-        st.code(generate_module(analysis), language="python")
+    st.markdown(f"**{len(analysis.doc.nodes)} nodes, {analysis.totals()['params']:,} parameters**")
+    st.markdown(layer_table(analysis.rows()))
+    code = st.expander("Generated Keras code", key="start_code", on_change="rerun")
+    if code.open:
+        from app.codegen import generate_module  # Jinja: only when the code is asked for
+
+        code.code(generate_module(analysis), language="python")
     with st.form("new_project"):
         name = st.text_input("Project name", suggested_name(info.name))
         if st.form_submit_button("Create project", type="primary"):
             create(name.strip(), load_template(choice))
 
-with open_tab:
+
+def open_existing() -> None:
+    """A project already in the workspace."""
     names = list_projects()
     if not names:
         st.caption(f"No projects yet in {workspace_root()}.")
@@ -94,7 +105,9 @@ with open_tab:
             session.notice(f"Project {chosen} opened")
             st.switch_page(session.PAGES["model"])
 
-with import_tab:
+
+def import_model() -> None:
+    """A Keras model file read into a graph in a child process (Keras loads there)."""
     st.write("A `.keras`, `.h5` or Keras JSON model becomes an editable graph.")
     with st.form("import_model"):
         upload = st.file_uploader("Keras model", type=["keras", "h5", "json"])
@@ -114,3 +127,14 @@ with import_tab:
                 create(name.strip(), load(graph_path, strict=False))
             else:
                 st.error(f"{upload.name}: {outcome.output}")
+
+
+# Only the open tab, and the code expander when open, run (on_change="rerun"): so the first page
+# a new user sees draws without the code highlighter, the file uploader or Jinja.
+tabs = st.tabs(
+    ["New project", "Open a project", "Import a Keras model"], key="start_tab", on_change="rerun"
+)
+for tab, draw in zip(tabs, (new_project, open_existing, import_model), strict=True):
+    if tab.open:
+        with tab:
+            draw()

@@ -51,10 +51,23 @@ def test_start_page_shows_a_template_with_its_shapes_and_code(workspace):
     app = page("start")
     assert app.title[0].value == "LayerFlow"
     app.selectbox[0].select("image_classification").run()
-    table = app.dataframe[0].value
-    assert list(table["id"])[0] == "image"
-    assert "(None, 8, 8, 1)" in list(table["output_shape"])
+    table = next(md.value for md in app.markdown if md.value.startswith("| Node"))
+    rows = [line.split(" | ") for line in table.splitlines()[2:]]
+    assert rows[0][0] == "| Image"
+    assert any(row[2] == r"\(None, 8, 8, 1\)" for row in rows), table
+    assert not app.code, "the code is made only when its expander is opened"
+    app.session_state["start_code"] = True  # what opening the expander does
+    app.run()
     assert "def build_model() -> keras.Model:" in app.code[0].value
+
+
+def test_only_the_open_start_tab_runs(workspace):
+    app = page("start")
+    assert not app.get("file_uploader")
+    app.session_state["start_tab"] = "Import a Keras model"  # what clicking the tab does
+    app.run()
+    assert [uploader.label for uploader in app.get("file_uploader")] == ["Keras model"]
+    assert not app.selectbox, "the template gallery is not drawn behind the import tab"
 
 
 def test_creating_a_project_saves_it_names_its_model_and_opens_the_data_step(workspace):

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import export, runs, testsuite
 from app.analysis import Analysis, analyze
 from app.canvas import escape_markdown
 from app.edit import History
@@ -102,6 +101,10 @@ class Progress:
 
 
 def progress(current: Project) -> Progress:
+    # Imported here, not at the top: they bring numpy and pandas, which the Start page of a new
+    # user does not need and which would delay its first drawing by about half a second.
+    from app import export, runs, testsuite
+
     doc = current.graph()
     model_runs = runs.list_runs(model=doc.meta.name)
     finished = next((row for row in model_runs if row["state"] == "finished"), None)
@@ -132,6 +135,8 @@ def step_bar(current: Project, step: str) -> None:
 def choose_finished_run(current: Project) -> Path:
     """A select of the project's finished runs (newest first) and the chosen run's directory;
     without one, a pointer to the Train page and the end of the page's script."""
+    from app import runs  # see progress()
+
     model = current.graph().meta.name
     finished = [row for row in runs.list_runs(model=model) if row["state"] == "finished"]
     if not finished:
