@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `streamlit run app` puts app/ first on the path, not the repo
     sys.path.insert(0, str(ROOT))
 
-from ui import session  # noqa: E402  (needs the repository on the path)
+from ui.nav import PAGES  # noqa: E402  (needs the repository on the path)
 
 STEPS = [
     ("start", "Start", ":material/home:"),
@@ -30,9 +30,9 @@ STEPS = [
 
 st.set_page_config(page_title="LayerFlow", layout="wide")
 for name, title, icon in STEPS:
-    session.PAGES[name] = st.Page(
+    PAGES[name] = st.Page(
         str(ROOT / "pages" / f"{name}.py"), title=title, icon=icon, default=name == "start",
         url_path=name,
     )
-page = st.navigation(list(session.PAGES.values()))
+page = st.navigation(list(PAGES.values()))
 page.run()

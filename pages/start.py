@@ -1,5 +1,6 @@
 """Start: a new project from a model template, an existing project, or an imported Keras model."""
 
+# ruff: noqa: E402  (the engine is imported after the title, below)
 from __future__ import annotations
 
 import re
@@ -8,6 +9,11 @@ from pathlib import Path
 
 import streamlit as st
 
+st.title("LayerFlow")
+st.caption("A visual workspace for TensorFlow/Keras models.")
+
+# After the title on purpose: this is the first page, and the browser draws its title while the
+# engine loads (pydantic and the component catalogue, about 0.2 s on a 2-core machine).
 from app.analysis import analyze
 from app.canvas import escape_markdown
 from app.components.base import fmt_shape
@@ -17,8 +23,6 @@ from app.project import NAME_PATTERN, create_project, list_projects
 from app.workspace import workspace_root
 from ui import jobs, session
 
-st.title("LayerFlow")
-st.caption("A visual workspace for TensorFlow/Keras models.")
 session.notice()
 
 current = session.project()

@@ -22,8 +22,7 @@ from app.canvas import escape_markdown
 from app.edit import History
 from app.graph import GraphDocument
 from app.project import Project, list_projects, open_project
-
-PAGES = {}  # step name -> st.Page, filled by app/streamlit_app.py
+from ui.nav import PAGES  # the pages link to each other through session.PAGES
 
 
 def project() -> Project | None:
