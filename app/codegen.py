@@ -132,8 +132,9 @@ class _Scope:
 
 
 class _Generator:
-    def __init__(self, analysis: Analysis):
+    def __init__(self, analysis: Analysis, weights_dir: str | None = None):
         self.analysis = analysis
+        self.weights_dir = weights_dir
         self.doc = analysis.doc
         self.env = environment()
         self.block_functions: dict[str, str] = {}
@@ -164,7 +165,7 @@ class _Generator:
             "input_shape": tuple(input_shapes[0][1:]) if input_shapes else None,
             "fn": Code(f"{out}_fn"),
             "node_inputs": len(xs),
-            "weights": _weights_path(settings.get("weights_file")),
+            "weights": _weights_path(settings.get("weights_file"), self.weights_dir),
             "pooling": None if settings.get("pooling") == "none" else settings.get("pooling"),
             "prefixes": [py(f"{node.id}_{rep + 1}") for rep in range(settings.get("repeat", 0))],
         }
@@ -284,9 +285,20 @@ class _Generator:
         return text
 
 
-def _weights_path(relative: str | None) -> str | None:
-    """Backbone weights live in the workspace; the generated code names the resolved file."""
-    return str(inside(workspace_root(), relative)) if relative else None
+def _weights_path(relative: str | None, weights_dir: str | None = None) -> str | None:
+    """Backbone weights live in the workspace; the generated code names the resolved file, or
+    with weights_dir, weights_dir/<its path in the workspace>, relative to the current directory."""
+    if not relative:
+        return None
+    if weights_dir is None:
+        return str(inside(workspace_root(), relative))
+    return f"{weights_dir}/{_normalized(relative)}"
+
+
+def _normalized(relative: str) -> str:
+    """A path in the workspace, checked and without `.` parts: weights/./a.h5 -> weights/a.h5."""
+    root = workspace_root().resolve()
+    return inside(root, relative).relative_to(root).as_posix()
 
 
 def _collection(ids: list[str], scope: _Scope) -> Code:
@@ -304,16 +316,30 @@ def _require_ok(analysis: Analysis) -> None:
         raise GraphError(analysis.errors, analysis.doc.meta.name)
 
 
-def generate_module(doc_or_analysis: GraphDocument | Analysis, require_valid: bool = True) -> str:
+def generate_module(
+    doc_or_analysis: GraphDocument | Analysis,
+    require_valid: bool = True,
+    weights_dir: str | None = None,
+) -> str:
     """The whole model as a Python module; raises GraphError if the graph has errors.
 
     With require_valid=False, shape errors are let through so Keras itself can be asked
-    (tests use this to check that Keras refuses what the shape rules refuse)."""
+    (tests use this to check that Keras refuses what the shape rules refuse). With weights_dir,
+    Backbone weights are named weights_dir/<their path in the workspace>, relative to the current
+    directory, as in an exported project (see weights_files), not by their path here."""
     analysis = _as_analysis(doc_or_analysis)
     blocking = [p for p in analysis.errors if require_valid or p.code != "shape"]
     if blocking:
         raise GraphError(blocking, analysis.doc.meta.name)
-    return _Generator(analysis).module()
+    return _Generator(analysis, weights_dir).module()
+
+
+def weights_files(doc: GraphDocument) -> list[str]:
+    """The weights files the graph's Backbones load (blocks included), by their path in the
+    workspace (what generate_module's weights_dir expects under it)."""
+    nodes = [*doc.nodes, *(node for block in doc.blocks.values() for node in block.nodes)]
+    files = {node.settings.get("weights_file") for node in nodes if node.component == "Backbone"}
+    return sorted(_normalized(relative) for relative in files if relative)
 
 
 def node_snippet(doc_or_analysis: GraphDocument | Analysis, node_id: str) -> str:

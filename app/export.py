@@ -39,7 +39,7 @@ import numpy as np
 
 from app import runs, versions
 from app.files import atomic_write_text, swap_in
-from app.workspace import workspace_root
+from app.workspace import inside, workspace_root
 
 FORMATS = ("keras", "savedmodel", "tflite", "onnx", "project")
 MODEL_FORMATS = ("keras", "savedmodel", "tflite", "onnx")
@@ -61,6 +61,7 @@ REPRESENTATIVE_ROWS = 100
 # |prediction| when that is above 1 (so that it is relative for values in the hundreds).
 TOLERANCES: dict[str | None, float] = {None: 1e-3, "float16": 1e-2, "dynamic": 5e-2, "int8": 0.15}
 PROJECT_TEMPLATES = "project"
+WEIGHTS = "weights"  # in an exported project: the Backbones' weights files, by workspace path
 
 
 class ExportError(ValueError):
@@ -1008,7 +1009,8 @@ def write_project(folder: Path, run_dir: Path, model, dataset, source=None) -> l
             "outputs": {node: {"loss": losses[node], "metrics": metrics[node]} for node in losses},
         },
     }
-    atomic_write_text(folder / "model.py", generate_module(doc))
+    atomic_write_text(folder / "model.py", generate_module(doc, weights_dir=WEIGHTS))
+    weights = copy_weights(doc, folder)
     model_dir = folder / "model"
     model_dir.mkdir()
     model.save(model_dir / "model.keras")
@@ -1032,13 +1034,30 @@ def write_project(folder: Path, run_dir: Path, model, dataset, source=None) -> l
     }
     env = environment()
     base = TEMPLATES / PROJECT_TEMPLATES
-    written = ["model.py", "model/model.keras", "model/preprocessing.json"]
+    written = ["model.py", *weights, "model/model.keras", "model/preprocessing.json"]
     for template in sorted(base.glob("*.j2")):  # dotfiles (.gitignore) too
         target = template.name.removesuffix(".j2")
         text = env.get_template(f"{PROJECT_TEMPLATES}/{template.name}").render(context)
         atomic_write_text(folder / target, text)
         written.append(target)
     return written + [f"data/{p}" for p in _relative_files(folder / "data")]
+
+
+def copy_weights(doc, folder: Path) -> list[str]:
+    """Copy the weights files the graph's Backbones load into folder/weights/, where the
+    project's model.py (generated with weights_dir=WEIGHTS) looks; returns their paths there."""
+    from app.codegen import weights_files
+
+    copied = []
+    for relative in weights_files(doc):
+        source = inside(workspace_root(), relative)
+        if not source.is_file():
+            raise ExportError(f"{relative}: a Backbone's weights file, no longer in the workspace")
+        copy = folder / WEIGHTS / relative
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, copy)
+        copied.append(f"{WEIGHTS}/{relative}")
+    return copied
 
 
 def _feature_params(spec) -> dict[str, Any]:

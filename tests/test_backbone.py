@@ -71,3 +71,46 @@ def test_weights_come_from_the_local_file(tmp_path, monkeypatch):
     model = build_model(single("Backbone", settings, [[32, 32, 3]]))
     loaded = model.get_layer("under_test").get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(loaded, source.get_weights(), strict=True))
+
+
+def test_an_exported_projects_model_loads_the_weights_copied_beside_it(tmp_path, monkeypatch):
+    """model.py in an exported project names weights/<path in the workspace>, not this
+    workspace's absolute path, and builds with those weights from the project's folder."""
+    import subprocess
+    import sys
+
+    import keras
+    import numpy as np
+
+    from app.codegen import generate_module
+    from app.export import ExportError, copy_weights
+
+    workspace, project = tmp_path / "workspace", tmp_path / "project"
+    monkeypatch.setenv("LAYERFLOW_WORKSPACE", str(workspace))
+    source = keras.applications.MobileNetV2(
+        include_top=False, weights=None, input_shape=(32, 32, 3), pooling="avg"
+    )
+    (workspace / "weights").mkdir(parents=True)
+    source.save_weights(workspace / "weights" / "mobilenet.weights.h5")
+    settings = {"architecture": "MobileNetV2", "weights_file": "weights/./mobilenet.weights.h5"}
+    doc = single("Backbone", settings, [[32, 32, 3]])
+
+    project.mkdir()
+    assert copy_weights(doc, project) == ["weights/weights/mobilenet.weights.h5"]
+    code = generate_module(doc, weights_dir="weights")
+    assert str(workspace) not in code and "'weights/weights/mobilenet.weights.h5'" in code
+    (project / "model.py").write_text(code)
+    np.savez(tmp_path / "expected.npz", *source.get_weights())
+    check = (
+        "import numpy as np, model\n"
+        "built = model.build_model().get_layer('under_test').get_weights()\n"
+        f"expected = np.load({str(tmp_path / 'expected.npz')!r})\n"
+        "assert all(np.array_equal(a, expected[f'arr_{i}']) for i, a in enumerate(built))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", check], cwd=project, capture_output=True,
+                          text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    (workspace / "weights" / "mobilenet.weights.h5").unlink()
+    with pytest.raises(ExportError, match="weights/mobilenet.weights.h5: a Backbone's weights"):
+        copy_weights(doc, tmp_path / "elsewhere")
