@@ -392,6 +392,10 @@ class Steering(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.epoch = epoch
+        # A pause asked for at the end of the last epoch (during its validation) holds here, not
+        # in on_epoch_end: by now every callback has seen that end, so its epoch event is
+        # written before a kill during the pause could lose it.
+        self.obey()
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         loss = (logs or {}).get("loss")
@@ -416,7 +420,7 @@ class Steering(keras.callbacks.Callback):
         self.epochs_done = epoch + 1
         self.last_metrics = metrics
         runs.update_status(self.run_dir, epoch=epoch + 1, metrics=metrics, best=self.state["best"])
-        self.obey()
+        self.obey(pause=False)  # a stop takes effect here, after the checkpoint
 
     def save_checkpoint(self, epoch: int, metrics: dict[str, float]) -> None:
         folder = self.training.checkpoints
@@ -441,10 +445,10 @@ class Steering(keras.callbacks.Callback):
         self.state["epoch"] = epoch + 1
         atomic_write_text(folder / runs.CHECKPOINT_STATE, json.dumps(self.state, indent=2) + "\n")
 
-    def obey(self) -> None:
-        """Pause or stop as control.json (or SIGTERM) says."""
+    def obey(self, pause: bool = True) -> None:
+        """Pause (unless not now) or stop as control.json (or SIGTERM) says."""
         action = self.action()
-        if action == "pause" and not self.stopping:
+        if action == "pause" and pause and not self.stopping:
             self.announce("paused")
             while action == "pause" and not self.training.terminated:
                 time.sleep(POLL_SECONDS)
