@@ -426,6 +426,10 @@ def _settings_for(component: Component, config: dict[str, Any]) -> dict[str, Any
 def _setting_value(kind: str, name: str, value: Any) -> Any:
     if name == "activation" and value is None:
         return "linear"
+    if name.endswith("_initializer") and isinstance(value, dict) and "class_name" in value:
+        # {"class_name": "HeNormal", "config": {"seed": None}} is he_normal; the configs are
+        # compared afterwards, so a seeded or scaled one stays a KerasLayer
+        return re.sub(r"(?<!^)(?=[A-Z])", "_", str(value["class_name"])).lower()
     if (
         kind == "ints"
         and isinstance(value, list)

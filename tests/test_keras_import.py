@@ -62,7 +62,9 @@ def test_sequential_mlp():
     assert input_node.settings == {"shape": [20], "dtype": "float32"}
     assert components(doc) == {input_node.id: "Input", "hidden": "Dense", "drop": "Dropout",
                                "probs": "Dense", "probs_output": "Output"}  # fmt: skip
-    assert doc.node("hidden").settings == {"units": 64, "activation": "relu", "use_bias": True}
+    assert doc.node("hidden").settings == {"units": 64, "activation": "relu", "use_bias": True,
+                                           "kernel_initializer": "glorot_uniform",
+                                           "bias_initializer": "zeros"}  # fmt: skip
     assert doc.node("drop").settings == {"rate": 0.3}
     assert doc.node("probs_output").settings == {
         "target": "probs",
@@ -121,7 +123,8 @@ def test_residual_add_from_an_h5_file(tmp_path):
     assert components(doc)["bn_a"] == "BatchNormalization"
     assert doc.node("conv_a").settings == {
         "filters": 16, "kernel_size": [3, 3], "strides": [1, 1], "padding": "same",
-        "dilation_rate": [1, 1], "activation": "linear", "use_bias": False}  # fmt: skip
+        "dilation_rate": [1, 1], "activation": "linear", "use_bias": False,
+        "kernel_initializer": "glorot_uniform", "bias_initializer": "zeros"}  # fmt: skip
 
 
 def test_dense_concatenation_from_a_json_file(tmp_path):
@@ -171,9 +174,24 @@ def test_layer_without_a_component_is_kept_as_a_keras_layer():
     assert rebuilt.get_layer("noise").get_config()["seed"] == 3
 
 
-def test_config_beyond_the_component_settings_falls_back_to_keras_layer():
+def test_initializers_without_arguments_are_settings_of_the_component():
     inputs = keras.Input((8, 8, 3))
     x = layers.Conv2D(4, 3, kernel_initializer="he_normal", name="he_conv")(inputs)
+    x = layers.Flatten()(x)
+    x = layers.Dense(3, kernel_initializer="lecun_normal", bias_initializer="ones", name="d")(x)
+    doc, rebuilt = roundtrip(keras.Model(inputs, x))
+    assert components(doc)["he_conv"] == "Conv2D" and components(doc)["d"] == "Dense"
+    assert doc.node("he_conv").settings["kernel_initializer"] == "he_normal"
+    assert doc.node("d").settings["bias_initializer"] == "ones"
+    conv, dense = rebuilt.get_layer("he_conv").get_config(), rebuilt.get_layer("d").get_config()
+    assert conv["kernel_initializer"]["class_name"] == "HeNormal"
+    assert dense["bias_initializer"]["class_name"] == "Ones"
+
+
+def test_config_beyond_the_component_settings_falls_back_to_keras_layer():
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(4, 3, kernel_initializer=keras.initializers.HeNormal(seed=3),
+                      name="he_conv")(inputs)  # fmt: skip
     x = layers.Conv2D(4, 3, name="plain_conv")(x)
     x = layers.ZeroPadding2D(((0, 1), (0, 1)), name="uneven_pad")(x)
     x = layers.ZeroPadding2D(((1, 1), (2, 2)), name="even_pad")(x)
@@ -187,7 +205,7 @@ def test_config_beyond_the_component_settings_falls_back_to_keras_layer():
     assert doc.node("even_pad").settings == {"padding": [1, 2]}
     assert components(doc)["regularized"] == "KerasLayer"
     config = rebuilt.get_layer("he_conv").get_config()
-    assert config["kernel_initializer"]["class_name"] == "HeNormal"
+    assert config["kernel_initializer"]["config"]["seed"] == 3
 
 
 def test_lstm_text_model_with_a_masking_embedding():

@@ -14,7 +14,7 @@ from app.components.base import (
     need_rank,
     size,
 )
-from app.components.core import activation_setting
+from app.components.core import activation_setting, initializer_settings
 
 PADDINGS = ("valid", "same")
 
@@ -215,7 +215,7 @@ COMPONENTS = [
             f"Conv{r}D",
             "Convolution",
             f"{r}D convolution over channels-last inputs.",
-            _conv_settings(r),
+            (*_conv_settings(r), *initializer_settings()),
             _conv(r),
             keras_class=f"Conv{r}D",
         )
@@ -230,6 +230,7 @@ COMPONENTS = [
             Setting("dilation_rate", "ints", [1, 1], "Spacing between taps.", min=1, length=2),
             activation_setting("relu"),
             Setting("use_bias", "bool", True, "Add a learned bias."),
+            *initializer_settings(),
         ),
         _conv2d_transpose,
         keras_class="Conv2DTranspose",

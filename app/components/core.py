@@ -46,6 +46,25 @@ LOSSES = (
 DTYPES = ("float32", "int32", "int64")
 
 
+# Keras' initializers that need no arguments, by the names keras.initializers.get takes.
+INITIALIZERS = (
+    "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform",
+    "lecun_normal", "orthogonal", "random_normal", "random_uniform", "truncated_normal",
+    "zeros", "ones",
+)  # fmt: skip
+
+
+def initializer_settings() -> tuple[Setting, Setting]:
+    """How a layer's kernel and bias start; the template writes them only when not Keras'
+    defaults (templates/components/initializers.j2)."""
+    return (
+        Setting("kernel_initializer", "choice", "glorot_uniform", "How the weights start.",
+                choices=INITIALIZERS),
+        Setting("bias_initializer", "choice", "zeros", "How the bias starts.",
+                choices=tuple(name for name in INITIALIZERS if name != "orthogonal")),  # 2D+ only
+    )  # fmt: skip
+
+
 def activation_setting(default: str = "linear") -> Setting:
     return Setting(
         "activation", "choice", default, "Activation applied to the output.", choices=ACTIVATIONS
@@ -189,6 +208,7 @@ COMPONENTS = [
             Setting("units", "int", 64, "Number of output units.", min=1, max=1_000_000),
             activation_setting("relu"),
             Setting("use_bias", "bool", True, "Add a learned bias."),
+            *initializer_settings(),
         ),
         _dense,
         keras_class="Dense",
