@@ -60,9 +60,20 @@ def test_module_has_one_statement_per_node_commented_with_its_label():
     assert len(build.body) == 1 + len(CNN) + 1  # docstring, one per node, return
 
 
-def test_generated_module_is_ruff_clean(tmp_path):
+INITIALIZED = (
+    ("image", "Input", {"shape": [12, 12, 1]}),
+    ("conv", "Conv2D", {"filters": 4, "kernel_initializer": "he_normal"}),
+    ("flat", "Flatten", {}),
+    ("a_rather_long_dense_layer_name", "Dense",
+     {"kernel_initializer": "truncated_normal", "bias_initializer": "random_uniform"}),
+    ("out", "Output", {"units": 3}),
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("nodes", [CNN, INITIALIZED], ids=["cnn", "initializers"])
+def test_generated_module_is_ruff_clean(tmp_path, nodes):
     path = tmp_path / "model.py"
-    path.write_text(generate_module(chain(*CNN)))
+    path.write_text(generate_module(chain(*nodes)))
     done = subprocess.run(
         [
             sys.executable,
