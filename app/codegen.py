@@ -339,7 +339,7 @@ def weights_files(doc: GraphDocument) -> list[str]:
     workspace (what generate_module's weights_dir expects under it)."""
     nodes = [*doc.nodes, *(node for block in doc.blocks.values() for node in block.nodes)]
     files = {node.settings.get("weights_file") for node in nodes if node.component == "Backbone"}
-    return sorted(_normalized(relative) for relative in files if relative)
+    return sorted({_normalized(relative) for relative in files if relative})
 
 
 def node_snippet(doc_or_analysis: GraphDocument | Analysis, node_id: str) -> str:

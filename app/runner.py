@@ -180,7 +180,8 @@ class Training:
                 class_weight=balanced_class_weight(data.labels())
                 if settings.class_weight == "balanced"
                 else None,
-                callbacks=[steering, live, *callbacks(settings, data.has_validation)],
+                callbacks=[steering, live, PauseAtEpochEnd(steering),
+                           *callbacks(settings, data.has_validation)],
                 verbose=0,
             )
         if steering.failure:
@@ -371,6 +372,19 @@ def _numbers(logs: dict[str, Any] | None) -> dict[str, float]:
     return {key: float(value) for key, value in (logs or {}).items()}
 
 
+class PauseAtEpochEnd(keras.callbacks.Callback):
+    """Holds a pause asked for at an epoch's end; placed after every callback that records the
+    epoch, so that a kill during the pause loses none of it."""
+
+    def __init__(self, steering: Steering):
+        super().__init__()
+        self.steering = steering
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if not self.steering.failure:
+            self.steering.obey()
+
+
 class Steering(keras.callbacks.Callback):
     """Obeys control.json and SIGTERM between batches, stops on a non-finite loss, saves the
     checkpoints and keeps status.json up to date at the end of each epoch."""
@@ -392,10 +406,6 @@ class Steering(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.epoch = epoch
-        # A pause asked for at the end of the last epoch (during its validation) holds here, not
-        # in on_epoch_end: by now every callback has seen that end, so its epoch event is
-        # written before a kill during the pause could lose it.
-        self.obey()
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         loss = (logs or {}).get("loss")
@@ -420,7 +430,8 @@ class Steering(keras.callbacks.Callback):
         self.epochs_done = epoch + 1
         self.last_metrics = metrics
         runs.update_status(self.run_dir, epoch=epoch + 1, metrics=metrics, best=self.state["best"])
-        self.obey(pause=False)  # a stop takes effect here, after the checkpoint
+        self.obey(pause=False)  # a stop takes effect here, after the checkpoint; a pause holds
+        # in PauseAtEpochEnd, after the live callback has written this epoch's event
 
     def save_checkpoint(self, epoch: int, metrics: dict[str, float]) -> None:
         folder = self.training.checkpoints

@@ -107,7 +107,7 @@ def test_an_exported_projects_model_loads_the_weights_copied_beside_it(tmp_path,
         f"expected = np.load({str(tmp_path / 'expected.npz')!r})\n"
         "assert all(np.array_equal(a, expected[f'arr_{i}']) for i, a in enumerate(built))\n"
     )
-    bare = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # no LayerFlow on the path
+    bare = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # nothing of the workspace's
     done = subprocess.run([sys.executable, "-c", check], cwd=project, capture_output=True,
                           text=True, env=bare)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
