@@ -310,7 +310,7 @@ class _Importer:
     def add_operation(self, operation, call, tensors: list, inputs: list[str]) -> str:
         """Add a Custom node whose code calls the keras.ops function of an operation."""
         class_name = type(operation).__name__
-        function = re.sub(r"(?<!^)(?=[A-Z])", "_", class_name).lower()  # TrueDivide: true_divide
+        function = _snake_case(class_name)
         where = f"Operation '{operation.name}' ({type(operation).__module__}.{class_name})"
         if not callable(getattr(self.keras.ops, function, None)):
             raise ValueError(f"{where} is neither a keras.layers layer nor a keras.ops "
@@ -429,7 +429,7 @@ def _setting_value(kind: str, name: str, value: Any) -> Any:
     if name.endswith("_initializer") and isinstance(value, dict) and "class_name" in value:
         # {"class_name": "HeNormal", "config": {"seed": None}} is he_normal; the configs are
         # compared afterwards, so a seeded or scaled one stays a KerasLayer
-        return re.sub(r"(?<!^)(?=[A-Z])", "_", str(value["class_name"])).lower()
+        return _snake_case(str(value["class_name"]))
     if (
         kind == "ints"
         and isinstance(value, list)
@@ -440,6 +440,11 @@ def _setting_value(kind: str, name: str, value: Any) -> Any:
     if kind == "float" and isinstance(value, list) and len(value) == 2 and value[0] == -value[1]:
         return value[1]  # a symmetric range (-0.2, 0.2) is the factor 0.2
     return value
+
+
+def _snake_case(class_name: str) -> str:
+    """A Keras class name in function style: TrueDivide -> true_divide, HeNormal -> he_normal."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", class_name).lower()
 
 
 def _is_serialized_layer(value: Any) -> bool:

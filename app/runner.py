@@ -180,7 +180,7 @@ class Training:
                 class_weight=balanced_class_weight(data.labels())
                 if settings.class_weight == "balanced"
                 else None,
-                callbacks=[steering, live, PauseAtEpochEnd(steering),
+                callbacks=[steering, live, ObeyAtEpochEnd(steering),
                            *callbacks(settings, data.has_validation)],
                 verbose=0,
             )
@@ -372,9 +372,9 @@ def _numbers(logs: dict[str, Any] | None) -> dict[str, float]:
     return {key: float(value) for key, value in (logs or {}).items()}
 
 
-class PauseAtEpochEnd(keras.callbacks.Callback):
-    """Holds a pause asked for at an epoch's end; placed after every callback that records the
-    epoch, so that a kill during the pause loses none of it."""
+class ObeyAtEpochEnd(keras.callbacks.Callback):
+    """Steering's pause or stop at an epoch's end; placed after every callback that records the
+    epoch, so that a kill during a pause loses none of it, and a stop comes after them all."""
 
     def __init__(self, steering: Steering):
         super().__init__()
@@ -430,8 +430,7 @@ class Steering(keras.callbacks.Callback):
         self.epochs_done = epoch + 1
         self.last_metrics = metrics
         runs.update_status(self.run_dir, epoch=epoch + 1, metrics=metrics, best=self.state["best"])
-        self.obey(pause=False)  # a stop takes effect here, after the checkpoint; a pause holds
-        # in PauseAtEpochEnd, after the live callback has written this epoch's event
+        # Pause and stop are obeyed by ObeyAtEpochEnd, once this epoch's event is written too.
 
     def save_checkpoint(self, epoch: int, metrics: dict[str, float]) -> None:
         folder = self.training.checkpoints
@@ -456,10 +455,10 @@ class Steering(keras.callbacks.Callback):
         self.state["epoch"] = epoch + 1
         atomic_write_text(folder / runs.CHECKPOINT_STATE, json.dumps(self.state, indent=2) + "\n")
 
-    def obey(self, pause: bool = True) -> None:
-        """Pause (unless not now) or stop as control.json (or SIGTERM) says."""
+    def obey(self) -> None:
+        """Pause or stop as control.json (or SIGTERM) says."""
         action = self.action()
-        if action == "pause" and pause and not self.stopping:
+        if action == "pause" and not self.stopping:
             self.announce("paused")
             while action == "pause" and not self.training.terminated:
                 time.sleep(POLL_SECONDS)
