@@ -13,7 +13,10 @@ from pathlib import Path
 import streamlit as st
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `streamlit run app` puts app/ first on the path, not the repo
+# `streamlit run app` puts app/ first on the path, not the repository. app/ must not stay there:
+# its packages (app/keras, app/data, ...) would shadow the real libraries of the same names.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "app"]
+if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from ui.nav import PAGES  # noqa: E402  (needs the repository on the path)

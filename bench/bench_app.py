@@ -29,9 +29,9 @@ from bench_graph import residual_mlp  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from app.graph import parse  # noqa: E402
-from app.layout import layered_layout  # noqa: E402
-from app.project import create_project  # noqa: E402
+from app.graph.document import parse  # noqa: E402
+from app.graph.layout import layered_layout  # noqa: E402
+from app.workspace.project import create_project  # noqa: E402
 
 ENTRY = str(ROOT / "app" / "streamlit_app.py")
 ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",

@@ -36,9 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from app.data.pipeline import make_dataset  # noqa: E402
-from app.data.preprocess import FeatureSpec, PreprocessConfig, fit  # noqa: E402
 from app.data.sources import read_source  # noqa: E402
+from app.keras.pipeline import make_dataset  # noqa: E402
+from app.runtime.preprocessing import FeatureSpec, PreprocessConfig, fit  # noqa: E402
 
 TABLE_ROWS = 1_000_000
 IMAGE_BATCH = 32

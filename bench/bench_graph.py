@@ -21,10 +21,10 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.analysis import analyze  # noqa: E402
-from app.builder import load_module  # noqa: E402
-from app.codegen import generate_module  # noqa: E402
-from app.graph import parse  # noqa: E402
+from app.graph.analysis import analyze  # noqa: E402
+from app.graph.codegen import generate_module  # noqa: E402
+from app.graph.document import parse  # noqa: E402
+from app.keras.builder import load_module  # noqa: E402
 
 
 def residual_mlp(nodes: int) -> dict:
@@ -61,7 +61,7 @@ def residual_mlp(nodes: int) -> dict:
 def nasnet() -> dict:
     import keras
 
-    from app.keras_import import import_keras
+    from app.keras.importer import import_keras
 
     model = keras.applications.NASNetMobile(weights=None, input_shape=(224, 224, 3))
     return json.loads(import_keras(model).to_json())

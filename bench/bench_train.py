@@ -31,10 +31,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 
-from app.builder import build_model  # noqa: E402
-from app.events import read_events  # noqa: E402
-from app.livestats import LayerFlowCallback  # noqa: E402
-from app.model_templates import load_template  # noqa: E402
+from app.graph.model_templates import load_template  # noqa: E402
+from app.keras.builder import build_model  # noqa: E402
+from app.keras.livestats import LayerFlowCallback  # noqa: E402
+from app.workspace.events import read_events  # noqa: E402
 
 SEED = 0
 BATCH_SIZE = 32

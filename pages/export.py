@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app import export
+from app.export import exporter as export
 from ui import jobs, session
 
 st.title("Export")

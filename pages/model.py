@@ -1,5 +1,6 @@
 """Model: the graph editor. The canvas draws the project's graph; every change (a move, a drawn
-or deleted edge, a deleted node, a setting, a fix) goes through app.edit and is saved at once."""
+or deleted edge, a deleted node, a setting, a fix) goes through app.graph.edit and is saved at
+once."""
 
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ from streamlit_flow import streamlit_flow
 from streamlit_flow.elements import StreamlitFlowEdge, StreamlitFlowNode
 from streamlit_flow.state import StreamlitFlowState
 
-from app import blocks, canvas
-from app.analysis import analyze
-from app.codegen import generate_module, node_snippet
-from app.components import CATALOGUE
-from app.components.base import Setting, fmt_shape
 from app.data import store
 from app.data.autoconfig import facts
-from app.edit import (
+from app.graph import blocks, canvas
+from app.graph.analysis import analyze
+from app.graph.codegen import generate_module, node_snippet
+from app.graph.components import CATALOGUE
+from app.graph.components.base import Setting, fmt_shape
+from app.graph.edit import (
     EditError,
     add_node,
     apply_fix,
@@ -30,7 +31,7 @@ from app.edit import (
     set_label,
     set_settings,
 )
-from app.layout import layered_layout
+from app.graph.layout import layered_layout
 from ui import session
 
 st.title("Model")

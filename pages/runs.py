@@ -7,8 +7,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import compare, runs, versions
-from app.workspace import workspace_root
+from app.evaluate import compare
+from app.workspace import runs, versions, workspace_root
 from ui import session
 
 st.title("Runs")

@@ -14,13 +14,13 @@ st.caption("A visual workspace for TensorFlow/Keras models.")
 
 # After the title on purpose: this is the first page, and the browser draws its title while the
 # engine loads (pydantic and the component catalogue, about 0.2 s on a 2-core machine).
-from app.analysis import analyze
-from app.canvas import escape_markdown
-from app.components.base import fmt_shape
-from app.graph import load
-from app.model_templates import list_templates, load_template
-from app.project import NAME_PATTERN, create_project, list_projects
+from app.graph.analysis import analyze
+from app.graph.canvas import escape_markdown
+from app.graph.components.base import fmt_shape
+from app.graph.document import load
+from app.graph.model_templates import list_templates, load_template
 from app.workspace import workspace_root
+from app.workspace.project import NAME_PATTERN, create_project, list_projects
 from ui import jobs, session
 
 session.notice()
@@ -88,7 +88,7 @@ def new_project() -> None:
     st.markdown(layer_table(analysis.rows()))
     code = st.expander("Generated Keras code", key="start_code", on_change="rerun")
     if code.open:
-        from app.codegen import generate_module  # Jinja: only when the code is asked for
+        from app.graph.codegen import generate_module  # Jinja: only when the code is asked for
 
         code.code(generate_module(analysis), language="python")
     with st.form("new_project"):

@@ -8,7 +8,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import runs, testsuite
+from app.evaluate import suite as testsuite
+from app.workspace import runs
 from ui import session
 
 st.title("Test")

@@ -1,7 +1,7 @@
 """Train: the settings, Start / Pause / Resume / Stop, and the live charts of a run.
 
-A run trains in its own process (app.runs); this page only reads its directory, so a reload or a
-closed tab loses nothing: the page picks up the model's active run again."""
+A run trains in its own process (app.workspace.runs); this page only reads its directory, so a
+reload or a closed tab loses nothing: the page picks up the model's active run again."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import typing
 import pandas as pd
 import streamlit as st
 
-from app import runs
-from app.analysis import analyze
-from app.events import read_events
-from app.training import METRICS, TrainingSettings, TrainingSettingsError
+from app.graph.analysis import analyze
+from app.train.settings import METRICS, TrainingSettings, TrainingSettingsError
+from app.workspace import runs
+from app.workspace.events import read_events
 from ui import charts, session
 
 st.title("Train")

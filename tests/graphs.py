@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.graph import GraphDocument, parse
+from app.graph.document import GraphDocument, parse
 
 
 def chain(*nodes: tuple[str, str, dict[str, Any]], name: str = "test") -> GraphDocument:

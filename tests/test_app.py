@@ -12,8 +12,8 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from app.data import store
-from app.model_templates import load_template
-from app.project import create_project, open_project
+from app.graph.model_templates import load_template
+from app.workspace.project import create_project, open_project
 
 ROOT = Path(__file__).resolve().parent.parent
 ENTRY = str(ROOT / "app" / "streamlit_app.py")
@@ -238,7 +238,7 @@ def test_rendering_every_page_does_not_import_tensorflow(workspace):
 
 def project_of_run(trained, name: str, project: str = "trained"):
     """A project whose model is the one the trained run `name` trained, on the run's data."""
-    from app.graph import load
+    from app.graph.document import load
 
     made = create_project(project, load(trained.runs[name] / "graph.json"))
     made.use_dataset(trained.data[name])
@@ -265,7 +265,7 @@ def test_the_train_page_shows_a_finished_run_with_its_charts_and_layers(trained_
 
 
 def test_the_test_page_shows_the_report_of_a_tested_run(trained_workspace):
-    from app import testsuite
+    from app.evaluate import suite as testsuite
 
     project_of_run(trained_workspace, "classification")
     run = trained_workspace.runs["classification"]

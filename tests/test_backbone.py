@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from app.analysis import analyze
-from app.builder import build_model
+from app.graph.analysis import analyze
+from app.keras.builder import build_model
 from tests.graphs import single
 
 
@@ -82,8 +82,8 @@ def test_an_exported_projects_model_loads_the_weights_copied_beside_it(tmp_path,
     import keras
     import numpy as np
 
-    from app.codegen import generate_module
-    from app.export import ExportError, copy_weights
+    from app.export.exporter import ExportError, copy_weights
+    from app.graph.codegen import generate_module
 
     workspace, project = tmp_path / "workspace", tmp_path / "project"
     monkeypatch.setenv("LAYERFLOW_WORKSPACE", str(workspace))

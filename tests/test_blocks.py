@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from app.analysis import analyze
-from app.blocks import list_blocks, load_block, save_block, use_block
-from app.graph import BlockDef, GraphDocument, parse
+from app.graph.analysis import analyze
+from app.graph.blocks import list_blocks, load_block, save_block, use_block
+from app.graph.document import BlockDef, GraphDocument, parse
 
 CHANNELS = 8
 IMAGE = [16, 16, 3]
@@ -147,7 +147,7 @@ def test_block_without_block_input_is_an_error_naming_the_block():
 
 @pytest.fixture(scope="module")
 def built() -> tuple[Any, Any]:
-    from app.builder import build_model
+    from app.keras.builder import build_model
 
     analysis = analyze(parse(graph_data(repeat=3)))
     return analysis, build_model(analysis)

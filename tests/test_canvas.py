@@ -8,10 +8,10 @@ import re
 
 import pytest
 
-from app.analysis import analyze
-from app.canvas import LEVEL_COLORS, apply_changes, elements, escape_markdown, escape_text
-from app.edit import set_label
-from app.layout import layered_layout
+from app.graph.analysis import analyze
+from app.graph.canvas import LEVEL_COLORS, apply_changes, elements, escape_markdown, escape_text
+from app.graph.edit import set_label
+from app.graph.layout import layered_layout
 from tests.graphs import chain
 
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from app.analysis import analyze
-from app.cli import main
-from app.graph import load, parse
+from app.cli.main import main
+from app.graph.analysis import analyze
+from app.graph.document import load, parse
 from tests.graphs import chain_data
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("layerflow")
@@ -250,7 +250,7 @@ def test_blocks_use_adds_the_block_so_the_graph_validates(workspace, capsys):
 
 
 def test_templates_json_lists_every_template(workspace, capsys):
-    from app.model_templates import template_names
+    from app.graph.model_templates import template_names
 
     assert main(["templates", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
@@ -259,7 +259,7 @@ def test_templates_json_lists_every_template(workspace, capsys):
 
 
 def test_new_writes_a_named_graph_from_a_template(workspace, capsys):
-    from app.model_templates import template_names
+    from app.graph.model_templates import template_names
 
     template = template_names()[0]
     target = workspace / "mine.json"

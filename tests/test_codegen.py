@@ -9,9 +9,8 @@ import sys
 
 import pytest
 
-from app.analysis import analyze
-from app.builder import build_model
-from app.codegen import (
+from app.graph.analysis import analyze
+from app.graph.codegen import (
     CodegenError,
     comment,
     environment,
@@ -19,8 +18,9 @@ from app.codegen import (
     node_snippet,
     variable_name,
 )
-from app.graph import parse
-from app.problems import GraphError
+from app.graph.document import parse
+from app.graph.problems import GraphError
+from app.keras.builder import build_model
 from tests.graphs import chain, chain_data
 
 CNN = (

@@ -1,5 +1,5 @@
-"""Comparing runs (app.compare and `layerflow compare`), on the finished runs of the trained
-workspace and copies of them changed by hand: no training here."""
+"""Comparing runs (app.evaluate.compare and `layerflow compare`), on the finished runs of the
+trained workspace and copies of them changed by hand: no training here."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from app import compare, runs
-from app.cli import main
-from app.events import EventWriter, read_events
+from app.cli.main import main
+from app.evaluate import compare
+from app.workspace import runs
+from app.workspace.events import EventWriter, read_events
 
 
 def copy_run(folder: Path, run_id: str, settings: dict | None = None, graph=None) -> Path:
@@ -131,7 +132,8 @@ def test_cli_compare_errors_are_one_line(trained_workspace, capsys):
 
 
 def test_importing_compare_does_not_import_tensorflow():
-    code = "import sys, app.compare; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    code = ("import sys, app.evaluate.compare; "
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], cwd=Path(compare.__file__).parent.parent,
                           capture_output=True, text=True, check=True)  # fmt: skip
     assert done.stdout.split() == ["False", "False"]

@@ -12,10 +12,10 @@ import random
 
 import pytest
 
-from app.analysis import analyze
-from app.builder import load_module, node_layers
-from app.codegen import generate_module
-from app.components import CATALOGUE, Setting
+from app.graph.analysis import analyze
+from app.graph.codegen import generate_module
+from app.graph.components import CATALOGUE, Setting
+from app.keras.builder import load_module, node_layers
 from tests.graphs import single
 
 SAMPLES = 7

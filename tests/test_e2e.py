@@ -163,8 +163,8 @@ def test_the_wizard_from_template_to_exported_model(browser_page, workspace):
 def test_an_imported_keras_model_opens_on_the_canvas_with_labels_as_text(browser_page, workspace):
     import keras
 
-    from app.edit import set_label
-    from app.project import open_project
+    from app.graph.edit import set_label
+    from app.workspace.project import open_project
 
     model = keras.Sequential([
         keras.Input((6,)),

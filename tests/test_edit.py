@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from app.analysis import analyze
-from app.components.advanced import CUSTOM_EXAMPLE
-from app.edit import (
+from app.graph.analysis import analyze
+from app.graph.components.advanced import CUSTOM_EXAMPLE
+from app.graph.document import GraphDocument, check, parse
+from app.graph.edit import (
     EditError,
     History,
     add_node,
@@ -23,8 +24,7 @@ from app.edit import (
     set_label,
     set_settings,
 )
-from app.graph import GraphDocument, check, parse
-from app.problems import Fix
+from app.graph.problems import Fix
 from tests.graphs import chain
 
 HEAD = {"units": 10, "activation": "softmax", "loss": "sparse_categorical_crossentropy"}

@@ -42,7 +42,7 @@ EXPORTS = {
 FRESH_PREDICTIONS = """
 import json, sys
 import numpy as np
-from app.export import load_export
+from app.export.exporter import load_export
 for folder, inputs, output in json.loads(sys.argv[1]):
     with np.load(inputs, allow_pickle=False) as raw:
         np.save(output, load_export(folder).predict({name: raw[name] for name in raw.files}))
@@ -105,8 +105,8 @@ def raw_test_rows(run: str, dataset) -> tuple[dict[str, np.ndarray], list[int]]:
 
 
 def layerflow_predictions(run_dir: Path, dataset, rows: list[int]) -> np.ndarray:
-    from app import runs
-    from app.data.preprocess import transform
+    from app.runtime.preprocessing import transform
+    from app.workspace import runs
 
     config, state = dataset.preprocessing()
     inputs, _ = transform(config, state, dataset.source(), rows)
@@ -117,8 +117,8 @@ def layerflow_predictions(run_dir: Path, dataset, rows: list[int]) -> np.ndarray
 def exported(_trained_once, tmp_path_factory):
     """A copy of the trained workspace whose classification and image runs passed their tests,
     exported in every format once, and the exports' predictions made in a fresh process."""
-    from app import export
     from app.data import store
+    from app.export import exporter as export
     from tests.trained import copy_trained
 
     base = tmp_path_factory.mktemp("exports")
@@ -191,7 +191,7 @@ def test_savedmodel_export_serves_a_signature_with_named_inputs(exported):
 
 def test_an_export_fills_a_missing_number_with_the_train_mean(exported):
     from app.data import store
-    from app.export import load_export
+    from app.export.exporter import load_export
 
     state = store.get("iris").preprocessing()[1]
     raw = {name: values[:4].copy() for name, values in exported.raw["classification"].items()}
@@ -207,7 +207,7 @@ def test_an_export_fills_a_missing_number_with_the_train_mean(exported):
 
 
 def test_the_exports_of_a_model_are_listed_with_their_metadata(exported):
-    from app import export
+    from app.export import exporter as export
 
     run = json.loads((exported.runs["classification"] / "run.json").read_text())
     listed = export.list_exports(run["model"], root=exported.root)
@@ -249,7 +249,7 @@ def test_metadata_names_the_run_data_tests_files_and_parity(exported):
 
 
 def test_every_export_is_recorded_by_dvc(exported):
-    from app import versions
+    from app.workspace import versions
 
     for name, folder in exported.folders.items():
         recorded = versions.versions(folder)
@@ -258,7 +258,8 @@ def test_every_export_is_recorded_by_dvc(exported):
 
 
 def test_exporting_again_replaces_the_export_and_records_a_new_version(exported):
-    from app import export, versions
+    from app.export import exporter as export
+    from app.workspace import versions
 
     folder = exported.folders["keras"]
     before = json.loads((folder / "metadata.json").read_text())["created"]
@@ -274,7 +275,7 @@ def test_exporting_again_replaces_the_export_and_records_a_new_version(exported)
 
 
 def test_export_of_a_run_without_a_test_report_is_refused(exported, capsys):
-    from app import cli
+    from app.cli import main as cli
 
     run = exported.runs["binary"]
     assert cli.main(["export", run.name, "--format", "keras"]) == 1
@@ -287,7 +288,7 @@ def test_export_of_a_run_without_a_test_report_is_refused(exported, capsys):
 
 
 def test_export_of_a_failing_run_names_the_failed_gates_and_checks(exported):
-    from app import export
+    from app.export import exporter as export
 
     run = exported.runs["regression"]
     write_report(run, passed=False)
@@ -301,7 +302,7 @@ def test_export_of_a_failing_run_names_the_failed_gates_and_checks(exported):
 
 
 def test_forced_export_of_a_failing_run_is_recorded_as_forced(exported, capsys):
-    from app import cli
+    from app.cli import main as cli
 
     run = exported.runs["regression"]
     write_report(run, passed=False)
@@ -317,7 +318,7 @@ def test_forced_export_of_a_failing_run_is_recorded_as_forced(exported, capsys):
 def test_an_export_that_does_not_predict_as_the_model_is_refused_unless_forced(
     exported, monkeypatch
 ):
-    from app import export
+    from app.export import exporter as export
 
     monkeypatch.setitem(export.TOLERANCES, "float16", 0.0)  # any difference fails parity
     run = exported.runs["classification"]
@@ -338,7 +339,7 @@ def test_an_export_that_does_not_predict_as_the_model_is_refused_unless_forced(
     ],
 )
 def test_an_unknown_format_or_quantization_is_refused(workspace, fmt, quantize, message):
-    from app import export
+    from app.export import exporter as export
 
     with pytest.raises(export.ExportError, match=message):
         export.export_run("20260101-000000-abcdef", fmt, quantize)
@@ -369,7 +370,7 @@ def two_inputs(rows: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def test_parity_checks_each_format_of_a_two_input_model():
-    from app.export import parity
+    from app.export.exporter import parity
 
     results = parity(two_input_model(), two_inputs(8), ("keras", "savedmodel", "tflite", "onnx"))
     assert [r["format"] for r in results] == ["keras", "savedmodel", "tflite", "onnx"]
@@ -381,7 +382,7 @@ def test_parity_checks_each_format_of_a_two_input_model():
 def test_parity_reports_a_format_that_cannot_convert_the_model():
     import keras
 
-    from app.export import parity
+    from app.export.exporter import parity
 
     words = keras.Input((1,), dtype="string", name="color")
     found = keras.layers.StringLookup(vocabulary=["red", "blue"], output_mode="one_hot")(words)
@@ -393,7 +394,7 @@ def test_parity_reports_a_format_that_cannot_convert_the_model():
 
 @pytest.mark.parametrize("quantize", ["dynamic", "int8"])
 def test_a_quantized_tflite_two_input_model_predicts_close_to_keras(tmp_path, quantize):
-    from app.export import Predictor, input_specs, keras_predict, output_names, write_model
+    from app.export.exporter import Predictor, input_specs, keras_predict, output_names, write_model
 
     model = two_input_model()
     written = write_model(

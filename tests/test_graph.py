@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from app.graph import SCHEMA_VERSION, GraphDocument, check, load, parse, save
-from app.problems import GraphError
+from app.graph.document import SCHEMA_VERSION, GraphDocument, check, load, parse, save
+from app.graph.problems import GraphError
 from tests.graphs import chain_data
 
 MLP = (("x", "Input", {"shape": [4]}), ("h", "Dense", {"units": 8}), ("y", "Output", {"units": 3}))

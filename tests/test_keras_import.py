@@ -9,11 +9,11 @@ import keras  # tests/conftest.py quiets TensorFlow's logs before this import
 import pytest
 from keras import layers
 
-from app import keras_import
-from app.builder import build_model
-from app.components import CATALOGUE
-from app.graph import GraphDocument, check
-from app.keras_import import import_keras, import_keras_file
+from app.graph.components import CATALOGUE
+from app.graph.document import GraphDocument, check
+from app.keras import importer as keras_import
+from app.keras.builder import build_model
+from app.keras.importer import import_keras, import_keras_file
 from tests.graphs import single
 
 
@@ -264,7 +264,7 @@ def test_a_shape_rule_that_disagrees_with_keras_leaves_the_layer_generic(monkeyp
                         [dataclasses.replace(dense, infer=one_too_many)])  # fmt: skip
     inputs = keras.Input((4,))
     model = keras.Model(inputs, layers.Dense(2, name="head")(inputs))
-    with caplog.at_level(logging.WARNING, logger="app.keras_import"):
+    with caplog.at_level(logging.WARNING, logger="app.keras.importer"):
         doc, _ = roundtrip(model)
     assert doc.node("head").component == "KerasLayer"
     assert "Dense 'head': the Dense shape rule disagrees with Keras" in caplog.text

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from app.graph import GraphDocument, parse
-from app.layout import layered_layout
+from app.graph.document import GraphDocument, parse
+from app.graph.layout import layered_layout
 
 DX, DY = 220, 110
 

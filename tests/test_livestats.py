@@ -13,8 +13,14 @@ import keras
 import numpy as np
 import pytest
 
-from app.events import read_events
-from app.livestats import PREVIEW_MAPS, PREVIEW_SAMPLES, PREVIEW_SIZE, Cadence, LayerFlowCallback
+from app.keras.livestats import (
+    PREVIEW_MAPS,
+    PREVIEW_SAMPLES,
+    PREVIEW_SIZE,
+    Cadence,
+    LayerFlowCallback,
+)
+from app.workspace.events import read_events
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 STEPS = 10  # batches per epoch in the small fits below
@@ -304,7 +310,8 @@ def test_model_name_makes_a_finished_run_in_the_workspace(tmp_path, monkeypatch)
     x, y = classifier_data(40)
     callback = LayerFlowCallback(model_name="My model")
     fit(classifier(0.01), x, y, callback)
-    [run_dir] = (tmp_path / "models" / "my-model" / "runs").iterdir()  # named as app.runs does
+    # named as app.workspace.runs does
+    [run_dir] = (tmp_path / "models" / "my-model" / "runs").iterdir()
     assert callback.run_dir == run_dir
     status = json.loads((run_dir / "status.json").read_text())
     assert status["state"] == "finished" and status["epoch"] == status["epochs"] == 1
@@ -314,7 +321,7 @@ def test_model_name_makes_a_finished_run_in_the_workspace(tmp_path, monkeypatch)
 
 
 def test_a_script_run_is_listed_with_the_runners_runs(tmp_path, monkeypatch):
-    from app.runs import list_runs
+    from app.workspace.runs import list_runs
 
     monkeypatch.setenv("LAYERFLOW_WORKSPACE", str(tmp_path))
     x, y = classifier_data(40)
@@ -347,7 +354,7 @@ def test_run_dir_and_model_name_are_exclusive(tmp_path):
 def test_a_fit_that_raises_leaves_a_failed_run(tmp_path):
     script = textwrap.dedent(f"""
         import keras, numpy as np
-        from app.livestats import LayerFlowCallback
+        from app.keras.livestats import LayerFlowCallback
 
         class Crash(keras.callbacks.Callback):
             def on_epoch_end(self, epoch, logs=None):

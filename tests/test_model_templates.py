@@ -9,15 +9,15 @@ import sys
 
 import pytest
 
-from app.analysis import analyze
-from app.builder import build_model, node_layers
-from app.model_templates import (
+from app.graph.analysis import analyze
+from app.graph.model_templates import (
     TEMPLATES_DIR,
     list_templates,
     load_template,
     new_from_template,
     template_names,
 )
+from app.keras.builder import build_model, node_layers
 
 TEMPLATES = [
     "anomaly_autoencoder", "image_classification", "image_segmentation", "resnet_blocks",
@@ -132,7 +132,7 @@ def test_templates_dir_holds_only_loadable_templates():
 
 
 def test_listing_templates_does_not_import_tensorflow():
-    code = ("import sys\nfrom app.model_templates import list_templates\nlist_templates()\n"
+    code = ("import sys\nfrom app.graph.model_templates import list_templates\nlist_templates()\n"
             "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")  # fmt: skip
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True, cwd=TEMPLATES_DIR.parent)  # fmt: skip

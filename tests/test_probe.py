@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from app.analysis import Analysis, analyze
-from app.graph import GraphDocument, parse
+from app.graph.analysis import Analysis, analyze
+from app.graph.document import GraphDocument, parse
 from tests.graphs import single
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -122,8 +122,8 @@ def test_analysis_without_keras_loaded_probes_in_a_child_process():
     doc = single("KerasLayer", {"class_name": "Dense", "config": {"units": 3}}, [[FEATURES]])
     script = textwrap.dedent("""
         import json, sys
-        from app.analysis import analyze
-        from app.graph import parse
+        from app.graph.analysis import analyze
+        from app.graph.document import parse
         analysis = analyze(parse(json.loads(sys.stdin.read())))
         info = analysis.infos["under_test"]
         print(json.dumps({"shape": list(info.shape), "params": info.params,

@@ -6,8 +6,8 @@ import pytest
 
 from app.data import store
 from app.data.samples import make_sample
-from app.model_templates import load_template
-from app.project import create_project, list_projects, open_project
+from app.graph.model_templates import load_template
+from app.workspace.project import create_project, list_projects, open_project
 
 
 def test_a_project_keeps_its_graph_and_reopens(workspace):
@@ -54,7 +54,7 @@ def test_impossible_preprocessing_is_refused_and_records_nothing(workspace, tmp_
 
 
 def test_cli_overrides_a_column_type(workspace, tmp_path, capsys):
-    from app.cli import main
+    from app.cli.main import main
 
     path = tmp_path / "codes.csv"
     path.write_text("code,size,label\n" + "".join(f"{i % 3},{i},{'ab'[i % 2]}\n"

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from app.analysis import Analysis, analyze
-from app.graph import parse
-from app.problems import Problem
-from app.rules import DataFacts
+from app.graph.analysis import Analysis, analyze
+from app.graph.document import parse
+from app.graph.problems import Problem
+from app.graph.rules import DataFacts
 from tests.graphs import chain, chain_data, single
 
 IMAGE = ("in", "Input", {"shape": [8, 8, 3]})

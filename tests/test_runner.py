@@ -1,5 +1,5 @@
-"""The training process (`python -m app.runner RUN_DIR`), driven as a user drives it: through
-app.runs and the command line. Each test starts real runner processes, so all are slow."""
+"""The training process (`python -m app.train.runner RUN_DIR`), driven as a user drives it: through
+app.workspace.runs and the command line. Each test starts real runner processes, so all are slow."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ import pytest
 import yaml
 from sklearn.metrics import accuracy_score, r2_score
 
-from app import runs, versions
-from app.cli import main
-from app.events import read_events
-from app.graph import parse, save
+from app.cli.main import main
+from app.graph.document import parse, save
+from app.workspace import runs, versions
+from app.workspace.events import read_events
 from tests import test_runs
 from tests.graphs import chain_data
 from tests.test_runs import add_tiny_dataset, tiny_classifier
@@ -343,8 +343,8 @@ def configured(template: str, data: str):
     """The template with its Input and Output set from the dataset."""
     from app.data import store
     from app.data.autoconfig import configure
-    from app.data.preprocess import FittedState, PreprocessConfig, input_spec
-    from app.model_templates import load_template
+    from app.graph.model_templates import load_template
+    from app.runtime.preprocessing import FittedState, PreprocessConfig, input_spec
 
     dataset = store.get(data)
     config = PreprocessConfig.model_validate(dataset.meta["preprocessing"])
@@ -358,7 +358,7 @@ def train_and_predict_test_split(template: str, data: str) -> tuple[np.ndarray, 
     """Train the configured template with the default settings (within two minutes); the test
     split's targets and the best checkpoint's predictions of them."""
     from app.data import store
-    from app.data.preprocess import FittedState, PreprocessConfig, transform
+    from app.runtime.preprocessing import FittedState, PreprocessConfig, transform
 
     folder = runs.create_run(configured(template, data), {}, data)
     started = time.monotonic()

@@ -17,10 +17,10 @@ import pandas as pd
 import psutil
 import pytest
 
-from app import runs
-from app.cli import main
-from app.graph import save
-from app.training import TrainingSettingsError
+from app.cli.main import main
+from app.graph.document import save
+from app.train.settings import TrainingSettingsError
+from app.workspace import runs
 from tests.graphs import chain
 
 
@@ -367,8 +367,8 @@ class Ended:
 def test_cli_train_shows_a_progress_bar_of_the_epochs_batches_on_a_terminal(
     trained_workspace, capsys, monkeypatch
 ):
-    from app.cli import _follow
-    from app.events import read_events
+    from app.cli.main import _follow
+    from app.workspace.events import read_events
 
     folder = trained_workspace.runs["classification"]
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
@@ -389,7 +389,7 @@ def test_cli_train_shows_a_progress_bar_of_the_epochs_batches_on_a_terminal(
 
 
 def test_cli_train_prints_plain_epoch_lines_when_not_on_a_terminal(trained_workspace, capsys):
-    from app.cli import _follow
+    from app.cli.main import _follow
 
     folder = trained_workspace.runs["classification"]
     assert _follow(folder, Ended()) == 0

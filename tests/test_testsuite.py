@@ -1,6 +1,6 @@
-"""The test suite (app.testsuite, app.tester, app.report): metrics against scikit-learn computed
-here from the model's own predictions, samples, production checks, explanations, gates, the
-report on disk and as HTML, the tester process and `layerflow test`.
+"""The test suite (app.evaluate.suite, app.evaluate.tester, app.evaluate.report): metrics against
+scikit-learn computed here from the model's own predictions, samples, production checks,
+explanations, gates, the report on disk and as HTML, the tester process and `layerflow test`.
 
 One report per trained run is made once for the module (in its own copy of the trained
 workspace); tests that change a workspace use `trained_workspace`, a copy of their own.
@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app import runs, testsuite
-from app.testsuite import Gate
+from app.evaluate import suite as testsuite
+from app.evaluate.suite import Gate
+from app.workspace import runs
 
 # Few latency repeats and permutations: the tests check what is measured, not how well.
 FAST = {"latency_repeats": 3, "importance_repeats": 2, "parity_formats": []}
@@ -57,7 +58,7 @@ def predictions(run: Path) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarra
     """The test split's inputs and targets, and the best checkpoint's predictions of them,
     made here without the suite."""
     from app.data import store
-    from app.data.preprocess import transform
+    from app.runtime.preprocessing import transform
 
     info = json.loads((run / runs.RUN).read_text())
     dataset = store.get(info["data"]["name"])
@@ -457,7 +458,7 @@ def crafted_report() -> dict[str, Any]:
 def test_report_html_escapes_names_from_the_data():
     from plotly.offline import get_plotlyjs
 
-    from app.report import render
+    from app.evaluate.report import render
 
     page = render(crafted_report())
     assert "<script>alert(1)</script>" not in page
@@ -472,7 +473,7 @@ def test_report_html_escapes_names_from_the_data():
 
 
 def test_a_run_that_cannot_be_tested_is_refused_before_anything_starts(trained_workspace):
-    from app.runs import RunError
+    from app.workspace.runs import RunError
 
     run = trained_workspace.runs["classification"]
     (run / runs.CHECKPOINTS / runs.BEST).unlink()
@@ -487,7 +488,7 @@ def test_a_run_that_cannot_be_tested_is_refused_before_anything_starts(trained_w
 
 
 def test_a_failing_test_keeps_the_previous_report(trained_workspace):
-    from app import tester
+    from app.evaluate import tester
 
     run = trained_workspace.runs["classification"]
     previous = '{"passed": true, "previous": 1}\n'
@@ -503,7 +504,7 @@ def test_a_failing_test_keeps_the_previous_report(trained_workspace):
 
 @pytest.mark.slow
 def test_layerflow_test_exits_1_when_a_gate_fails_and_0_when_they_pass(tested, capsys):
-    from app.cli import main
+    from app.cli.main import main
 
     run = tested.runs["classification"]
     accuracy = tested.reports["classification"]["summary"]["accuracy"]
@@ -525,7 +526,7 @@ def test_layerflow_test_exits_1_when_a_gate_fails_and_0_when_they_pass(tested, c
 
 
 def test_layerflow_test_exits_2_on_an_unknown_gate_metric(tested, capsys):
-    from app.cli import main
+    from app.cli.main import main
 
     run = tested.runs["classification"]
     before = testsuite.test_status(run)

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from app.builder import build_model
-from app.graph import parse
-from app.training import (
+from app.graph.document import parse
+from app.keras.builder import build_model
+from app.train.settings import (
     TrainingSettings,
     TrainingSettingsError,
     balanced_class_weight,

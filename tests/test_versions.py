@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from app import versions
+from app.workspace import versions
 
 DVC = str(Path(sys.executable).parent / "dvc")
 
@@ -150,7 +150,7 @@ def test_saving_an_experiment_again_replaces_it_and_removing_it_leaves_the_other
 SAVE = """
 import sys
 from pathlib import Path
-from app import versions
+from app.workspace import versions
 root = Path(sys.argv[1])
 for name in sys.argv[2:]:
     versions.save_experiment(root, name, root / "params.yaml", root / "metrics.json")

@@ -44,7 +44,7 @@ class TrainedWorkspace:
 def configured(template: str, data: str):
     """The model template with its Input and Output set from the dataset."""
     from app.data import store
-    from app.model_templates import load_template
+    from app.graph.model_templates import load_template
 
     doc, _ = store.get(data).configure(load_template(template))
     return doc
@@ -52,9 +52,9 @@ def configured(template: str, data: str):
 
 def make_trained(root: Path) -> TrainedWorkspace:
     """Add the samples to `root` (the current workspace) and train the runs, side by side."""
-    from app import runs
     from app.data import store
     from app.data.samples import make_sample
+    from app.workspace import runs
 
     folders, processes = {}, []
     for name, (sample, template, epochs) in RUNS.items():

@@ -1,4 +1,4 @@
-"""Plotly figures of a run's events (app.events): what the Train and Runs pages draw."""
+"""Plotly figures of a run's events (app.workspace.events): what the Train and Runs pages draw."""
 
 from __future__ import annotations
 

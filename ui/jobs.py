@@ -23,7 +23,7 @@ def layerflow(*args: str, timeout: float = 900) -> Outcome:
            "TF_CPP_MIN_LOG_LEVEL": "3"}  # fmt: skip
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "app.cli", *args],
+            [sys.executable, "-m", "app.cli.main", *args],
             cwd=REPOSITORY,
             env=env,
             capture_output=True,

@@ -3,7 +3,7 @@
 Keys in st.session_state (set up here and nowhere else):
   project   the open project's name, mirrored in the URL (?project=NAME) so that a reload or a
             second tab opens the same project
-  history   project name -> app.edit.History of its graph
+  history   project name -> app.graph.edit.History of its graph
   notice    a one-line message to show once on the next page (after a switch)
 
 The project's files in the workspace are the truth: every change is saved at once, and the
@@ -17,11 +17,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.analysis import Analysis, analyze
-from app.canvas import escape_markdown
-from app.edit import History
-from app.graph import GraphDocument
-from app.project import Project, list_projects, open_project
+from app.graph.analysis import Analysis, analyze
+from app.graph.canvas import escape_markdown
+from app.graph.document import GraphDocument
+from app.graph.edit import History
+from app.workspace.project import Project, list_projects, open_project
 from ui.nav import PAGES  # the pages link to each other through session.PAGES
 
 
@@ -102,7 +102,9 @@ class Progress:
 def progress(current: Project) -> Progress:
     # Imported here, not at the top: they bring numpy and pandas, which the Start page of a new
     # user does not need and which would delay its first drawing by about half a second.
-    from app import export, runs, testsuite
+    from app.evaluate import suite as testsuite
+    from app.export import exporter as export
+    from app.workspace import runs
 
     doc = current.graph()
     model_runs = runs.list_runs(model=doc.meta.name)
@@ -134,7 +136,7 @@ def step_bar(current: Project, step: str) -> None:
 def choose_finished_run(current: Project) -> Path:
     """A select of the project's finished runs (newest first) and the chosen run's directory;
     without one, a pointer to the Train page and the end of the page's script."""
-    from app import runs  # see progress()
+    from app.workspace import runs  # see progress()
 
     model = current.graph().meta.name
     finished = [row for row in runs.list_runs(model=model) if row["state"] == "finished"]

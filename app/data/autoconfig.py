@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.components import CATALOGUE
-from app.graph import GraphDocument, Node
-from app.problems import Fix, Problem, node_ref
-from app.rules import DataFacts
+from app.graph.components import CATALOGUE
+from app.graph.document import GraphDocument, Node
+from app.graph.problems import Fix, Problem, node_ref
+from app.graph.rules import DataFacts
 
 # The Output a task calls for: units (None = number of classes), activation, loss.
 HEADS: dict[str, tuple[int | None, str, str]] = {
@@ -67,8 +67,8 @@ def configure(
     """A copy of doc with its Input and Output set from the data, and what changed.
 
     inputs: the data's model inputs by name -> (shape without batch, dtype), as
-    app.data.preprocess.input_spec gives them. With one graph Input and one data input they are
-    paired whatever their names; otherwise by name.
+    app.runtime.preprocessing.input_spec gives them. With one graph Input and one data input they
+    are paired whatever their names; otherwise by name.
     """
     doc = doc.model_copy(deep=True)
     changes: list[str] = []

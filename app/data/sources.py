@@ -22,20 +22,14 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from app.runtime.errors import DataError  # noqa: F401  (raised here; the runtime owns it)
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet")
 SOURCE_KINDS = ("table", "image_folder", "segmentation", "npz")
 
 # Files that operating systems drop into folders of images; they are not part of the data.
 _SYSTEM_FILES = frozenset({"thumbs.db", "desktop.ini"})
-
-
-class DataError(ValueError):
-    """Data that cannot be used. One line naming the file (and row/column where known)."""
-
-    def __init__(self, message: str):
-        # Messages quote other libraries' errors, some of which span lines; keep ours to one.
-        super().__init__(" ".join(line.strip() for line in message.splitlines() if line.strip()))
 
 
 @dataclass

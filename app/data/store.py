@@ -20,13 +20,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from app import versions
 from app.data import autoconfig
 from app.data.sources import DataError, Source, iter_table_chunks, read_source
 from app.files import atomic_write_text, swap_in
-from app.graph import GraphDocument
-from app.problems import Problem
-from app.workspace import inside, workspace_root
+from app.graph.document import GraphDocument
+from app.graph.problems import Problem
+from app.workspace import inside, versions, workspace_root
 
 NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_\-]{0,63}"
 META, SPLITS, STATE = "layerflow.json", "splits.json", "state.json"
@@ -53,7 +52,7 @@ class Dataset:
 
     def preprocessing(self):
         """The preprocessing settings and the state fitted on the train split."""
-        from app.data.preprocess import FittedState, PreprocessConfig
+        from app.runtime.preprocessing import FittedState, PreprocessConfig
 
         return (
             PreprocessConfig.model_validate(self.meta["preprocessing"]),
@@ -62,7 +61,7 @@ class Dataset:
 
     def input_spec(self) -> dict[str, tuple[list[int], str]]:
         """The model inputs the data provides: name -> (shape without batch, dtype)."""
-        from app.data.preprocess import input_spec
+        from app.runtime.preprocessing import input_spec
 
         return input_spec(*self.preprocessing())
 
@@ -145,9 +144,9 @@ def add(
 ) -> Dataset:
     """Read, check and profile a source, copy it into data/<name>/ with its splits and fitted
     preprocessing, and record a DVC version. Nothing is left half-written on failure."""
-    from app.data.preprocess import default_config, fit
     from app.data.profile import profile
     from app.data.splits import make_splits
+    from app.runtime.preprocessing import default_config, fit
 
     say = progress or (lambda step: None)
     root = root or workspace_root()
@@ -229,8 +228,8 @@ def unpack_archive(path: Path, folder: Path) -> Path:
 def refit(name: str, config: Any, root: Path | None = None) -> Dataset:
     """Fit new preprocessing settings on the dataset's train split and record the result as a
     new version of the dataset (settings and fitted state travel with the data they fit)."""
-    from app.data.preprocess import PreprocessConfig, check_config, fit
     from app.data.profile import DatasetProfile
+    from app.runtime.preprocessing import PreprocessConfig, check_config, fit
 
     dataset = get(name, root)
     config = PreprocessConfig.model_validate(config)

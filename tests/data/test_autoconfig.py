@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from app.analysis import analyze
 from app.data import store
 from app.data.autoconfig import suggest_template
 from app.data.samples import make_sample
-from app.model_templates import load_template
+from app.graph.analysis import analyze
+from app.graph.model_templates import load_template
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from app.data import pipeline
-from app.data.pipeline import make_dataset
-from app.data.preprocess import (
+from app.data.sources import Source, read_source
+from app.keras import pipeline
+from app.keras.pipeline import make_dataset
+from app.runtime.preprocessing import (
     FeatureSpec,
     PreprocessConfig,
     WindowSpec,
@@ -13,7 +14,6 @@ from app.data.preprocess import (
     input_spec,
     transform,
 )
-from app.data.sources import Source, read_source
 
 
 def table(tmp_path, frame: pd.DataFrame, name: str = "data.csv") -> Source:

@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from app.data.preprocess import (
+from app.data.profile import profile
+from app.data.sources import DataError, Source, read_source
+from app.runtime.preprocessing import (
     FeatureSpec,
     FittedState,
     PreprocessConfig,
@@ -21,8 +23,6 @@ from app.data.preprocess import (
     raw_input_spec,
     transform,
 )
-from app.data.profile import profile
-from app.data.sources import DataError, Source, read_source
 
 
 def table(tmp_path, frame: pd.DataFrame, name: str = "data.csv") -> Source:
@@ -475,7 +475,7 @@ def test_a_column_missing_from_the_data_is_named(tmp_path):
 
 def test_importing_preprocessing_leaves_tensorflow_unloaded():
     code = (
-        "import sys, app.data.preprocess, app.data.splits, app.data.pipeline; "
+        "import sys, app.runtime.preprocessing, app.data.splits, app.keras.pipeline; "
         "print(sorted({'tensorflow', 'keras'} & set(sys.modules)))"
     )
 

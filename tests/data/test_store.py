@@ -121,7 +121,7 @@ def test_dataset_names_are_checked(workspace, tmp_path, name):
 
 
 def test_cli_data_commands(workspace, capsys):
-    from app.cli import main
+    from app.cli.main import main
 
     assert main(["data", "samples", "wine"]) == 0
     assert main(["data", "list", "--json"]) == 0
@@ -167,7 +167,7 @@ def test_a_large_table_is_streamed_not_loaded_whole(workspace, tmp_path, monkeyp
 
 
 def test_a_time_series_keeps_its_order_so_windows_can_be_cut(workspace, tmp_path):
-    from app.data.pipeline import make_dataset
+    from app.keras.pipeline import make_dataset
 
     dataset = store.add(make_sample("timeseries", tmp_path / "src"), "series")
     assert dataset.meta["task"] == "forecasting"
@@ -181,8 +181,8 @@ def test_a_time_series_keeps_its_order_so_windows_can_be_cut(workspace, tmp_path
 
 
 def test_cli_configures_a_graph_from_a_dataset(workspace, tmp_path, capsys):
-    from app.cli import main
-    from app.graph import load
+    from app.cli.main import main
+    from app.graph.document import load
 
     graph = tmp_path / "graph.json"
     assert main(["data", "samples", "iris"]) == 0

@@ -1,0 +1,1 @@
+"""`layerflow`, the command line over the engine."""

@@ -1,0 +1,1 @@
+"""Testing a trained run: the suite, its process, the HTML report and comparing runs."""

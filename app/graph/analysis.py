@@ -1,0 +1,72 @@
+"""Everything derived from a graph document at once: structure, shapes, costs and problems."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from app.graph.components import LayerInfo
+from app.graph.document import GraphDocument, Structure, check
+from app.graph.problems import Problem
+from app.graph.rules import DataFacts, RuleContext, run_rules
+from app.graph.shapes import infer
+
+
+@dataclass
+class Analysis:
+    doc: GraphDocument
+    structure: Structure
+    infos: dict[str, LayerInfo]
+    problems: list[Problem]
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.level == "error"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def settings(self) -> dict[str, dict[str, Any]]:
+        return self.structure.settings
+
+    def totals(self) -> dict[str, int]:
+        infos = self.infos.values()
+        return {
+            "trainable": sum(i.trainable for i in infos),
+            "non_trainable": sum(i.non_trainable for i in infos),
+            "params": sum(i.params for i in infos),
+            "flops": sum(i.flops for i in infos),
+        }
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per node, in document order, for tables and JSON."""
+        rows = []
+        for node in self.doc.nodes:
+            info = self.infos.get(node.id)
+            rows.append(
+                {
+                    "id": node.id,
+                    "label": node.label or "",
+                    "component": node.component,
+                    "output_shape": list(info.shape) if info else None,
+                    "params": info.params if info else None,
+                    "trainable": info.trainable if info else None,
+                    "non_trainable": info.non_trainable if info else None,
+                    "flops": info.flops if info else None,
+                }
+            )
+        return rows
+
+
+def analyze(doc: GraphDocument, data: DataFacts | None = None) -> Analysis:
+    structure = check(doc)
+    problems = list(structure.problems)
+    infos: dict[str, LayerInfo] = {}
+    if structure.order:
+        shapes = infer(doc, structure)
+        infos = shapes.infos
+        problems += shapes.problems
+        problems += run_rules(RuleContext(doc, structure, infos, data))
+    return Analysis(doc, structure, infos, problems)

@@ -1,0 +1,57 @@
+"""The block library: reusable cells saved once and used in any graph.
+
+A graph carries the definitions of the blocks it uses (so a graph file stands alone); the
+library under `<workspace>/blocks/` holds one JSON file per block to copy into graphs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from app.files import atomic_write_text
+from app.graph.document import BLOCK_NAME_PATTERN, BlockDef, GraphDocument, check_block
+from app.graph.problems import GraphError
+from app.workspace import inside, workspace_root
+
+
+def library_dir(root: Path | None = None) -> Path:
+    return (root or workspace_root()) / "blocks"
+
+
+def _path(name: str, root: Path | None) -> Path:
+    if not re.match(BLOCK_NAME_PATTERN, name):
+        raise ValueError(f"Invalid block name {name!r}: use letters, digits and _")
+    return inside(library_dir(root), f"{name}.json")
+
+
+def save_block(name: str, block: BlockDef, root: Path | None = None) -> Path:
+    problems = [p for p in check_block(name, block) if p.level == "error"]
+    if problems:
+        raise GraphError(problems, f"block {name}")
+    return atomic_write_text(_path(name, root), block.model_dump_json(indent=2) + "\n")
+
+
+def load_block(name: str, root: Path | None = None) -> BlockDef:
+    path = _path(name, root)
+    if not path.exists():
+        available = ", ".join(list_blocks(root)) or "none saved"
+        raise ValueError(f"No block named {name!r} in {path.parent} (available: {available})")
+    try:
+        return BlockDef.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, ValidationError) as err:
+        raise ValueError(f"{path}: not a valid block: {str(err).splitlines()[0]}") from None
+
+
+def list_blocks(root: Path | None = None) -> list[str]:
+    folder = library_dir(root)
+    return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+
+
+def use_block(doc: GraphDocument, name: str, root: Path | None = None) -> GraphDocument:
+    """A copy of doc whose block definitions include the library's block `name`."""
+    block = load_block(name, root)
+    return doc.model_copy(update={"blocks": {**doc.blocks, name: block}}, deep=True)

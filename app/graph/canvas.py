@@ -1,0 +1,164 @@
+"""The graph as the canvas draws it, and the canvas's changes as edits of the graph.
+
+The canvas (streamlit-flow-component, React Flow) renders each node's `content` as Markdown
+with raw HTML allowed, so every piece of text that comes from a graph (labels, ids, settings)
+goes through `escape_text` before it reaches the canvas: it arrives as text, never as markup.
+
+`elements` turns an analysed graph into plain node and edge dicts; `apply_changes` reads what
+the canvas sends back (positions, deleted nodes, drawn or deleted edges) and replays it on the
+graph through app.graph.edit, so the graph document stays the one source of truth. Nothing here
+imports Streamlit.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.graph.analysis import Analysis
+from app.graph.components.base import fmt_shape
+from app.graph.document import GraphDocument
+from app.graph.edit import EditError, connect, disconnect, move, remove_nodes
+
+LEVEL_COLORS = {"error": "#d62728", "warning": "#ff9f1c", "tip": "#2b8cbe", None: "#9e9e9e"}
+# Markdown's own punctuation, and $ for the canvas's math plugin: escaped with a backslash so
+# that a label reads as the characters it is made of.
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$>])")
+
+
+def escape_text(text: Any) -> str:
+    """`text` as literal text for a Markdown-and-HTML renderer: no tag, entity, link, emphasis
+    or formula can come out of it."""
+    return escape_markdown(html.escape(str(text), quote=True))
+
+
+def escape_markdown(text: Any) -> str:
+    """`text` as literal text for a Markdown renderer that shows raw HTML as text (Streamlit's
+    st.markdown): no link, emphasis or formula can come out of it."""
+    return _MARKDOWN.sub(r"\\\1", str(text).replace("\n", " "))
+
+
+def edge_id(source: str, target: str, slot: int) -> str:
+    return f"{source}->{target}#{slot}"
+
+
+@dataclass
+class CanvasNode:
+    id: str
+    x: float
+    y: float
+    content: str  # escaped Markdown
+    level: str | None  # the worst problem on the node: error, warning, tip or None
+    kind: str  # input, output or default: where its handles are
+
+    @property
+    def color(self) -> str:
+        return LEVEL_COLORS[self.level]
+
+
+@dataclass
+class CanvasEdge:
+    id: str
+    source: str
+    target: str
+    label: str
+
+
+def node_level(analysis: Analysis, node_id: str) -> str | None:
+    levels = {problem.level for problem in analysis.problems if problem.node == node_id}
+    return next((level for level in ("error", "warning", "tip") if level in levels), None)
+
+
+def elements(analysis: Analysis) -> tuple[list[CanvasNode], list[CanvasEdge]]:
+    """The nodes (label, component, output shape, parameters, worst problem) and edges."""
+    nodes = []
+    for node in analysis.doc.nodes:
+        info = analysis.infos.get(node.id)
+        shape = fmt_shape(info.shape) if info else "?"
+        params = f"{info.params:,} params" if info else "not built"
+        title = node.label or node.id
+        content = "  \n".join(
+            [
+                f"**{escape_text(title)}**",
+                f"{escape_text(node.component)} · {escape_text(shape)}",
+                escape_text(params),
+            ]
+        )
+        kind = {"Input": "input", "Output": "output"}.get(node.component, "default")
+        position = node.position
+        nodes.append(
+            CanvasNode(
+                id=node.id,
+                x=position.x if position else 0.0,
+                y=position.y if position else 0.0,
+                content=content,
+                level=node_level(analysis, node.id),
+                kind=kind,
+            )
+        )
+    edges = [
+        CanvasEdge(
+            id=edge_id(edge.source, edge.target, edge.slot),
+            source=edge.source,
+            target=edge.target,
+            label=str(edge.slot) if _fed_by_several(analysis.doc, edge.target) else "",
+        )
+        for edge in analysis.doc.edges
+    ]
+    return nodes, edges
+
+
+def _fed_by_several(doc: GraphDocument, target: str) -> bool:
+    return sum(edge.target == target for edge in doc.edges) > 1
+
+
+@dataclass
+class Changes:
+    doc: GraphDocument
+    edits: list[str] = field(default_factory=list)  # what was done, one line each
+    errors: list[str] = field(default_factory=list)  # edits the graph refused, one line each
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.edits)
+
+
+def apply_changes(
+    doc: GraphDocument,
+    positions: dict[str, tuple[float, float]],
+    edges: list[tuple[str, str]],
+) -> Changes:
+    """Replay on `doc` what the canvas reports: the nodes it still has (and where), and the
+    edges it has (source, target). Nodes missing from `positions` were deleted; edges missing
+    from `edges` were deleted; new edges were drawn. Edits the graph refuses (a cycle, a node
+    fed twice) are left out and reported in `errors`."""
+    result = Changes(doc)
+    removed = [node.id for node in doc.nodes if node.id not in positions]
+    if removed:
+        result.doc = remove_nodes(result.doc, removed)
+        result.edits.append(f"removed {', '.join(removed)}")
+    for node in result.doc.nodes:
+        x, y = positions[node.id]
+        here = node.position
+        if here is None or abs(here.x - x) > 0.5 or abs(here.y - y) > 0.5:
+            result.doc = move(result.doc, node.id, x, y)
+            result.edits.append(f"moved {node.id}")
+    wanted = set(edges)
+    for edge in list(result.doc.edges):
+        if (edge.source, edge.target) not in wanted:
+            result.doc = disconnect(result.doc, edge.source, edge.target)
+            result.edits.append(f"disconnected {edge.source} -> {edge.target}")
+    present = {(edge.source, edge.target) for edge in result.doc.edges}
+    for source, target in edges:
+        if (source, target) in present:
+            continue
+        try:
+            result.doc = connect(result.doc, source, target)
+        except EditError as error:
+            result.errors.append(str(error))
+        else:
+            present.add((source, target))
+            result.edits.append(f"connected {source} -> {target}")
+    return result

@@ -1,0 +1,43 @@
+"""The engine's model builder: the Keras model of a graph, built from its generated code.
+
+Building through the generated module means the code a user reads is the code that runs.
+Importing this module does not import TensorFlow; calling build_model does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from typing import Any
+
+from app.graph.analysis import Analysis, analyze
+from app.graph.codegen import generate_module
+from app.graph.document import GraphDocument
+
+
+def load_module(source: str, name: str = "layerflow_generated") -> dict[str, Any]:
+    """Execute generated model code and return its namespace."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # Keras maps a functional graph recursively, about four frames per layer of depth: the
+    # default limit of 1,000 frames fails on graphs a few hundred layers deep.
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
+    namespace: dict[str, Any] = {"__name__": name}
+    exec(compile(source, f"<{name}>", "exec"), namespace)  # noqa: S102 - our own generated code
+    return namespace
+
+
+def build_model(doc: GraphDocument | Analysis):
+    """The uncompiled keras.Model for a graph; raises GraphError if the graph has errors."""
+    analysis = doc if isinstance(doc, Analysis) else analyze(doc)
+    return load_module(generate_module(analysis))["build_model"]()
+
+
+def node_layers(model, node_id: str) -> list:
+    """The Keras layers that implement one node: the layer named with its id, or for a Block
+    node every layer whose name starts with '<id>_'."""
+    exact = [layer for layer in model.layers if layer.name == node_id]
+    if exact:
+        return exact
+    pattern = re.compile(rf"{re.escape(node_id)}_\d+_")
+    return [layer for layer in model.layers if pattern.match(layer.name)]

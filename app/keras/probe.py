@@ -1,0 +1,118 @@
+"""Asking Keras itself for the shapes of layers that have no pure-Python rule.
+
+The generic KerasLayer component and custom code are the only nodes whose shapes need Keras,
+and this module is the only owner of their shapes: importing it registers it with
+app.graph.shapes. A process that has not imported it (the Streamlit server, the CLI) runs the
+whole inference here, as `python -m app.keras.probe`, so it never imports TensorFlow for it.
+Importing this module does not import TensorFlow; probing does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import textwrap
+from typing import Any
+
+from app.graph import shapes
+from app.graph.components import LayerInfo, Shape, ShapeError
+from app.graph.document import check, parse
+
+CUSTOM_FUNCTION = "custom_fn"
+
+
+def _keras():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+
+    return keras
+
+
+def _symbolic_inputs(shapes: list[Shape]):
+    keras = _keras()
+    return [keras.Input(batch_shape=tuple(shape)) for shape in shapes]
+
+
+def _count(weights) -> int:
+    total = 0
+    for w in weights:
+        n = 1
+        for d in w.shape:
+            n *= int(d)
+        total += n
+    return total
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"
+
+
+def layer_info(
+    class_name: str, config: dict[str, Any], shapes: list[Shape], call: str = "list"
+) -> LayerInfo:
+    """Shape and parameters of `keras.layers.<class_name>.from_config(config)` on shapes."""
+    keras = _keras()
+    layer_class = getattr(keras.layers, class_name, None)
+    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
+        raise ShapeError(f"`class_name`: keras.layers has no layer class {class_name!r}")
+    try:
+        layer = layer_class.from_config(dict(config))
+        inputs = _symbolic_inputs(shapes)
+        if len(inputs) == 1:
+            output = layer(inputs[0])
+        else:
+            output = layer(*inputs) if call == "positional" else layer(inputs)
+    except Exception as err:  # Keras raises many kinds; report the first line of any
+        raise ShapeError(f"Keras rejected {class_name}: {_first_line(err)}") from None
+    if isinstance(output, list | tuple):
+        raise ShapeError(f"{class_name} returns {len(output)} tensors; a node has one output")
+    return LayerInfo(
+        tuple(output.shape), _count(layer.trainable_weights), _count(layer.non_trainable_weights)
+    )
+
+
+def compile_custom(code: str):
+    """The function a node's code defines: `def custom_fn(inputs): <code>`."""
+    keras = _keras()
+    source = f"def {CUSTOM_FUNCTION}(inputs):\n" + textwrap.indent(code, "    ") + "\n"
+    namespace: dict[str, Any] = {"keras": keras, "layers": keras.layers, "ops": keras.ops}
+    exec(compile(source, "<custom code>", "exec"), namespace)  # noqa: S102 - custom code is Python
+    return namespace[CUSTOM_FUNCTION]
+
+
+def custom_info(code: str, shapes: list[Shape]) -> LayerInfo:
+    keras = _keras()
+    try:
+        function = compile_custom(code)
+        inputs = _symbolic_inputs(shapes)
+        output = function(inputs)
+        model = keras.Model(inputs, output)
+    except Exception as err:
+        raise ShapeError(f"custom code failed: {_first_line(err)}") from None
+    if not hasattr(output, "shape"):
+        raise ShapeError("custom code must return one tensor")
+    return LayerInfo(
+        tuple(output.shape), _count(model.trainable_weights), _count(model.non_trainable_weights)
+    )
+
+
+class KerasProber:
+    """The prober app.graph.shapes uses for KerasLayer and Custom nodes."""
+
+    layer_info = staticmethod(layer_info)
+    custom_info = staticmethod(custom_info)
+
+
+shapes.register_prober(KerasProber())
+
+
+def _main() -> None:
+    _keras()
+    doc = parse(json.loads(sys.stdin.read()))
+    json.dump(shapes.result_to_json(shapes.infer(doc, check(doc))), sys.stdout)
+
+
+if __name__ == "__main__":
+    _main()

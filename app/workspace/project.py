@@ -1,0 +1,109 @@
+"""A project: one model being built, kept in the workspace under projects/<name>/.
+
+It holds the graph document, the name of the dataset it is trained on, and the settings that
+belong beside the graph: preprocessing (fitted into the dataset's version) and training.
+Every write is atomic; several projects can live in one workspace.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.files import atomic_write_text
+from app.graph.document import GraphDocument, load, save
+from app.workspace import inside, workspace_root
+
+NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_\-]{0,63}"
+PROJECT, GRAPH, PREPROCESSING, TRAINING = (
+    "project.json",
+    "graph.json",
+    "preprocessing.json",
+    "training.json",
+)
+
+
+def projects_dir(root: Path | None = None) -> Path:
+    return (root or workspace_root()) / "projects"
+
+
+@dataclass
+class Project:
+    name: str
+    folder: Path
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return json.loads((self.folder / PROJECT).read_text())
+
+    def graph(self) -> GraphDocument:
+        return load(self.folder / GRAPH, strict=False)
+
+    def save_graph(self, doc: GraphDocument) -> None:
+        save(doc, self.folder / GRAPH)
+
+    @property
+    def dataset(self) -> str | None:
+        return self.meta.get("dataset")
+
+    def use_dataset(self, name: str | None) -> None:
+        self._update_meta(dataset=name)
+
+    def settings(self, kind: str) -> dict[str, Any] | None:
+        """The project's `preprocessing` or `training` settings, if it has its own."""
+        path = self.folder / {"preprocessing": PREPROCESSING, "training": TRAINING}[kind]
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def save_settings(self, kind: str, settings: dict[str, Any]) -> None:
+        path = self.folder / {"preprocessing": PREPROCESSING, "training": TRAINING}[kind]
+        atomic_write_text(path, json.dumps(settings, indent=2) + "\n")
+
+    def set_preprocessing(self, config: dict[str, Any]) -> None:
+        """Keep new preprocessing settings and refit them into the dataset's next version."""
+        from app.data import store
+
+        if self.dataset is None:
+            raise ValueError(f"Project {self.name!r} has no dataset to preprocess")
+        dataset = store.refit(self.dataset, config, root=self.folder.parent.parent)
+        self.save_settings("preprocessing", dataset.meta["preprocessing"])
+
+    def _update_meta(self, **changes: Any) -> None:
+        atomic_write_text(self.folder / PROJECT, json.dumps({**self.meta, **changes}, indent=2))
+
+
+def _folder(name: str, root: Path | None) -> Path:
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise ValueError(
+            "Received an invalid value for `name`, expected a letter then letters, digits, _ "
+            f"or - (64 at most). Received: name={name!r}"
+        )
+    return inside(projects_dir(root), name)
+
+
+def create_project(name: str, doc: GraphDocument, root: Path | None = None) -> Project:
+    folder = _folder(name, root)
+    if (folder / PROJECT).exists():
+        raise ValueError(f"A project named {name!r} exists already")
+    save(doc, folder / GRAPH)
+    atomic_write_text(folder / PROJECT, json.dumps({"name": name, "dataset": None}, indent=2))
+    return Project(name, folder)
+
+
+def open_project(name: str, root: Path | None = None) -> Project:
+    folder = _folder(name, root)
+    if not (folder / PROJECT).exists():
+        known = ", ".join(list_projects(root)) or "none yet"
+        raise ValueError(f"No project named {name!r} (projects: {known})")
+    return Project(name, folder)
+
+
+def list_projects(root: Path | None = None) -> list[str]:
+    folder = projects_dir(root)
+    return (
+        sorted(p.name for p in folder.iterdir() if (p / PROJECT).exists())
+        if (folder.is_dir())
+        else []
+    )

@@ -1,0 +1,512 @@
+"""Training runs: creating a run directory, starting its runner process, and reading and
+steering the run from outside.
+
+A run is trained by its own process (`python -m app.train.runner RUN_DIR`, see app.train.runner),
+never by the caller; the caller and the pages are readers of its directory, as TensorBoard's
+dashboards are readers of a job's log directory. A run directory, `models/<model>/runs/<run-id>/`
+in the workspace (model: the graph's name as a slug; run id: start time and a short random part):
+
+  graph.json      the graph as trained
+  settings.json   its TrainingSettings
+  run.json        id, model, data (name and DVC version), created, command
+  status.json     state, pid, epoch, epochs, steps (batches per epoch), reason, best, metrics,
+                  updated (atomic)
+  control.json    what readers ask of the runner: run, pause or stop (atomic)
+  events.jsonl    the event log (app.workspace.events)
+  checkpoints/    last.keras and best.keras (whole models, optimizer state included) and
+                  state.json (the epoch and best value they hold)
+  runner.log      the runner's standard output and error
+  params.yaml, metrics.json   written when the run finishes, in DVC's formats; the finished
+                  run directory is then a DVC version, and these two files a DVC experiment
+                  named after the run (app.workspace.versions)
+
+States: queued -> running <-> paused; running -> stopping -> stopped; running -> finished or
+failed. A run whose status says it is active but whose process is gone reads as interrupted.
+Stopped, failed and interrupted runs can be resumed from their last checkpoint. A run that is
+not active can be deleted, with its DVC records.
+
+Importing this module does not import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from app.files import atomic_write_text, locked
+from app.graph.document import GraphDocument, save
+from app.train.settings import TrainingSettings
+from app.workspace import REPOSITORY, inside, workspace_root
+
+GRAPH, SETTINGS, RUN, STATUS, CONTROL = (
+    "graph.json",
+    "settings.json",
+    "run.json",
+    "status.json",
+    "control.json",
+)
+CHECKPOINTS, LAST, BEST, CHECKPOINT_STATE = "checkpoints", "last.keras", "best.keras", "state.json"
+LOG = "runner.log"
+STATES = ("queued", "running", "paused", "stopping", "stopped", "finished", "failed", "interrupted")
+ACTIVE = ("queued", "running", "paused", "stopping")
+RESUMABLE = ("stopped", "failed", "interrupted")
+RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
+
+
+class RunError(ValueError):
+    """A run that cannot be started or steered; one message per fault."""
+
+    def __init__(self, problems: list[str], source: str = "run"):
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(
+            f"{source}: cannot start the run, {len(problems)} problem(s)\n{lines}"
+            if len(problems) > 1
+            else f"{source}: {problems[0]}"
+        )
+
+
+# Where runs live
+
+
+def models_dir(root: Path | None = None) -> Path:
+    return (root or workspace_root()) / "models"
+
+
+def model_slug(name: str) -> str:
+    """'Tabular classification (MLP)' -> 'tabular-classification-mlp'."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:64] or "model"
+
+
+def new_run_id() -> str:
+    """Start time to the second, then a short random part so two runs never share an id."""
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def find_run(run: str | os.PathLike, root: Path | None = None) -> Path:
+    """The directory of a run given by its id or by its directory (inside the workspace)."""
+    root = root or workspace_root()
+    text = str(run)
+    if RUN_ID.match(text):
+        found = sorted(models_dir(root).glob(f"*/runs/{text}"))
+        if found:
+            return found[0]
+    else:
+        path = inside(root, text)
+        if (path / RUN).exists():
+            return path
+    known = ", ".join(r["id"] for r in list_runs(root=root)[:10]) or "none yet"
+    raise ValueError(f"No run {text!r} (latest runs: {known})")
+
+
+# Creating and starting
+
+
+def preflight(doc: GraphDocument, settings: TrainingSettings, dataset) -> list[str]:
+    """Everything that keeps `doc` from training on `dataset` with `settings`: errors in the
+    graph, the data not fitting it (input shape or type, classes, target) and settings that do
+    not suit it. Empty when the run can start."""
+    from app.data.autoconfig import facts, mismatches
+    from app.graph.analysis import analyze
+    from app.runtime.preprocessing import FittedState, PreprocessConfig, input_spec
+    from app.train.settings import check
+
+    meta = dataset.meta
+    train_rows = len(dataset.splits.get("train", []))
+    problems = [p.message for p in analyze(doc, data=facts(meta, train_rows)).errors]
+    if not train_rows:
+        problems.append(f"Dataset '{dataset.name}' has no rows in its train split")
+    config = PreprocessConfig.model_validate(meta["preprocessing"])
+    state = FittedState.model_validate(dataset.state)
+    inputs = input_spec(config, state)
+    classes = state.classes or meta["profile"].get("classes")
+    problems += [
+        f"{p.message} (dataset '{dataset.name}')"
+        for p in mismatches(doc, inputs, meta.get("task"), meta.get("target"), classes)
+    ]
+    if not problems:  # the settings are judged against a graph that makes sense
+        problems += check(settings, doc)
+    return problems
+
+
+def create_run(
+    doc: GraphDocument,
+    settings: TrainingSettings | dict[str, Any],
+    data: str,
+    run_dir: str | os.PathLike | None = None,
+    command: list[str] | None = None,
+    root: Path | None = None,
+) -> Path:
+    """Check that the run can start, then write its directory (state queued); returns it.
+
+    Raises RunError naming every fault (graph errors, data that does not fit the graph,
+    unsuitable settings) and TrainingSettingsError for invalid settings, before anything is
+    written.
+
+    Args:
+        run_dir: the directory, inside the workspace (default models/<model>/runs/<run-id>).
+        command: the command line that asked for the run, kept in run.json.
+    """
+    from app.data import store
+
+    root = root or workspace_root()
+    if not isinstance(settings, TrainingSettings):
+        settings = TrainingSettings.from_dict(settings)
+    dataset = store.get(data, root)
+    problems = preflight(doc, settings, dataset)
+    if problems:
+        raise RunError(problems, source=doc.meta.name)
+    run_id = new_run_id()
+    model = model_slug(doc.meta.name)
+    if run_dir is None:
+        folder = models_dir(root) / model / "runs" / run_id
+    else:
+        folder = inside(root, str(run_dir))
+        if folder.exists() and any(folder.iterdir()):
+            raise RunError([f"{run_dir}: the run directory exists and is not empty"])
+    folder.mkdir(parents=True, exist_ok=True)
+    save(doc, folder / GRAPH)
+    atomic_write_text(folder / SETTINGS, settings.model_dump_json(indent=2) + "\n")
+    created = time.time()
+    run = {
+        "id": folder.name if run_dir is not None else run_id,
+        "model": model,
+        "graph_name": doc.meta.name,
+        "data": {"name": data, "version": dataset.version},
+        "created": created,
+        "command": list(command) if command is not None else None,
+    }
+    _write_json(folder / RUN, run)
+    _write_json(folder / CONTROL, {"action": "run", "time": created})
+    update_status(
+        folder,
+        state="queued",
+        pid=None,
+        epoch=0,
+        epochs=settings.epochs,
+        reason=None,
+        best=None,
+        metrics={},
+    )
+    return folder
+
+
+def spawn(
+    module: str, folder: Path, log: Path, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, float | None]:
+    """Start `python -m MODULE FOLDER` in its own session (it outlives the caller), over the
+    current workspace, its output appended to `log`; the process and its start time (None when
+    it has ended already), which tell a later reader whether that pid is still this process."""
+    variables = {
+        **os.environ,
+        "LAYERFLOW_WORKSPACE": str(workspace_root()),
+        "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+        **(env or {}),
+    }
+    with open(log, "ab") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", module, str(folder)],
+            cwd=REPOSITORY,
+            env=variables,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        started = psutil.Process(process.pid).create_time()
+    except psutil.NoSuchProcess:  # it ended already; its status says why, or it reads as gone
+        started = None
+    return process, started
+
+
+def start_run(run: str | os.PathLike, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start the runner process of a queued run, in its own session (it outlives the caller).
+
+    Args:
+        env: variables to add to the runner's environment (TF_CONFIG for a multi-worker run).
+    """
+    folder = find_run(run)
+    process, started = spawn("app.train.runner", folder, folder / LOG, env)
+    with _status_lock(folder):
+        current = read_status(folder)
+        if current.get("state") == "queued":  # the runner may already have said it runs
+            _write_json(folder / STATUS, {**current, "pid": process.pid, "pid_started": started,
+                                          "updated": time.time()})  # fmt: skip
+    return process
+
+
+def resume_run(run: str | os.PathLike, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start a stopped, failed or interrupted run again in a new process: it continues from its
+    last checkpoint (or from the start when it never finished an epoch), counting epochs on and
+    appending to the same event log."""
+    folder = find_run(run)
+    current = status(folder)
+    if current["state"] not in RESUMABLE:
+        raise RunError(
+            [
+                f"Run '{folder.name}' is {current['state']}; only a stopped, failed or "
+                "interrupted run can be resumed"
+            ]
+        )
+    _write_json(folder / CONTROL, {"action": "run", "time": time.time()})
+    update_status(folder, state="queued", pid=None, pid_started=None, reason=None)
+    return start_run(folder, env)
+
+
+# Status
+
+
+def _status_lock(folder: Path) -> contextlib.AbstractContextManager[None]:
+    """The launcher and the runner both update status.json; one at a time."""
+    return locked(folder / ".status.lock")
+
+
+def update_status(run_dir: str | os.PathLike, **fields: Any) -> dict[str, Any]:
+    """Merge fields into status.json (atomically) and return the new status."""
+    folder = Path(run_dir)
+    with _status_lock(folder):
+        new = {**read_status(folder), **fields, "updated": time.time()}
+        _write_json(folder / STATUS, new)
+    return new
+
+
+def read_status(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """status.json as written, without checking the process."""
+    path = Path(run_dir) / STATUS
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def status(run: str | os.PathLike) -> dict[str, Any]:
+    """The run's status; `interrupted` when it says it is active but its process is gone."""
+    folder = find_run(run)
+    current = read_status(folder)
+    pid = current.get("pid")
+    if (
+        current.get("state") in ACTIVE
+        and pid is not None
+        and not _alive(pid, current.get("pid_started"))
+    ):
+        current = {
+            **current,
+            "state": "interrupted",
+            "reason": f"the runner process (pid {pid}) ended while the run was "
+            f"{current['state']}; resume the run to continue from its last checkpoint",
+        }
+    return current
+
+
+def _alive(pid: int, started: float | None) -> bool:
+    """Whether the process runs (a zombie, or another process given the same pid, does not)."""
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return started is None or abs(process.create_time() - started) < 1.0
+    except psutil.NoSuchProcess:
+        return False
+
+
+# Reading
+
+
+def get_run(run: str | os.PathLike) -> dict[str, Any]:
+    """All that is known of a run: its status, settings, data and version, last metrics."""
+    from app.workspace import versions
+
+    folder = find_run(run)
+    info = json.loads((folder / RUN).read_text())
+    current = status(folder)
+    checkpoints = folder / CHECKPOINTS
+    return {
+        **info,
+        "dir": str(folder),
+        "state": current.get("state"),
+        "pid": current.get("pid"),
+        "epoch": current.get("epoch", 0),
+        "epochs": current.get("epochs"),
+        "reason": current.get("reason"),
+        "best": current.get("best"),
+        "metrics": current.get("metrics", {}),
+        "updated": current.get("updated"),
+        "settings": json.loads((folder / SETTINGS).read_text()),
+        "checkpoints": {
+            name: str(checkpoints / f"{name}.keras")
+            for name in ("last", "best")
+            if (checkpoints / f"{name}.keras").exists()
+        },
+        "version": versions.current(folder),
+    }
+
+
+def list_runs(model: str | None = None, root: Path | None = None) -> list[dict[str, Any]]:
+    """A summary of every run under models/, newest first; only `model`'s when given."""
+    base = models_dir(root)
+    pattern = f"{model_slug(model)}/runs/*" if model else "*/runs/*"
+    rows = []
+    for folder in base.glob(pattern):
+        if not (folder / RUN).is_file():
+            continue
+        info = json.loads((folder / RUN).read_text())
+        current = status(folder)
+        rows.append(
+            {
+                "id": info["id"],
+                "model": info["model"],
+                "state": current.get("state"),
+                "epoch": current.get("epoch", 0),
+                "epochs": current.get("epochs"),
+                "data": info["data"]["name"],
+                "created": info["created"],
+                "best": current.get("best"),
+                "dir": str(folder),
+            }
+        )
+    return sorted(rows, key=lambda row: row["created"], reverse=True)
+
+
+# Steering: control.json, which the runner reads between batches
+
+
+def read_control(run_dir: str | os.PathLike) -> str:
+    path = Path(run_dir) / CONTROL
+    try:
+        return json.loads(path.read_text()).get("action", "run")
+    except (FileNotFoundError, json.JSONDecodeError):
+        return "run"
+
+
+def pause(run: str | os.PathLike) -> None:
+    """Ask the runner to hold between two batches until `resume`."""
+    _ask(run, "pause", ("queued", "running", "paused"))
+
+
+def resume(run: str | os.PathLike) -> None:
+    """Let a paused run go on."""
+    _ask(run, "run", ("queued", "running", "paused"))
+
+
+def stop(run: str | os.PathLike) -> None:
+    """Ask the runner to end after the current batch, saving a checkpoint; it can be resumed."""
+    _ask(run, "stop", ACTIVE)
+
+
+def _ask(run: str | os.PathLike, action: str, states: tuple[str, ...]) -> None:
+    folder = find_run(run)
+    state = status(folder)["state"]
+    if state not in states:
+        verb = {"run": "resumed", "pause": "paused", "stop": "stopped"}[action]
+        raise RunError(
+            [
+                f"Run '{folder.name}' is {state}; only a {', '.join(states[:-1])} or "
+                f"{states[-1]} run can be {verb}"
+            ]
+        )
+    _write_json(folder / CONTROL, {"action": action, "time": time.time()})
+
+
+# Deleting
+
+
+def delete_run(run: str | os.PathLike, root: Path | None = None) -> Path:
+    """Delete a run that is not active: its directory, its DVC version record (the `.dvc` file,
+    its `.gitignore` line and the versions index beside the directory) and its DVC experiment.
+    Returns the directory it had. Its recorded versions stay in the DVC cache until `dvc gc`.
+
+    Refuses a queued, running, paused or stopping run, and a run whose runner process is still
+    at work (a finished run is being recorded by DVC for a moment after it finishes).
+    """
+    from app.workspace import versions
+
+    root = root or workspace_root()
+    folder = find_run(run, root)
+    run_id = json.loads((folder / RUN).read_text())["id"]
+    with _status_lock(folder):  # the launcher cannot start it again meanwhile
+        current = status(folder)
+        if current["state"] in ACTIVE:
+            raise RunError(
+                [
+                    f"Run '{folder.name}' is {current['state']}; stop it before deleting it "
+                    f"(layerflow runs stop {folder.name})"
+                ]
+            )
+        pid = current.get("pid")
+        if pid is not None and _alive(pid, current.get("pid_started")):
+            raise RunError(
+                [
+                    f"Run '{folder.name}' is {current['state']} but its runner (pid {pid}) is "
+                    "still recording it; try again in a moment"
+                ]
+            )
+        versions.forget(root, folder)
+        versions.remove_experiment(root, run_id)
+        # Out of the listings at once; the files go after, and a failure leaves them there.
+        trash = models_dir(root) / ".deleted" / f"{folder.name}-{secrets.token_hex(3)}"
+        trash.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(folder, trash)
+    shutil.rmtree(trash)
+    emptied = [trash.parent]
+    if folder.parent.parent.parent == models_dir(root):  # models/<model>/runs/<id>
+        emptied += [folder.parent, folder.parent.parent]
+    for empty in emptied:
+        with contextlib.suppress(OSError):  # not empty: kept
+            empty.rmdir()
+    return folder
+
+
+# Models
+
+
+def load_run_model(run: str | os.PathLike, which: str = "best"):
+    """The Keras model of a run's best or last checkpoint, built from the run's graph (so that
+    Custom nodes need no registration) with the checkpoint's weights; uncompiled."""
+    from app.graph.document import load
+    from app.keras.builder import build_model
+
+    if which not in ("best", "last"):
+        raise ValueError(
+            f"Received an invalid value for `which`, expected best or last. "
+            f"Received: which={which!r}"
+        )
+    folder = find_run(run)
+    path = folder / CHECKPOINTS / f"{which}.keras"
+    if not path.exists():
+        raise RunError([f"Run '{folder.name}' has no {which} checkpoint yet"])
+    model = build_model(load(folder / GRAPH))
+    model.load_weights(path, skip_mismatch=False)
+    return model
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+__all__ = [
+    "RunError",
+    "create_run",
+    "delete_run",
+    "find_run",
+    "get_run",
+    "list_runs",
+    "load_run_model",
+    "pause",
+    "preflight",
+    "read_status",
+    "resume",
+    "resume_run",
+    "start_run",
+    "status",
+    "stop",
+    "update_status",
+]
