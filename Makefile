@@ -30,9 +30,11 @@ run: $(VENV)/.installed
 $(CHROMIUM):
 	$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium
 
+# Lint, the layering contracts (pyproject.toml), then the suite across both cores.
 test: $(VENV)/.installed-dev $(CHROMIUM)
 	$(BIN)/ruff check app pages ui tests bench
-	$(BIN)/pytest -q --durations=15
+	$(BIN)/lint-imports
+	$(BIN)/pytest -q -n 2 --durations=15
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/bench_graph.py

@@ -146,7 +146,7 @@ with preprocessing_tab:
         )
         if st.form_submit_button("Apply"):
             try:
-                current.set_preprocessing(json.loads(text))
+                store.refit_project(current, json.loads(text))
             except json.JSONDecodeError as error:
                 st.error(f"Preprocessing settings: not JSON ({error.msg} at line {error.lineno})")
             except ValueError as error:

@@ -14,7 +14,7 @@ from streamlit_flow.state import StreamlitFlowState
 
 from app.data import store
 from app.data.autoconfig import facts
-from app.graph import blocks, canvas
+from app.graph import canvas
 from app.graph.analysis import analyze
 from app.graph.codegen import generate_module, node_snippet
 from app.graph.components import CATALOGUE
@@ -32,6 +32,7 @@ from app.graph.edit import (
     set_settings,
 )
 from app.graph.layout import layered_layout
+from app.workspace import blocks
 from ui import session
 
 st.title("Model")

@@ -8,7 +8,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app.evaluate import compare
-from app.workspace import runs, versions, workspace_root
+from app.paths import workspace_root
+from app.workspace import runs, versions
 from ui import session
 
 st.title("Runs")

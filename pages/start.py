@@ -19,7 +19,7 @@ from app.graph.canvas import escape_markdown
 from app.graph.components.base import fmt_shape
 from app.graph.document import load
 from app.graph.model_templates import list_templates, load_template
-from app.workspace import workspace_root
+from app.paths import workspace_root
 from app.workspace.project import NAME_PATTERN, create_project, list_projects
 from ui import jobs, session
 

@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from app.graph.analysis import analyze
+from app.train import launch
 from app.train.settings import METRICS, TrainingSettings, TrainingSettingsError
 from app.workspace import runs
 from app.workspace.events import read_events
@@ -94,8 +95,8 @@ start = st.button("Start training", type="primary", disabled=bool(active),
                   help="A run is active already" if active else None)  # fmt: skip
 if start:
     try:
-        folder = runs.create_run(doc, saved, current.dataset, command=["layerflow-app"])
-        runs.start_run(folder)
+        folder = launch.create_run(doc, saved, current.dataset, command=["layerflow-app"])
+        launch.start_run(folder)
     except (runs.RunError, TrainingSettingsError, ValueError) as error:
         messages = getattr(error, "problems", None) or getattr(error, "messages", None)
         for message in messages or [str(error)]:
@@ -147,7 +148,7 @@ def live() -> None:
         if state == "paused":
             control(runs.resume, "Resuming")
         else:
-            control(runs.resume_run, "Resuming from the last checkpoint")
+            control(launch.resume_run, "Resuming from the last checkpoint")
     if buttons[2].button("Stop", disabled=state not in runs.ACTIVE):
         control(runs.stop, "Stopping after this batch, with a checkpoint")
     cache = st.session_state.setdefault("events", {})

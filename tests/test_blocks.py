@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from app.graph.analysis import analyze
-from app.graph.blocks import list_blocks, load_block, save_block, use_block
 from app.graph.document import BlockDef, GraphDocument, parse
+from app.workspace.blocks import list_blocks, load_block, save_block, use_block
 
 CHANNELS = 8
 IMAGE = [16, 16, 3]

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from app.workspace import REPOSITORY
+from app.paths import REPOSITORY
 
 pytestmark = pytest.mark.slow
 
@@ -105,12 +105,12 @@ def raw_test_rows(run: str, dataset) -> tuple[dict[str, np.ndarray], list[int]]:
 
 
 def layerflow_predictions(run_dir: Path, dataset, rows: list[int]) -> np.ndarray:
+    from app.keras import builder
     from app.runtime.preprocessing import transform
-    from app.workspace import runs
 
     config, state = dataset.preprocessing()
     inputs, _ = transform(config, state, dataset.source(), rows)
-    return runs.load_run_model(run_dir).predict(next(iter(inputs.values())), verbose=0)
+    return builder.load_run_model(run_dir).predict(next(iter(inputs.values())), verbose=0)
 
 
 @pytest.fixture(scope="module")

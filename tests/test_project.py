@@ -31,7 +31,7 @@ def test_new_preprocessing_is_refitted_into_a_new_dataset_version(workspace, tmp
     first = numeric[0]["column"]
     for feature in numeric:
         feature["method"] = "minmax"
-    project.set_preprocessing(config)
+    store.refit_project(project, config)
 
     dataset = store.get("diabetes")
     assert len(store.dataset_versions("diabetes")) == 2
@@ -48,7 +48,7 @@ def test_impossible_preprocessing_is_refused_and_records_nothing(workspace, tmp_
     config = store.get("texts").meta["preprocessing"]
     config["features"] = [{"column": "text", "kind": "numeric", "method": "standardize"}]
     with pytest.raises(ValueError, match="Column 'text' holds text values"):
-        project.set_preprocessing(config)
+        store.refit_project(project, config)
     assert len(store.dataset_versions("texts")) == 1
     assert project.settings("preprocessing") is None
 

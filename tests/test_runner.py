@@ -21,6 +21,8 @@ from sklearn.metrics import accuracy_score, r2_score
 
 from app.cli.main import main
 from app.graph.document import parse, save
+from app.keras import builder
+from app.train import launch
 from app.workspace import runs, versions
 from app.workspace.events import read_events
 from tests import test_runs
@@ -66,8 +68,8 @@ def twins(prepared, tmp_path_factory) -> tuple[Path, list[Path]]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LAYERFLOW_WORKSPACE", str(root))
         settings = {"epochs": 3, "batch_size": 16, "seed": 7}
-        folders = [runs.create_run(tiny_classifier(), settings, "tiny") for _ in range(2)]
-        for process in [runs.start_run(folder) for folder in folders]:
+        folders = [launch.create_run(tiny_classifier(), settings, "tiny") for _ in range(2)]
+        for process in [launch.start_run(folder) for folder in folders]:
             finish(process)
     return root, folders
 
@@ -81,7 +83,7 @@ def test_the_same_seed_graph_and_data_give_the_same_metrics(twins, monkeypatch):
     assert [runs.status(f)["state"] for f in (first, second)] == ["finished", "finished"]
     metrics = [[e["metrics"] for e in epoch_events(f)] for f in (first, second)]
     assert len(metrics[0]) == 3 and metrics[0] == metrics[1]
-    weights = [runs.load_run_model(f, "last").get_weights() for f in (first, second)]
+    weights = [builder.load_run_model(f, "last").get_weights() for f in (first, second)]
     assert all(np.array_equal(a, b) for a, b in zip(*weights, strict=True))
 
 
@@ -168,8 +170,8 @@ def test_the_checkpoints_hold_the_last_and_the_best_epoch(twins, monkeypatch):
 
 
 def test_a_paused_run_holds_and_a_killed_one_resumes_from_its_checkpoint(workspace, capsys):
-    folder = runs.create_run(tiny_classifier(), {"epochs": 12, "batch_size": 4}, "tiny")
-    process = runs.start_run(folder)
+    folder = launch.create_run(tiny_classifier(), {"epochs": 12, "batch_size": 4}, "tiny")
+    process = launch.start_run(folder)
     wait_until(lambda: runs.status(folder).get("epoch", 0) >= 2)
     runs.pause(folder)
     wait_until(lambda: runs.status(folder)["state"] == "paused")
@@ -193,8 +195,8 @@ def test_a_paused_run_holds_and_a_killed_one_resumes_from_its_checkpoint(workspa
 
 
 def test_stop_ends_a_run_after_a_checkpoint(workspace):
-    folder = runs.create_run(tiny_classifier(), {"epochs": 200, "batch_size": 4}, "tiny")
-    process = runs.start_run(folder)
+    folder = launch.create_run(tiny_classifier(), {"epochs": 200, "batch_size": 4}, "tiny")
+    process = launch.start_run(folder)
     wait_until(lambda: runs.status(folder).get("epoch", 0) >= 1)
     runs.stop(folder)
     finish(process)
@@ -234,12 +236,12 @@ def test_a_nan_loss_fails_the_run_and_keeps_the_last_checkpoint(workspace):
     )  # fmt: skip
     data["nodes"][2]["code"] = POISON_AFTER_TWO_STEPS
     # A batch holds the whole train split: one step per epoch, so NaN comes at epoch 3.
-    folder = runs.create_run(parse(data), {"epochs": 5, "batch_size": 128}, "tiny")
-    finish(runs.start_run(folder))
+    folder = launch.create_run(parse(data), {"epochs": 5, "batch_size": 128}, "tiny")
+    finish(launch.start_run(folder))
     status = runs.status(folder)
     assert (status["state"], status["reason"]) == ("failed", "loss became NaN at epoch 3, step 1")
     assert json.loads((folder / "checkpoints" / "state.json").read_text())["epoch"] == 2
-    weights = runs.load_run_model(folder, "last").get_weights()
+    weights = builder.load_run_model(folder, "last").get_weights()
     assert all(np.isfinite(w).all() for w in weights)
 
 
@@ -251,8 +253,8 @@ def test_an_out_of_memory_error_fails_the_run_with_its_one_line_reason(workspace
         ("wider", "Dense", {"units": 1_000_000}),  # 10^12 weights: 4 TB
         ("label", "Output", doc.node("label").settings),
     )
-    folder = runs.create_run(parse(huge), {"epochs": 1}, "tiny")
-    finish(runs.start_run(folder))
+    folder = launch.create_run(parse(huge), {"epochs": 1}, "tiny")
+    finish(launch.start_run(folder))
     status = runs.status(folder)
     assert status["state"] == "failed"
     assert status["reason"].startswith("ResourceExhaustedError: ") and "OOM" in status["reason"]
@@ -262,15 +264,15 @@ def test_an_out_of_memory_error_fails_the_run_with_its_one_line_reason(workspace
 def test_a_dataset_changed_since_the_run_was_made_fails_it(workspace):
     from app.data import store
 
-    folder = runs.create_run(tiny_classifier(), {"epochs": 1}, "tiny")
+    folder = launch.create_run(tiny_classifier(), {"epochs": 1}, "tiny")
     made_with = runs.get_run(folder)["data"]["version"]
     shutil.rmtree(store.get("tiny").folder)
     add_tiny_dataset()  # the same rows, split and fitted again: another version
     assert store.get("tiny").version != made_with
-    finish(runs.start_run(folder))
+    finish(launch.start_run(folder))
     status = runs.status(folder)
     assert status["state"] == "failed"
-    assert status["reason"].startswith("Dataset 'tiny' is at version")
+    assert "of dataset 'tiny', which is now at" in status["reason"]
     assert f"layerflow data restore tiny {made_with[:10]}" in status["reason"]
 
 
@@ -286,9 +288,9 @@ def free_port() -> int:
 def test_two_workers_train_the_same_weights_under_the_multi_worker_strategy(workspace):
     cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
     settings = {"epochs": 2, "batch_size": 16, "strategy": "multi_worker"}
-    folders = [runs.create_run(tiny_classifier(), settings, "tiny") for _ in range(2)]
+    folders = [launch.create_run(tiny_classifier(), settings, "tiny") for _ in range(2)]
     processes = [
-        runs.start_run(folder, env={"TF_CONFIG": json.dumps(
+        launch.start_run(folder, env={"TF_CONFIG": json.dumps(
             {"cluster": cluster, "task": {"type": "worker", "index": index}})})
         for index, folder in enumerate(folders)
     ]  # fmt: skip
@@ -297,7 +299,7 @@ def test_two_workers_train_the_same_weights_under_the_multi_worker_strategy(work
     assert [runs.status(f)["state"] for f in folders] == ["finished", "finished"]
     # Each worker saves its own copy; the batches were shared out between them, so equal
     # weights mean every step's gradients were averaged across the two.
-    weights = [runs.load_run_model(folder, "last").get_weights() for folder in folders]
+    weights = [builder.load_run_model(folder, "last").get_weights() for folder in folders]
     assert all(np.array_equal(a, b) for a, b in zip(*weights, strict=True))
     assert [len(versions.versions(f)) for f in folders] == [1, 0]  # only the chief records
 
@@ -360,9 +362,9 @@ def train_and_predict_test_split(template: str, data: str) -> tuple[np.ndarray, 
     from app.data import store
     from app.runtime.preprocessing import FittedState, PreprocessConfig, transform
 
-    folder = runs.create_run(configured(template, data), {}, data)
+    folder = launch.create_run(configured(template, data), {}, data)
     started = time.monotonic()
-    finish(runs.start_run(folder))
+    finish(launch.start_run(folder))
     assert time.monotonic() - started < RUN_SECONDS
     assert runs.status(folder)["state"] == "finished"
     dataset = store.get(data)
@@ -370,7 +372,7 @@ def train_and_predict_test_split(template: str, data: str) -> tuple[np.ndarray, 
     state = FittedState.model_validate(dataset.state)
     inputs, targets = transform(config, state, dataset.source(), dataset.splits["test"])
     (x,) = inputs.values()
-    return targets, runs.load_run_model(folder, "best").predict(x, verbose=0)
+    return targets, builder.load_run_model(folder, "best").predict(x, verbose=0)
 
 
 def test_the_image_template_learns_the_digits(workspace):

@@ -19,6 +19,7 @@ import pytest
 
 from app.cli.main import main
 from app.graph.document import save
+from app.train import launch
 from app.train.settings import TrainingSettingsError
 from app.workspace import runs
 from tests.graphs import chain
@@ -77,7 +78,7 @@ def gone_pid() -> int:
 
 
 def test_a_run_directory_holds_graph_settings_run_info_status_and_control(workspace):
-    folder = runs.create_run(tiny_classifier(), {"epochs": 3}, "tiny", command=["layerflow"])
+    folder = launch.create_run(tiny_classifier(), {"epochs": 3}, "tiny", command=["layerflow"])
     assert folder.parent == workspace / "models" / "tiny-classifier" / "runs"
     assert runs.RUN_ID.match(folder.name)
     for name in ("graph.json", "settings.json", "run.json", "status.json", "control.json"):
@@ -101,20 +102,20 @@ def test_two_runs_made_at_once_get_different_ids():
 
 def test_invalid_settings_are_refused_before_anything_is_written(workspace):
     with pytest.raises(TrainingSettingsError, match="`learning_rate`, expected a number > 0"):
-        runs.create_run(tiny_classifier(), {"learning_rate": -1}, "tiny")
+        launch.create_run(tiny_classifier(), {"learning_rate": -1}, "tiny")
     assert not (workspace / "models").exists()
 
 
 def test_a_graph_with_errors_is_refused_naming_the_error(workspace):
     doc = chain(("features", "Input", {"shape": [4]}), ("dense", "Dense", {"units": 8}))
     with pytest.raises(runs.RunError, match="no Output node"):
-        runs.create_run(doc, {}, "tiny")
+        launch.create_run(doc, {}, "tiny")
     assert not (workspace / "models").exists()
 
 
 def test_data_whose_samples_do_not_fit_the_input_is_refused(workspace):
     with pytest.raises(runs.RunError) as caught:
-        runs.create_run(tiny_classifier(shape=5), {}, "tiny")
+        launch.create_run(tiny_classifier(shape=5), {}, "tiny")
     (problem,) = caught.value.problems
     assert "Node 'features'" in problem and "shape (4,)" in problem and "(5,)" in problem
     assert "dataset 'tiny'" in problem
@@ -126,27 +127,27 @@ def test_an_output_with_the_wrong_number_of_classes_is_refused(workspace):
         ("label", "Output", {"target": "label", "units": 3, "activation": "softmax"}),
     )
     with pytest.raises(runs.RunError) as caught:
-        runs.create_run(doc, {}, "tiny")
+        launch.create_run(doc, {}, "tiny")
     assert any("Node 'label'" in p and "units=1" in p for p in caught.value.problems)
 
 
 def test_settings_that_do_not_suit_the_graph_are_refused(workspace):
     with pytest.raises(runs.RunError, match="`monitor`"):
-        runs.create_run(tiny_classifier(), {"monitor": "val_mae"}, "tiny")
+        launch.create_run(tiny_classifier(), {"monitor": "val_mae"}, "tiny")
 
 
 def test_an_unknown_dataset_is_refused(workspace):
     with pytest.raises(ValueError, match="No dataset named 'nope'"):
-        runs.create_run(tiny_classifier(), {}, "nope")
+        launch.create_run(tiny_classifier(), {}, "nope")
 
 
 def test_a_run_directory_outside_the_workspace_is_refused(workspace, tmp_path):
     with pytest.raises(ValueError, match="leaves the workspace"):
-        runs.create_run(tiny_classifier(), {}, "tiny", run_dir=str(tmp_path / "elsewhere"))
+        launch.create_run(tiny_classifier(), {}, "tiny", run_dir=str(tmp_path / "elsewhere"))
 
 
 def test_a_run_directory_inside_the_workspace_is_used_and_found(workspace):
-    folder = runs.create_run(tiny_classifier(), {}, "tiny", run_dir="experiments/first")
+    folder = launch.create_run(tiny_classifier(), {}, "tiny", run_dir="experiments/first")
     assert folder == workspace / "experiments" / "first"
     assert runs.find_run("experiments/first") == folder
     assert runs.get_run("experiments/first")["id"] == "first"
@@ -156,7 +157,7 @@ def test_a_run_directory_inside_the_workspace_is_used_and_found(workspace):
 
 
 def test_a_run_whose_process_is_gone_reads_as_interrupted(workspace):
-    folder = runs.create_run(tiny_classifier(), {}, "tiny")
+    folder = launch.create_run(tiny_classifier(), {}, "tiny")
     runs.update_status(folder, state="running", pid=gone_pid())
     status = runs.status(folder)
     assert status["state"] == "interrupted"
@@ -165,29 +166,29 @@ def test_a_run_whose_process_is_gone_reads_as_interrupted(workspace):
 
 
 def test_a_run_whose_process_lives_reads_as_it_says(workspace):
-    folder = runs.create_run(tiny_classifier(), {}, "tiny")
+    folder = launch.create_run(tiny_classifier(), {}, "tiny")
     me = psutil.Process()
     runs.update_status(folder, state="paused", pid=me.pid, pid_started=me.create_time())
     assert runs.status(folder)["state"] == "paused"
 
 
 def test_a_reused_pid_does_not_pass_for_the_runner(workspace):
-    folder = runs.create_run(tiny_classifier(), {}, "tiny")
+    folder = launch.create_run(tiny_classifier(), {}, "tiny")
     me = psutil.Process()
     runs.update_status(folder, state="running", pid=me.pid, pid_started=me.create_time() - 60)
     assert runs.status(folder)["state"] == "interrupted"
 
 
 def test_runs_are_listed_newest_first_and_by_model(workspace):
-    first = runs.create_run(tiny_classifier("Alpha"), {}, "tiny")
-    second = runs.create_run(tiny_classifier("Beta"), {}, "tiny")
+    first = launch.create_run(tiny_classifier("Alpha"), {}, "tiny")
+    second = launch.create_run(tiny_classifier("Beta"), {}, "tiny")
     assert [r["id"] for r in runs.list_runs()] == [second.name, first.name]
     assert [r["id"] for r in runs.list_runs(model="alpha")] == [first.name]
     assert runs.list_runs()[0]["state"] == "queued"
 
 
 def test_get_run_tells_status_settings_data_and_last_metrics(workspace):
-    folder = runs.create_run(tiny_classifier(), {"epochs": 5}, "tiny")
+    folder = launch.create_run(tiny_classifier(), {"epochs": 5}, "tiny")
     runs.update_status(folder, epoch=2, metrics={"loss": 0.5}, best={"monitor": "val_loss",
                        "value": 0.6, "epoch": 2})  # fmt: skip
     info = runs.get_run(folder.name)
@@ -198,7 +199,7 @@ def test_get_run_tells_status_settings_data_and_last_metrics(workspace):
 
 
 def test_an_unknown_run_is_refused_naming_the_latest(workspace):
-    folder = runs.create_run(tiny_classifier(), {}, "tiny")
+    folder = launch.create_run(tiny_classifier(), {}, "tiny")
     with pytest.raises(ValueError, match=f"No run '20000101-000000-abcdef'.*{folder.name}"):
         runs.find_run("20000101-000000-abcdef")
 
@@ -207,7 +208,7 @@ def test_an_unknown_run_is_refused_naming_the_latest(workspace):
 
 
 def test_pause_resume_and_stop_write_the_action_for_the_runner(workspace):
-    folder = runs.create_run(tiny_classifier(), {}, "tiny")
+    folder = launch.create_run(tiny_classifier(), {}, "tiny")
     assert runs.read_control(folder) == "run"
     runs.pause(folder)
     assert runs.read_control(folder) == "pause"
@@ -218,16 +219,16 @@ def test_pause_resume_and_stop_write_the_action_for_the_runner(workspace):
 
 
 def test_a_finished_run_cannot_be_paused(workspace):
-    folder = runs.create_run(tiny_classifier(), {}, "tiny")
+    folder = launch.create_run(tiny_classifier(), {}, "tiny")
     runs.update_status(folder, state="finished")
     with pytest.raises(runs.RunError, match="is finished; only a queued, running or paused run"):
         runs.pause(folder)
 
 
 def test_only_a_stopped_failed_or_interrupted_run_can_be_resumed_from_a_checkpoint(workspace):
-    folder = runs.create_run(tiny_classifier(), {}, "tiny")
+    folder = launch.create_run(tiny_classifier(), {}, "tiny")
     with pytest.raises(runs.RunError, match="is queued; only a stopped, failed or interrupted"):
-        runs.resume_run(folder)
+        launch.resume_run(folder)
 
 
 # Commands that start no process
@@ -258,7 +259,7 @@ def test_cli_train_refuses_a_run_directory_outside_the_workspace(workspace, tmp_
 
 
 def test_cli_runs_list_and_show_read_the_run_directories(workspace, capsys):
-    folder = runs.create_run(tiny_classifier(), {"epochs": 4}, "tiny")
+    folder = launch.create_run(tiny_classifier(), {"epochs": 4}, "tiny")
     assert main(["runs", "list"]) == 0
     listed = capsys.readouterr().out
     assert folder.name in listed and "queued" in listed and "0/4" in listed
@@ -268,13 +269,13 @@ def test_cli_runs_list_and_show_read_the_run_directories(workspace, capsys):
 
 
 def test_cli_runs_pause_asks_the_runner(workspace, capsys):
-    folder = runs.create_run(tiny_classifier(), {}, "tiny")
+    folder = launch.create_run(tiny_classifier(), {}, "tiny")
     assert main(["runs", "pause", folder.name]) == 0
     assert runs.read_control(folder) == "pause"
 
 
 def test_cli_runs_resume_lets_a_paused_run_go_on(workspace, capsys):
-    folder = runs.create_run(tiny_classifier(), {}, "tiny")
+    folder = launch.create_run(tiny_classifier(), {}, "tiny")
     me = psutil.Process()
     runs.update_status(folder, state="paused", pid=me.pid, pid_started=me.create_time())
     runs.pause(folder)
@@ -283,7 +284,7 @@ def test_cli_runs_resume_lets_a_paused_run_go_on(workspace, capsys):
 
 
 def test_cli_runs_stop_refuses_a_finished_run(workspace, capsys):
-    folder = runs.create_run(tiny_classifier(), {}, "tiny")
+    folder = launch.create_run(tiny_classifier(), {}, "tiny")
     runs.update_status(folder, state="finished")
     assert main(["runs", "stop", folder.name]) == 1
     assert "is finished" in capsys.readouterr().err
@@ -318,14 +319,14 @@ def test_deleting_a_finished_run_removes_its_directory_and_its_dvc_records(train
 
 
 def test_a_run_never_recorded_is_deleted(workspace):
-    folder = runs.create_run(tiny_classifier(), {}, "tiny")
+    folder = launch.create_run(tiny_classifier(), {}, "tiny")
     runs.update_status(folder, state="failed", reason="it broke")
     runs.delete_run(folder)
     assert not folder.exists() and runs.list_runs() == []
 
 
 def test_an_active_run_is_not_deleted(workspace):
-    folder = runs.create_run(tiny_classifier(), {}, "tiny")
+    folder = launch.create_run(tiny_classifier(), {}, "tiny")
     me = psutil.Process()
     runs.update_status(folder, state="running", pid=me.pid, pid_started=me.create_time())
     with pytest.raises(runs.RunError, match="is running; stop it before deleting it"):
@@ -334,7 +335,7 @@ def test_an_active_run_is_not_deleted(workspace):
 
 
 def test_a_finished_run_whose_runner_still_records_it_is_not_deleted(workspace):
-    folder = runs.create_run(tiny_classifier(), {}, "tiny")
+    folder = launch.create_run(tiny_classifier(), {}, "tiny")
     me = psutil.Process()
     runs.update_status(folder, state="finished", pid=me.pid, pid_started=me.create_time())
     with pytest.raises(runs.RunError, match=f"runner .pid {me.pid}. is still recording it"):

@@ -21,6 +21,7 @@ import pytest
 
 from app.evaluate import suite as testsuite
 from app.evaluate.suite import Gate
+from app.keras import builder
 from app.workspace import runs
 
 # Few latency repeats and permutations: the tests check what is measured, not how well.
@@ -64,7 +65,7 @@ def predictions(run: Path) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarra
     dataset = store.get(info["data"]["name"])
     config, state = dataset.preprocessing()
     inputs, targets = transform(config, state, dataset.source(), sorted(dataset.splits["test"]))
-    model = runs.load_run_model(run, "best")
+    model = builder.load_run_model(run, "best")
     return inputs, targets, np.asarray(model.predict(next(iter(inputs.values())), verbose=0))
 
 

@@ -54,6 +54,7 @@ def make_trained(root: Path) -> TrainedWorkspace:
     """Add the samples to `root` (the current workspace) and train the runs, side by side."""
     from app.data import store
     from app.data.samples import make_sample
+    from app.train import launch
     from app.workspace import runs
 
     folders, processes = {}, []
@@ -63,9 +64,9 @@ def make_trained(root: Path) -> TrainedWorkspace:
                 store.add(make_sample(sample, Path(folder) / sample), sample)
         doc = configured(template, sample).model_copy(deep=True)
         doc.meta.name = f"{name} model"
-        folder = runs.create_run(doc, {"epochs": epochs, "seed": 1}, sample)
+        folder = launch.create_run(doc, {"epochs": epochs, "seed": 1}, sample)
         folders[name] = folder
-        processes.append(runs.start_run(folder))
+        processes.append(launch.start_run(folder))
     deadline = time.monotonic() + SECONDS
     for process in processes:
         process.wait(timeout=max(1.0, deadline - time.monotonic()))

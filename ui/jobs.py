@@ -8,7 +8,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from app.workspace import REPOSITORY, workspace_root
+from app.paths import REPOSITORY, workspace_root
 
 
 @dataclass

@@ -135,7 +135,7 @@ def cmd_import_keras(args: argparse.Namespace) -> int:
 
 
 def cmd_blocks(args: argparse.Namespace) -> int:
-    from app.graph import blocks
+    from app.workspace import blocks
 
     if args.action == "list":
         names = blocks.list_blocks()
@@ -276,6 +276,7 @@ def _when(timestamp: float) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from app.train import launch
     from app.train.settings import load_settings
     from app.workspace import runs
 
@@ -299,14 +300,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     # A directory the user types is relative to where they are, not to the workspace.
     run_dir = str(Path(args.run_dir).resolve()) if args.run_dir else None
     try:
-        folder = runs.create_run(doc, settings, args.data, run_dir=run_dir, command=command)
+        folder = launch.create_run(doc, settings, args.data, run_dir=run_dir, command=command)
     except runs.RunError as err:
         if any("the data" in problem for problem in err.problems):
             _step(
                 f"to fit the graph to the data: layerflow data configure {args.graph} {args.data}"
             )
         raise
-    process = runs.start_run(folder)
+    process = launch.start_run(folder)
     if args.detach:
         print(folder.name)
         return 0
@@ -442,6 +443,7 @@ def _event_line(event: dict[str, Any], epochs: int | None) -> str | None:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    from app.train import launch
     from app.workspace import runs
 
     action = args.runs_action
@@ -492,7 +494,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         runs.stop(folder)
         print(f"asked run {folder.name} to stop after a checkpoint")
     elif runs.status(folder)["state"] in runs.RESUMABLE:
-        process = runs.resume_run(folder)
+        process = launch.resume_run(folder)
         print(f"resumed run {folder.name} from its last checkpoint (pid {process.pid})")
     else:
         runs.resume(folder)
@@ -595,7 +597,7 @@ def _test(args: argparse.Namespace) -> int:
     )
     process = testsuite.start_test(folder, settings)
     if args.save_gates:
-        model = json.loads((folder / runs.RUN).read_text())["model"]
+        model = runs.read_info(folder)["model"]
         path = testsuite.save_gates(model, gates)
         _step(f"saved {len(gates)} gate(s) for model {model} in {path}")
     test = testsuite.test_dir(folder)

@@ -25,7 +25,9 @@ from app.data.sources import DataError, Source, iter_table_chunks, read_source
 from app.files import atomic_write_text, swap_in
 from app.graph.document import GraphDocument
 from app.graph.problems import Problem
-from app.workspace import inside, versions, workspace_root
+from app.paths import inside, workspace_root
+from app.workspace import runs, versions
+from app.workspace.project import Project
 
 NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_\-]{0,63}"
 META, SPLITS, STATE = "layerflow.json", "splits.json", "state.json"
@@ -240,6 +242,39 @@ def refit(name: str, config: Any, root: Path | None = None) -> Dataset:
     atomic_write_text(dataset.folder / META, json.dumps(meta, indent=2) + "\n")
     versions.record(root or workspace_root(), dataset.folder, note="preprocessing refitted")
     return Dataset(name, dataset.folder)
+
+
+def of_run(run_dir: Path, root: Path | None = None) -> Dataset:
+    """The dataset a run was trained on, at the version it was trained on; a DataError naming
+    the run and the dataset (and how to restore that version) when the workspace no longer
+    has it so."""
+    info = runs.read_info(run_dir)
+    name, version = info["data"]["name"], str(info["data"]["version"])
+    run = f"Run '{info['id']}'"
+    try:
+        dataset = get(name, root)
+    except ValueError:
+        raise DataError(
+            f"{run} was trained on dataset '{name}', which is no longer in the workspace; add "
+            "it again under that name"
+        ) from None
+    if str(dataset.version) != version:
+        raise DataError(
+            f"{run} was trained on version {version[:10]} of dataset '{name}', which is now at "
+            f"{str(dataset.version)[:10]}; restore it with `layerflow data restore {name} "
+            f"{version[:10]}`"
+        )
+    return dataset
+
+
+def refit_project(project: Project, config: Any) -> Dataset:
+    """Refit the project's dataset with new preprocessing settings (`refit`) and keep those
+    settings in the project."""
+    if project.dataset is None:
+        raise ValueError(f"Project {project.name!r} has no dataset to preprocess")
+    dataset = refit(project.dataset, config, root=project.folder.parent.parent)
+    project.save_settings("preprocessing", dataset.meta["preprocessing"])
+    return dataset
 
 
 def dataset_versions(name: str, root: Path | None = None) -> list[versions.Version]:

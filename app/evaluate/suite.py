@@ -551,7 +551,9 @@ def run_suite(
     check_gates(gates, known_metrics(subject.kind, len(subject.classes), settings.top_k))
 
     say(0.03, "loading the best checkpoint")
-    model = runs.load_run_model(subject.folder, "best")
+    from app.keras.builder import load_run_model
+
+    model = load_run_model(subject.folder, "best")
     say(0.08, "predicting the test split")
     predictions = _predict_split(
         model, subject, lambda done: say(0.08 + 0.37 * done, "predicting the test split")

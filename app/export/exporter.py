@@ -38,7 +38,9 @@ from typing import Any
 import numpy as np
 
 from app.files import atomic_write_text, swap_in
-from app.workspace import inside, runs, versions, workspace_root
+from app.keras import builder
+from app.paths import inside, workspace_root
+from app.workspace import runs, versions
 
 FORMATS = ("keras", "savedmodel", "tflite", "onnx", "project")
 MODEL_FORMATS = ("keras", "savedmodel", "tflite", "onnx")
@@ -95,14 +97,14 @@ def export_run(
     root = root or workspace_root()
     check_format(fmt, quantize)
     folder = runs.find_run(run, root)
-    info = json.loads((folder / runs.RUN).read_text())
+    info = runs.read_info(folder)
     gate = check_gate(folder)
     if not gate["passed"] and not force:
         raise ExportError(f"{gate['reason']} (--force exports it anyway)")
-    dataset = _dataset_of(info, root)
+    dataset = _dataset_of(folder, root)
     config, state = dataset.preprocessing()
     doc = load(folder / runs.GRAPH)
-    trained = runs.load_run_model(folder, "best")
+    trained = builder.load_run_model(folder, "best")
     model = with_preprocessing(trained, doc, config, state)
     name = f"{info['id']}-{fmt}" + (f"-{quantize}" if quantize else "")
     exports = runs.models_dir(root) / info["model"] / "exports"
@@ -273,9 +275,8 @@ def serving_model(run: str | os.PathLike, which: str = "best", root: Path | None
     from app.graph.document import load
 
     folder = runs.find_run(run, root)
-    info = json.loads((folder / runs.RUN).read_text())
-    config, state = _dataset_of(info, root or workspace_root()).preprocessing()
-    trained = runs.load_run_model(folder, which)
+    config, state = _dataset_of(folder, root).preprocessing()
+    trained = builder.load_run_model(folder, which)
     return with_preprocessing(trained, load(folder / runs.GRAPH), config, state)
 
 
@@ -285,7 +286,7 @@ def with_preprocessing(trained, doc, config, state):
     as `keras_preprocessing_model` names them; its outputs are named by Output node id.
 
     Args:
-        trained: the trained Keras model (`runs.load_run_model`).
+        trained: the trained Keras model (`builder.load_run_model`).
         doc: the graph it was built from (for its Input and Output node ids).
         config, state: the dataset's preprocessing settings and their fitted state.
     """
@@ -992,7 +993,7 @@ def write_project(folder: Path, run_dir: Path, model, dataset, source=None) -> l
     from app.train.settings import TrainingSettings, output_losses, output_metrics, params
 
     doc = load(run_dir / runs.GRAPH)
-    info = json.loads((run_dir / runs.RUN).read_text())
+    info = runs.read_info(run_dir)
     settings = TrainingSettings.from_dict(json.loads((run_dir / runs.SETTINGS).read_text()))
     config, state = dataset.preprocessing()
     data = _copy_data(dataset, folder / "data", source)
@@ -1131,22 +1132,14 @@ def _one_line_text(text: str) -> str:
 # Files and versions
 
 
-def _dataset_of(info: dict[str, Any], root: Path):
+def _dataset_of(folder: Path, root: Path | None):
     """The run's dataset, at the version the run was trained on."""
     from app.data import store
 
-    name, version = info["data"]["name"], info["data"]["version"]
     try:
-        dataset = store.get(name, root)
-    except ValueError as err:
-        raise ExportError(f"Run '{info['id']}': {err}") from None
-    if dataset.version != version:
-        raise ExportError(
-            f"Run '{info['id']}': dataset '{name}' is at version {str(dataset.version)[:10]}, the "
-            f"run was trained on version {str(version)[:10]}; restore it with `layerflow data "
-            f"restore {name} {str(version)[:10]}`"
-        )
-    return dataset
+        return store.of_run(folder, root)
+    except ValueError as err:  # DataError
+        raise ExportError(str(err)) from None
 
 
 def _keep_out_of_workspace_pipelines(exports: Path) -> None:

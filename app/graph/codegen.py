@@ -26,7 +26,7 @@ from app.graph.components import CATALOGUE
 from app.graph.document import BlockDef, GraphDocument, Node, check_nodes
 from app.graph.problems import GraphError
 from app.graph.shapes import block_shapes
-from app.workspace import inside, workspace_root
+from app.paths import inside, workspace_root
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

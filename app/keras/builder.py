@@ -1,7 +1,8 @@
 """The engine's model builder: the Keras model of a graph, built from its generated code.
 
 Building through the generated module means the code a user reads is the code that runs.
-Importing this module does not import TensorFlow; calling build_model does.
+Also the model of a run's checkpoint (`load_run_model`). Importing this module does not import
+TensorFlow; calling build_model does.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Any
 
 from app.graph.analysis import Analysis, analyze
 from app.graph.codegen import generate_module
-from app.graph.document import GraphDocument
+from app.graph.document import GraphDocument, load
+from app.workspace import runs
 
 
 def load_module(source: str, name: str = "layerflow_generated") -> dict[str, Any]:
@@ -41,3 +43,20 @@ def node_layers(model, node_id: str) -> list:
         return exact
     pattern = re.compile(rf"{re.escape(node_id)}_\d+_")
     return [layer for layer in model.layers if pattern.match(layer.name)]
+
+
+def load_run_model(run: str | os.PathLike, which: str = "best"):
+    """The Keras model of a run's best or last checkpoint, built from the run's graph (so that
+    Custom nodes need no registration) with the checkpoint's weights; uncompiled."""
+    if which not in ("best", "last"):
+        raise ValueError(
+            f"Received an invalid value for `which`, expected best or last. "
+            f"Received: which={which!r}"
+        )
+    folder = runs.find_run(run)
+    path = folder / runs.CHECKPOINTS / f"{which}.keras"
+    if not path.exists():
+        raise runs.RunError([f"Run '{folder.name}' has no {which} checkpoint yet"])
+    model = build_model(load(folder / runs.GRAPH))
+    model.load_weights(path, skip_mismatch=False)
+    return model

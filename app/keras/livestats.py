@@ -35,10 +35,8 @@ import psutil
 import tensorflow as tf
 
 from app.files import atomic_write_text
+from app.workspace import runs
 from app.workspace.events import EventWriter
-
-STATUS = "status.json"
-RUN_INFO = "run.json"
 
 VANISHING_GRADIENT = 1e-7
 EXPLODING_GRADIENT = 1e3
@@ -300,7 +298,7 @@ class LayerFlowCallback(keras.callbacks.Callback):
             self._check_loss_trend(logs.get("loss"), epoch)
         if self._owns_status:  # progress for the runs list, as the runner gives its runs
             self._update_best(logs, epoch)
-            _update_status(self.run_dir / STATUS, epoch=epoch + 1, metrics=_numbers(logs),
+            runs.update_status(self.run_dir, epoch=epoch + 1, metrics=_numbers(logs),
                            best=self._best)  # fmt: skip
         self.timings["epoch_metrics"] += time.perf_counter() - started
         every = self.cadence.layers_every_epochs
@@ -327,8 +325,8 @@ class LayerFlowCallback(keras.callbacks.Callback):
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._writer = EventWriter(self.run_dir)
         if self._owns_status is None:  # decided once: a second fit continues the same run
-            self._owns_status = not (self.run_dir / STATUS).exists()
-        if not (self.run_dir / RUN_INFO).exists():
+            self._owns_status = not (self.run_dir / runs.STATUS).exists()
+        if not (self.run_dir / runs.RUN).exists():
             from app.workspace.runs import model_slug
 
             # The fields app.workspace.runs lists; a script's run has no LayerFlow dataset.
@@ -336,19 +334,19 @@ class LayerFlowCallback(keras.callbacks.Callback):
             info = {"id": self.run_dir.name, "model": model, "data": {"name": None,
                     "version": None}, "created": time.time(), "command": list(sys.argv),
                     "source": "callback"}  # fmt: skip
-            atomic_write_text(self.run_dir / RUN_INFO, json.dumps(info, indent=2) + "\n")
+            atomic_write_text(self.run_dir / runs.RUN, json.dumps(info, indent=2) + "\n")
         if self._owns_status:
             process = psutil.Process()
-            _update_status(self.run_dir / STATUS, pid=process.pid,
+            runs.update_status(self.run_dir, pid=process.pid,
                            pid_started=process.create_time(), epochs=self.params.get("epochs"),
                            epoch=0, metrics={}, best=None)  # fmt: skip
             self._set_status("running", None)
             # fit does not call on_train_end when it raises: mark the run failed at exit then.
-            self._exit_guard = _ExitGuard(self.run_dir / STATUS)
+            self._exit_guard = _ExitGuard(self.run_dir / runs.STATUS)
             atexit.register(self._exit_guard)
 
     def _set_status(self, state: str, reason: str | None) -> None:
-        _update_status(self.run_dir / STATUS, state=state, reason=reason)
+        runs.update_status(self.run_dir, state=state, reason=reason)
         with self._lock:
             self._write("status", state=state, reason=reason)
 
@@ -823,24 +821,9 @@ def _check_model_name(name: Any) -> None:
 def _new_run_dir(model_name: str) -> Path:
     """A new run directory named as LayerFlow's own runs are (app.workspace.runs): models/<model
     slug>/runs/<start time>-<random>/ in the workspace."""
-    from app.workspace import (
-        runs,  # only here: app.workspace.runs brings the training settings along
-    )
-
     run_dir = runs.models_dir() / runs.model_slug(model_name) / "runs" / runs.new_run_id()
     run_dir.mkdir(parents=True)
     return run_dir
-
-
-def _update_status(path: Path, **fields: Any) -> None:
-    """Merge fields into status.json, as LayerFlow's runner keeps it (see app.workspace.runs):
-    state, pid, pid_started, epoch (epochs done), epochs, reason, best, metrics, updated."""
-    try:
-        status = json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        status = {}
-    status.update(fields, updated=time.time())
-    atomic_write_text(path, json.dumps(status, indent=2) + "\n")
 
 
 class _ExitGuard:
@@ -851,6 +834,6 @@ class _ExitGuard:
 
     def __call__(self) -> None:
         reason = "the process ended before training finished"
-        _update_status(self.status_path, state="failed", reason=reason)
+        runs.update_status(self.status_path.parent, state="failed", reason=reason)
         with EventWriter(self.status_path.parent) as writer:
             writer.write("status", state="failed", reason=reason)

@@ -42,6 +42,7 @@ from app.graph.document import GraphDocument, load
 from app.keras.builder import build_model
 from app.keras.livestats import LayerFlowCallback
 from app.keras.pipeline import make_dataset
+from app.paths import workspace_root
 from app.runtime.preprocessing import FittedState, PreprocessConfig, input_spec
 from app.train.settings import (
     TrainingSettings,
@@ -54,7 +55,7 @@ from app.train.settings import (
     monitor_mode,
     params,
 )
-from app.workspace import runs, versions, workspace_root
+from app.workspace import runs, versions
 from app.workspace.events import EventWriter
 
 POLL_SECONDS = 0.2
@@ -113,7 +114,7 @@ class Training:
     def __init__(self, run_dir: Path, writer: EventWriter):
         self.run_dir = run_dir
         self.writer = writer
-        self.info = json.loads((run_dir / runs.RUN).read_text())
+        self.info = runs.read_info(run_dir)
         self.settings = TrainingSettings.from_dict(
             json.loads((run_dir / runs.SETTINGS).read_text())
         )
@@ -145,7 +146,7 @@ class Training:
         keras.utils.set_random_seed(settings.seed)
         tf.config.experimental.enable_op_determinism()
         apply_precision(settings)
-        data = Data(self.info, settings, self.doc)
+        data = Data(self.run_dir, settings, self.doc)
         runs.update_status(self.run_dir, steps=data.steps_per_epoch)  # for progress bars
         resume = (self.checkpoints / runs.LAST).exists()
         with strategy.scope():
@@ -244,18 +245,11 @@ class Training:
 class Data:
     """The run's dataset as tf.data pipelines shaped for the model's inputs and outputs."""
 
-    def __init__(self, info: dict[str, Any], settings: TrainingSettings, doc: GraphDocument):
-        name, version = info["data"]["name"], info["data"]["version"]
+    def __init__(self, run_dir: Path, settings: TrainingSettings, doc: GraphDocument):
         try:
-            dataset = store.get(name)
-        except ValueError as err:
+            dataset = store.of_run(run_dir)
+        except ValueError as err:  # DataError
             raise RunFailure(str(err)) from None
-        if dataset.version != version:
-            raise RunFailure(
-                f"Dataset '{name}' is at version {str(dataset.version)[:10]}, the run was made "
-                f"with version {str(version)[:10]}; restore it with `layerflow data restore "
-                f"{name} {str(version)[:10]}`"
-            )
         self.config = PreprocessConfig.model_validate(dataset.meta["preprocessing"])
         self.state = FittedState.model_validate(dataset.state)
         self.source = dataset.source()

@@ -1,7 +1,8 @@
 """A project: one model being built, kept in the workspace under projects/<name>/.
 
 It holds the graph document, the name of the dataset it is trained on, and the settings that
-belong beside the graph: preprocessing (fitted into the dataset's version) and training.
+belong beside the graph: preprocessing (fitted into the dataset's version by
+app.data.store.refit_project) and training.
 Every write is atomic; several projects can live in one workspace.
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 
 from app.files import atomic_write_text
 from app.graph.document import GraphDocument, load, save
-from app.workspace import inside, workspace_root
+from app.paths import inside, workspace_root
 
 NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_\-]{0,63}"
 PROJECT, GRAPH, PREPROCESSING, TRAINING = (
@@ -60,15 +61,6 @@ class Project:
     def save_settings(self, kind: str, settings: dict[str, Any]) -> None:
         path = self.folder / {"preprocessing": PREPROCESSING, "training": TRAINING}[kind]
         atomic_write_text(path, json.dumps(settings, indent=2) + "\n")
-
-    def set_preprocessing(self, config: dict[str, Any]) -> None:
-        """Keep new preprocessing settings and refit them into the dataset's next version."""
-        from app.data import store
-
-        if self.dataset is None:
-            raise ValueError(f"Project {self.name!r} has no dataset to preprocess")
-        dataset = store.refit(self.dataset, config, root=self.folder.parent.parent)
-        self.save_settings("preprocessing", dataset.meta["preprocessing"])
 
     def _update_meta(self, **changes: Any) -> None:
         atomic_write_text(self.folder / PROJECT, json.dumps({**self.meta, **changes}, indent=2))

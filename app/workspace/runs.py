@@ -1,5 +1,6 @@
-"""Training runs: creating a run directory, starting its runner process, and reading and
-steering the run from outside.
+"""Run directories: their files, status and process, read and steered from outside.
+
+app.train.launch creates a run directory and starts its runner.
 
 A run is trained by its own process (`python -m app.train.runner RUN_DIR`, see app.train.runner),
 never by the caller; the caller and the pages are readers of its directory, as TensorBoard's
@@ -45,9 +46,7 @@ from typing import Any
 import psutil
 
 from app.files import atomic_write_text, locked
-from app.graph.document import GraphDocument, save
-from app.train.settings import TrainingSettings
-from app.workspace import REPOSITORY, inside, workspace_root
+from app.paths import REPOSITORY, inside, workspace_root
 
 GRAPH, SETTINGS, RUN, STATUS, CONTROL = (
     "graph.json",
@@ -110,98 +109,6 @@ def find_run(run: str | os.PathLike, root: Path | None = None) -> Path:
     raise ValueError(f"No run {text!r} (latest runs: {known})")
 
 
-# Creating and starting
-
-
-def preflight(doc: GraphDocument, settings: TrainingSettings, dataset) -> list[str]:
-    """Everything that keeps `doc` from training on `dataset` with `settings`: errors in the
-    graph, the data not fitting it (input shape or type, classes, target) and settings that do
-    not suit it. Empty when the run can start."""
-    from app.data.autoconfig import facts, mismatches
-    from app.graph.analysis import analyze
-    from app.runtime.preprocessing import FittedState, PreprocessConfig, input_spec
-    from app.train.settings import check
-
-    meta = dataset.meta
-    train_rows = len(dataset.splits.get("train", []))
-    problems = [p.message for p in analyze(doc, data=facts(meta, train_rows)).errors]
-    if not train_rows:
-        problems.append(f"Dataset '{dataset.name}' has no rows in its train split")
-    config = PreprocessConfig.model_validate(meta["preprocessing"])
-    state = FittedState.model_validate(dataset.state)
-    inputs = input_spec(config, state)
-    classes = state.classes or meta["profile"].get("classes")
-    problems += [
-        f"{p.message} (dataset '{dataset.name}')"
-        for p in mismatches(doc, inputs, meta.get("task"), meta.get("target"), classes)
-    ]
-    if not problems:  # the settings are judged against a graph that makes sense
-        problems += check(settings, doc)
-    return problems
-
-
-def create_run(
-    doc: GraphDocument,
-    settings: TrainingSettings | dict[str, Any],
-    data: str,
-    run_dir: str | os.PathLike | None = None,
-    command: list[str] | None = None,
-    root: Path | None = None,
-) -> Path:
-    """Check that the run can start, then write its directory (state queued); returns it.
-
-    Raises RunError naming every fault (graph errors, data that does not fit the graph,
-    unsuitable settings) and TrainingSettingsError for invalid settings, before anything is
-    written.
-
-    Args:
-        run_dir: the directory, inside the workspace (default models/<model>/runs/<run-id>).
-        command: the command line that asked for the run, kept in run.json.
-    """
-    from app.data import store
-
-    root = root or workspace_root()
-    if not isinstance(settings, TrainingSettings):
-        settings = TrainingSettings.from_dict(settings)
-    dataset = store.get(data, root)
-    problems = preflight(doc, settings, dataset)
-    if problems:
-        raise RunError(problems, source=doc.meta.name)
-    run_id = new_run_id()
-    model = model_slug(doc.meta.name)
-    if run_dir is None:
-        folder = models_dir(root) / model / "runs" / run_id
-    else:
-        folder = inside(root, str(run_dir))
-        if folder.exists() and any(folder.iterdir()):
-            raise RunError([f"{run_dir}: the run directory exists and is not empty"])
-    folder.mkdir(parents=True, exist_ok=True)
-    save(doc, folder / GRAPH)
-    atomic_write_text(folder / SETTINGS, settings.model_dump_json(indent=2) + "\n")
-    created = time.time()
-    run = {
-        "id": folder.name if run_dir is not None else run_id,
-        "model": model,
-        "graph_name": doc.meta.name,
-        "data": {"name": data, "version": dataset.version},
-        "created": created,
-        "command": list(command) if command is not None else None,
-    }
-    _write_json(folder / RUN, run)
-    _write_json(folder / CONTROL, {"action": "run", "time": created})
-    update_status(
-        folder,
-        state="queued",
-        pid=None,
-        epoch=0,
-        epochs=settings.epochs,
-        reason=None,
-        best=None,
-        metrics={},
-    )
-    return folder
-
-
 def spawn(
     module: str, folder: Path, log: Path, env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen, float | None]:
@@ -231,54 +138,22 @@ def spawn(
     return process, started
 
 
-def start_run(run: str | os.PathLike, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """Start the runner process of a queued run, in its own session (it outlives the caller).
-
-    Args:
-        env: variables to add to the runner's environment (TF_CONFIG for a multi-worker run).
-    """
-    folder = find_run(run)
-    process, started = spawn("app.train.runner", folder, folder / LOG, env)
-    with _status_lock(folder):
-        current = read_status(folder)
-        if current.get("state") == "queued":  # the runner may already have said it runs
-            _write_json(folder / STATUS, {**current, "pid": process.pid, "pid_started": started,
-                                          "updated": time.time()})  # fmt: skip
-    return process
-
-
-def resume_run(run: str | os.PathLike, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """Start a stopped, failed or interrupted run again in a new process: it continues from its
-    last checkpoint (or from the start when it never finished an epoch), counting epochs on and
-    appending to the same event log."""
-    folder = find_run(run)
-    current = status(folder)
-    if current["state"] not in RESUMABLE:
-        raise RunError(
-            [
-                f"Run '{folder.name}' is {current['state']}; only a stopped, failed or "
-                "interrupted run can be resumed"
-            ]
-        )
-    _write_json(folder / CONTROL, {"action": "run", "time": time.time()})
-    update_status(folder, state="queued", pid=None, pid_started=None, reason=None)
-    return start_run(folder, env)
-
-
 # Status
 
 
-def _status_lock(folder: Path) -> contextlib.AbstractContextManager[None]:
-    """The launcher and the runner both update status.json; one at a time."""
+def status_lock(folder: Path) -> contextlib.AbstractContextManager[None]:
+    """Every writer of a folder's status.json (launcher, runner, tester, the live callback)
+    merges into it under this lock, one at a time."""
     return locked(folder / ".status.lock")
 
 
 def update_status(run_dir: str | os.PathLike, **fields: Any) -> dict[str, Any]:
-    """Merge fields into status.json (atomically) and return the new status."""
+    """Merge fields into the folder's status.json (atomically) and return the new status; the one
+    status merge of run and test folders alike."""
     folder = Path(run_dir)
-    with _status_lock(folder):
+    with status_lock(folder):
         new = {**read_status(folder), **fields, "updated": time.time()}
-        _write_json(folder / STATUS, new)
+        write_json(folder / STATUS, new)
     return new
 
 
@@ -296,7 +171,7 @@ def status(run: str | os.PathLike) -> dict[str, Any]:
     if (
         current.get("state") in ACTIVE
         and pid is not None
-        and not _alive(pid, current.get("pid_started"))
+        and not alive(pid, current.get("pid_started"))
     ):
         current = {
             **current,
@@ -307,7 +182,7 @@ def status(run: str | os.PathLike) -> dict[str, Any]:
     return current
 
 
-def _alive(pid: int, started: float | None) -> bool:
+def alive(pid: int, started: float | None) -> bool:
     """Whether the process runs (a zombie, or another process given the same pid, does not)."""
     try:
         process = psutil.Process(pid)
@@ -321,12 +196,17 @@ def _alive(pid: int, started: float | None) -> bool:
 # Reading
 
 
+def read_info(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """run.json: id, model, graph name, data (name and version), created, command."""
+    return json.loads((Path(run_dir) / RUN).read_text())
+
+
 def get_run(run: str | os.PathLike) -> dict[str, Any]:
     """All that is known of a run: its status, settings, data and version, last metrics."""
     from app.workspace import versions
 
     folder = find_run(run)
-    info = json.loads((folder / RUN).read_text())
+    info = read_info(folder)
     current = status(folder)
     checkpoints = folder / CHECKPOINTS
     return {
@@ -358,7 +238,7 @@ def list_runs(model: str | None = None, root: Path | None = None) -> list[dict[s
     for folder in base.glob(pattern):
         if not (folder / RUN).is_file():
             continue
-        info = json.loads((folder / RUN).read_text())
+        info = read_info(folder)
         current = status(folder)
         rows.append(
             {
@@ -413,7 +293,7 @@ def _ask(run: str | os.PathLike, action: str, states: tuple[str, ...]) -> None:
                 f"{states[-1]} run can be {verb}"
             ]
         )
-    _write_json(folder / CONTROL, {"action": action, "time": time.time()})
+    write_json(folder / CONTROL, {"action": action, "time": time.time()})
 
 
 # Deleting
@@ -431,8 +311,8 @@ def delete_run(run: str | os.PathLike, root: Path | None = None) -> Path:
 
     root = root or workspace_root()
     folder = find_run(run, root)
-    run_id = json.loads((folder / RUN).read_text())["id"]
-    with _status_lock(folder):  # the launcher cannot start it again meanwhile
+    run_id = read_info(folder)["id"]
+    with status_lock(folder):  # the launcher cannot start it again meanwhile
         current = status(folder)
         if current["state"] in ACTIVE:
             raise RunError(
@@ -442,7 +322,7 @@ def delete_run(run: str | os.PathLike, root: Path | None = None) -> Path:
                 ]
             )
         pid = current.get("pid")
-        if pid is not None and _alive(pid, current.get("pid_started")):
+        if pid is not None and alive(pid, current.get("pid_started")):
             raise RunError(
                 [
                     f"Run '{folder.name}' is {current['state']} but its runner (pid {pid}) is "
@@ -465,48 +345,6 @@ def delete_run(run: str | os.PathLike, root: Path | None = None) -> Path:
     return folder
 
 
-# Models
-
-
-def load_run_model(run: str | os.PathLike, which: str = "best"):
-    """The Keras model of a run's best or last checkpoint, built from the run's graph (so that
-    Custom nodes need no registration) with the checkpoint's weights; uncompiled."""
-    from app.graph.document import load
-    from app.keras.builder import build_model
-
-    if which not in ("best", "last"):
-        raise ValueError(
-            f"Received an invalid value for `which`, expected best or last. "
-            f"Received: which={which!r}"
-        )
-    folder = find_run(run)
-    path = folder / CHECKPOINTS / f"{which}.keras"
-    if not path.exists():
-        raise RunError([f"Run '{folder.name}' has no {which} checkpoint yet"])
-    model = build_model(load(folder / GRAPH))
-    model.load_weights(path, skip_mismatch=False)
-    return model
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """A JSON file of the run directory, written atomically."""
     atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
-
-
-__all__ = [
-    "RunError",
-    "create_run",
-    "delete_run",
-    "find_run",
-    "get_run",
-    "list_runs",
-    "load_run_model",
-    "pause",
-    "preflight",
-    "read_status",
-    "resume",
-    "resume_run",
-    "start_run",
-    "status",
-    "stop",
-    "update_status",
-]

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from app.files import atomic_write_text
 from app.graph.document import BLOCK_NAME_PATTERN, BlockDef, GraphDocument, check_block
 from app.graph.problems import GraphError
-from app.workspace import inside, workspace_root
+from app.paths import inside, workspace_root
 
 
 def library_dir(root: Path | None = None) -> Path:

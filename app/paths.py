@@ -1,0 +1,25 @@
+"""Where the workspace is, and keeping the paths a user gives inside it.
+
+The workspace (a user's projects, data, models and blocks) is the LayerFlow repository by
+default; LAYERFLOW_WORKSPACE points elsewhere. A foundation module: it imports nothing of the
+engine, so every package, the pure graph engine included, may use it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+def workspace_root() -> Path:
+    return Path(os.environ.get("LAYERFLOW_WORKSPACE") or REPOSITORY).resolve()
+
+
+def inside(root: Path, *parts: str) -> Path:
+    """root/parts, refusing any path that would leave root (.., absolute parts, links)."""
+    path = root.joinpath(*parts).resolve()
+    if path != root.resolve() and root.resolve() not in path.parents:
+        raise ValueError(f"{'/'.join(parts)}: path leaves the workspace {root}")
+    return path
