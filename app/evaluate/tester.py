@@ -16,6 +16,7 @@ import time
 import traceback
 from pathlib import Path
 
+from app.errors import one_line
 from app.evaluate import suite as testsuite
 from app.workspace.runs import RunError
 
@@ -57,7 +58,8 @@ def execute(run_dir: Path) -> int:
         report = testsuite.run_suite(run_dir, settings, progress=progress)
     except Exception as err:  # the test fails; the process ends normally with its reason
         traceback.print_exc()
-        testsuite.update_status(run_dir, state="failed", reason=one_line(err), step="failed")
+        reason = one_line(err, plain=(RunError, ValueError)).removeprefix("run: ")
+        testsuite.update_status(run_dir, state="failed", reason=reason, step="failed")
         return 1
     testsuite.update_status(
         run_dir,
@@ -69,17 +71,6 @@ def execute(run_dir: Path) -> int:
         reason=None,
     )
     return 0
-
-
-def one_line(err: BaseException) -> str:
-    """The first line of the error, kept short; a user's fault (RunError, ValueError) without
-    its type name."""
-    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
-    if isinstance(err, RunError | ValueError) and text:
-        line = text.removeprefix("run: ")
-    else:
-        line = f"{type(err).__name__}: {text}" if text else type(err).__name__
-    return line if len(line) <= 300 else line[:297] + "..."
 
 
 if __name__ == "__main__":

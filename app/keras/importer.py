@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from app.errors import one_line
 from app.graph.components import CATALOGUE, Component, ShapeError
 from app.graph.components.core import DTYPES
 from app.graph.document import GraphDocument, parse
@@ -96,7 +97,8 @@ def read_keras_model(path: str | os.PathLike) -> keras.Model:
         else:
             model = keras.saving.load_model(path, compile=False)
     except Exception as err:  # Keras, h5py and the OS raise many kinds; name the file
-        raise ValueError(f"{path}: cannot read a Keras model from it: {_first_line(err)}") from None
+        reason = one_line(err, plain=Exception)
+        raise ValueError(f"{path}: cannot read a Keras model from it: {reason}") from None
     if not isinstance(model, keras.Model):  # model_from_json returns other JSON as it is
         raise ValueError(f"{path}: cannot read a Keras model from it: it holds a "
                          f"{type(model).__name__}, not a model config")  # fmt: skip
@@ -117,12 +119,6 @@ def _keras():
     import keras
 
     return keras
-
-
-def _first_line(err: Exception) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    text = lines[0] if lines else type(err).__name__
-    return re.sub(r"\x1b\[[0-9;]*m", "", text)[:300]  # Keras colours some messages
 
 
 class _Importer:
@@ -302,7 +298,7 @@ class _Importer:
             config = _plain(layer.get_config())
         except (TypeError, ValueError, NotImplementedError) as err:
             raise ValueError(f"Layer '{layer.name}' ({class_name}): cannot read its config: "
-                             f"{_first_line(err)}") from None  # fmt: skip
+                             f"{one_line(err, plain=Exception)}") from None  # fmt: skip
         component, settings = self.matcher.match(layer, tensors, output, config)
         if component == "KerasLayer" and positional:
             settings["call"] = "positional"
@@ -473,7 +469,8 @@ def _render(component: Component, settings: dict[str, Any],
         model = load_module(generate_module(doc, require_valid=False))["build_model"]()
         return _plain(model.get_layer(PROBE_ID).get_config())
     except Exception as err:  # anything Keras or the template refuses means "not this way"
-        log.debug("%s with %s does not build: %s", component.name, settings, _first_line(err))
+        reason = one_line(err, plain=Exception)
+        log.debug("%s with %s does not build: %s", component.name, settings, reason)
         return None
 
 

@@ -15,6 +15,7 @@ import sys
 import textwrap
 from typing import Any
 
+from app.errors import one_line
 from app.graph import shapes
 from app.graph.components import LayerInfo, Shape, ShapeError
 from app.graph.document import check, parse
@@ -44,11 +45,6 @@ def _count(weights) -> int:
     return total
 
 
-def _first_line(err: Exception) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}"
-
-
 def layer_info(
     class_name: str, config: dict[str, Any], shapes: list[Shape], call: str = "list"
 ) -> LayerInfo:
@@ -65,7 +61,7 @@ def layer_info(
         else:
             output = layer(*inputs) if call == "positional" else layer(inputs)
     except Exception as err:  # Keras raises many kinds; report the first line of any
-        raise ShapeError(f"Keras rejected {class_name}: {_first_line(err)}") from None
+        raise ShapeError(f"Keras rejected {class_name}: {one_line(err)}") from None
     if isinstance(output, list | tuple):
         raise ShapeError(f"{class_name} returns {len(output)} tensors; a node has one output")
     return LayerInfo(
@@ -90,7 +86,7 @@ def custom_info(code: str, shapes: list[Shape]) -> LayerInfo:
         output = function(inputs)
         model = keras.Model(inputs, output)
     except Exception as err:
-        raise ShapeError(f"custom code failed: {_first_line(err)}") from None
+        raise ShapeError(f"custom code failed: {one_line(err)}") from None
     if not hasattr(output, "shape"):
         raise ShapeError("custom code must return one tensor")
     return LayerInfo(

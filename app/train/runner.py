@@ -37,6 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from app.data import store
+from app.errors import one_line
 from app.files import atomic_write_text
 from app.graph.document import GraphDocument, load
 from app.keras.builder import build_model
@@ -90,22 +91,13 @@ def execute(run_dir: Path) -> int:
         state, reason = training.run()
     except Exception as err:  # the run fails; the process ends normally with its reason
         traceback.print_exc()
-        state, reason = "failed", one_line(err)
+        state, reason = "failed", one_line(err, plain=RunFailure)
     runs.update_status(run_dir, state=state, reason=reason)
     writer.write("status", state=state, reason=reason)
     if state == "finished" and training is not None and training.is_chief():
         training.record()
     writer.close()
     return 1 if state == "failed" else 0
-
-
-def one_line(err: BaseException) -> str:
-    """'ResourceExhaustedError: OOM when allocating tensor ...': the first line, kept short."""
-    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
-    if isinstance(err, RunFailure):
-        return text
-    line = f"{type(err).__name__}: {text}" if text else type(err).__name__
-    return line if len(line) <= 300 else line[:297] + "..."
 
 
 class Training:
