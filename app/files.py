@@ -1,4 +1,6 @@
-"""Writing files so that a reader, or a crash, never sees half of one."""
+"""Writing files so that a reader, or a crash, never sees half of one, and so that a write never
+replaces anything but a regular file: a link, a folder, a FIFO or a device at the target (say
+`-o /dev/null`, run as root) is refused, not renamed over."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -17,8 +20,42 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+class TargetError(ValueError):
+    """A write target that is not a regular file or a new path."""
+
+
+def check_target(path: str | os.PathLike, kind: str = "file") -> None:
+    """Refuse, in one line, a target that exists and is not a regular file (or with kind
+    "folder", not a real folder): it is never replaced."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    wanted = stat.S_ISDIR(mode) if kind == "folder" else stat.S_ISREG(mode)
+    if not wanted:
+        what = _kind_of(mode)
+        raise TargetError(f"{path}: is {what}, not a regular {kind}; refusing to replace it")
+
+
+def _kind_of(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "a special file"
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write data to path through a temporary file in the same folder and a rename; refuses a
+    target that is not a regular file (TargetError)."""
     path = Path(path)
+    check_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -36,6 +73,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def swap_in(staging: Path, final: Path) -> None:
     """Replace the folder `final` with `staging`, so that a reader sees the old folder or the
     new one, whole (the old one is renamed away first, then removed)."""
+    check_target(final, kind="folder")
     trash = None
     if final.exists():
         trash = final.with_name(f".old-{final.name}-{int(time.time() * 1000)}")
