@@ -181,3 +181,21 @@ def test_an_id_that_looks_like_a_block_layer_is_refused():
         "Node 'stage_1_dense' (Dense): the id looks like a layer of block node 'stage' "
         "('stage_<repetition>_<node>'); rename it"
     ]
+
+
+def test_json_nested_too_deeply_is_one_line_not_an_internal_error(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 200_000)
+    with pytest.raises(GraphError) as caught:
+        load(path)
+    [problem] = caught.value.problems
+    assert "nested too deeply" in problem.message and "\n" not in problem.message
+
+
+@pytest.mark.parametrize("name", ["cell\n", "cell\nimport os", " cell", "9cell"])
+def test_a_block_name_must_be_an_identifier_to_its_last_character(name):
+    data = chain_data(("in", "Input", {"shape": [4]}), ("out", "Output", {"units": 1}))
+    data["blocks"] = {name: {"nodes": [{"id": "i", "component": "BlockInput"}], "edges": [],
+                             "output": "i"}}  # fmt: skip
+    problems = check(parse(data)).problems
+    assert any(p.code == "block_name" for p in problems), [p.message for p in problems]

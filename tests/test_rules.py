@@ -260,3 +260,24 @@ def test_add_of_different_shapes_is_an_error_naming_both_shapes_and_the_node():
     assert "'under_test'" in problem.message
     assert "(None, 4)" in problem.message and "(None, 5)" in problem.message
     assert not analysis.ok
+
+
+def test_rule_context_finds_neighbours_in_document_order_for_a_wide_fan_out():
+    from app.graph.document import check
+    from app.graph.rules import RuleContext
+
+    width = 2_000
+    nodes = [{"id": "in", "component": "Input", "settings": {"shape": [8]}}]
+    edges = []
+    for i in reversed(range(width)):  # edges in the opposite order to the nodes
+        edges.append({"source": "in", "target": f"d{i}"})
+    for i in range(width):
+        nodes.append({"id": f"d{i}", "component": "Dense", "settings": {"units": 2}})
+        nodes.append({"id": f"o{i}", "component": "Output", "settings": {"units": 1}})
+        edges.append({"source": f"d{i}", "target": f"o{i}"})
+    doc = parse({"schema_version": 1, "nodes": nodes, "edges": edges})
+    ctx = RuleContext(doc, check(doc), {}, None)
+    assert [n.id for n in ctx.successors("in")] == [f"d{i}" for i in range(width)]
+    assert [n.id for n in ctx.sources("o7")] == ["d7"]
+    assert ctx.successors("o7") == []
+    assert analyze(doc).errors == []

@@ -69,7 +69,7 @@ def py(value: Any) -> Code:
 
 
 def ident(value: Any) -> Code:
-    if not isinstance(value, str) or not IDENTIFIER.match(value) or keyword.iskeyword(value):
+    if not isinstance(value, str) or not IDENTIFIER.fullmatch(value) or keyword.iskeyword(value):
         raise CodegenError(f"{value!r} is not a valid Python identifier")
     return Code(value)
 

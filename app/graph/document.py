@@ -140,6 +140,10 @@ def load(path: str | os.PathLike, strict: bool = True) -> GraphDocument:
             ],
             source,
         ) from None
+    except RecursionError:
+        raise GraphError(
+            [_error("json", f"{path}: JSON nested too deeply to be a graph document")], source
+        ) from None
     doc = parse(data, source)
     if strict:
         errors = [p for p in check(doc).problems if p.level == "error"]
@@ -248,7 +252,7 @@ def _block_layer_name_clashes(doc: GraphDocument) -> list[Problem]:
 def check_block(name: str, block: BlockDef) -> list[Problem]:
     where = f"Block '{name}': "
     problems = []
-    if not re.match(BLOCK_NAME_PATTERN, name):
+    if not re.fullmatch(BLOCK_NAME_PATTERN, name):
         problems.append(_error("block_name", f"{where}block names are Python identifiers"))
     allowed = TOP_LEVEL - {"Input", "Output", "Block"} | {"BlockInput"}
     structure = check_nodes(block.nodes, block.edges, allowed=allowed, where=where)

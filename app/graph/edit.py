@@ -94,7 +94,7 @@ def add_node(
         )
     if node_id is None:
         node_id = new_node_id(doc, component)
-    elif not re.match(NODE_ID_PATTERN, node_id):
+    elif not re.fullmatch(NODE_ID_PATTERN, node_id):
         raise EditError(
             f"Invalid node id {node_id!r}: ids start with a letter or _ and hold only "
             "letters, digits, _, . and -"
@@ -273,7 +273,7 @@ def make_block(
     chosen = set(selected)
     if not selected:
         raise EditError(f"Block {name!r}: select the nodes to make the block of")
-    if not isinstance(name, str) or not re.match(BLOCK_NAME_PATTERN, name):
+    if not isinstance(name, str) or not re.fullmatch(BLOCK_NAME_PATTERN, name):
         raise EditError(f"Invalid block name {name!r}: block names are Python identifiers")
     if name in doc.blocks:
         raise EditError(f"Block {name!r}: a block of that name already exists")

@@ -32,7 +32,7 @@ class TemplateInfo:
 def template_names() -> list[str]:
     """The names of the available templates, sorted."""
     return sorted(path.stem for path in TEMPLATES_DIR.glob("*.json")
-                  if TEMPLATE_NAME.match(path.stem))  # fmt: skip
+                  if TEMPLATE_NAME.fullmatch(path.stem))  # fmt: skip
 
 
 def list_templates() -> list[TemplateInfo]:
@@ -52,7 +52,7 @@ def load_template(name: str) -> GraphDocument:
     GraphError (a ValueError) when the template file itself is broken.
     """
     names = template_names()
-    if not isinstance(name, str) or not TEMPLATE_NAME.match(name) or name not in names:
+    if not isinstance(name, str) or not TEMPLATE_NAME.fullmatch(name) or name not in names:
         raise ValueError(
             "Received an invalid value for `name`, expected one of the model templates: "
             f"{', '.join(names) or 'none installed'}. Received: name={name!r}"

@@ -36,13 +36,26 @@ class RuleContext:
             if node.component in components and node.id in self.infos:
                 yield node, self.structure.settings[node.id]
 
+    def __post_init__(self) -> None:
+        # Neighbours in document order, found once: a lookup per node would make rules
+        # quadratic in the graph (seconds for a 10,000-branch fan-out).
+        position = {n.id: i for i, n in enumerate(self.doc.nodes)}
+        by_id = {n.id: n for n in self.doc.nodes}
+        targets: dict[str, set[str]] = {}
+        for edge in self.doc.edges:
+            targets.setdefault(edge.source, set()).add(edge.target)
+        self._successors = {
+            source: [by_id[t] for t in sorted(ids & by_id.keys(), key=position.__getitem__)]
+            for source, ids in targets.items()
+        }
+        self._position, self._by_id = position, by_id
+
     def successors(self, node_id: str) -> list[Node]:
-        targets = {e.target for e in self.doc.edges if e.source == node_id}
-        return [n for n in self.doc.nodes if n.id in targets]
+        return self._successors.get(node_id, [])
 
     def sources(self, node_id: str) -> list[Node]:
-        ids = self.structure.inputs.get(node_id, [])
-        return [n for n in self.doc.nodes if n.id in ids]
+        ids = set(self.structure.inputs.get(node_id, [])) & self._by_id.keys()
+        return [self._by_id[i] for i in sorted(ids, key=self._position.__getitem__)]
 
 
 Rule = Callable[[RuleContext], Iterator[Problem]]

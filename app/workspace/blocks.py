@@ -23,7 +23,7 @@ def library_dir(root: Path | None = None) -> Path:
 
 
 def _path(name: str, root: Path | None) -> Path:
-    if not re.match(BLOCK_NAME_PATTERN, name):
+    if not re.fullmatch(BLOCK_NAME_PATTERN, name):
         raise ValueError(f"Invalid block name {name!r}: use letters, digits and _")
     return inside(library_dir(root), f"{name}.json")
 

@@ -97,7 +97,7 @@ def find_run(run: str | os.PathLike, root: Path | None = None) -> Path:
     """The directory of a run given by its id or by its directory (inside the workspace)."""
     root = root or workspace_root()
     text = str(run)
-    if RUN_ID.match(text):
+    if RUN_ID.fullmatch(text):
         found = sorted(models_dir(root).glob(f"*/runs/{text}"))
         if found:
             return found[0]
