@@ -6,6 +6,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 
+@pytest.fixture(autouse=True)
+def _own_workspace(tmp_path_factory, monkeypatch):
+    """Every test works in a temporary workspace (its trust store, blocks and runs included),
+    never in the repository; tests that need a particular one set LAYERFLOW_WORKSPACE again."""
+    monkeypatch.setenv("LAYERFLOW_WORKSPACE", str(tmp_path_factory.mktemp("workspace")))
+
+
 @pytest.fixture
 def workspace(tmp_path, monkeypatch):
     """An empty workspace for the test (test modules with prepared data override this)."""

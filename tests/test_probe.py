@@ -14,7 +14,7 @@ import pytest
 
 from app.graph.analysis import Analysis, analyze
 from app.graph.document import GraphDocument, parse
-from tests.graphs import single
+from tests.graphs import single, trusted
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 FEATURES = 6
@@ -31,18 +31,21 @@ def keras_layer(class_name: str, config: dict[str, Any]) -> Analysis:
                           [[FEATURES]]))  # fmt: skip
 
 
-def custom(code: str) -> GraphDocument:
-    """Input(FEATURES) -> Custom node 'mine' with `code` -> Output without head."""
-    return parse({
+def custom(code: str, trust: bool = True, output_shape: list | None = None) -> GraphDocument:
+    """Input(FEATURES) -> Custom node 'mine' with `code` -> Output without head; the code
+    trusted in the test's workspace unless `trust` is False."""
+    doc = parse({
         "schema_version": 1,
         "nodes": [
             {"id": "in", "component": "Input", "settings": {"shape": [FEATURES]}},
-            {"id": "mine", "component": "Custom", "code": code},
+            {"id": "mine", "component": "Custom", "code": code,
+             "settings": {"output_shape": output_shape}},
             {"id": "out", "component": "Output",
              "settings": {"units": None, "activation": "linear", "loss": "mean_squared_error"}},
         ],
         "edges": [{"source": "in", "target": "mine"}, {"source": "mine", "target": "out"}],
     })  # fmt: skip
+    return trusted(doc) if trust else doc
 
 
 def errors_on(analysis: Analysis, node_id: str) -> list[str]:
@@ -139,3 +142,58 @@ def test_analysis_without_keras_loaded_probes_in_a_child_process():
     assert (result["shape"], result["params"]) == ([None, 3], FEATURES * 3 + 3)
     assert not result["tensorflow"]
     assert not result["keras"]
+
+
+# Trust: a shared graph's code never runs before the user trusts it
+
+
+def test_untrusted_custom_code_does_not_run_and_its_shape_is_unknown_with_a_warning(tmp_path):
+    marker = tmp_path / "ran"
+    doc = custom(f"open({str(marker)!r}, 'w').close()\nreturn inputs[0]", trust=False)
+    analysis = analyze(doc)
+    assert not marker.exists()
+    assert "mine" not in analysis.infos and analysis.errors == []
+    [warning] = [p for p in analysis.problems if p.code == "untrusted"]
+    assert warning.level == "warning" and warning.node == "mine"
+    assert "layerflow trust" in warning.message
+
+
+def test_an_untrusted_node_takes_its_declared_output_shape_and_still_does_not_run(tmp_path):
+    marker = tmp_path / "ran"
+    code = f"open({str(marker)!r}, 'w').close()\nreturn layers.Dense(4)(inputs[0])"
+    analysis = analyze(custom(code, trust=False, output_shape=[4]))
+    assert analysis.infos["mine"].shape == (None, 4)
+    assert analysis.infos["out"].shape == (None, 4)
+    assert not marker.exists()
+
+
+def test_trusting_the_code_lets_it_run(tmp_path):
+    from app import trust
+
+    code = "x = inputs[0]\nreturn layers.Dense(4)(x)"
+    assert "mine" not in analyze(custom(code, trust=False)).infos
+    trust.trust([code])
+    assert analyze(custom(code, trust=False)).infos["mine"].shape == (None, 4)
+
+
+def test_building_a_model_refuses_untrusted_code(tmp_path):
+    from app.graph.problems import GraphError
+    from app.keras.builder import build_model
+
+    marker = tmp_path / "ran"
+    doc = custom(f"open({str(marker)!r}, 'w').close()\nreturn inputs[0]", trust=False)
+    with pytest.raises(GraphError, match="'mine' \\(Custom\\): its code is not trusted"):
+        build_model(doc)
+    assert not marker.exists()
+
+
+def test_validate_and_shapes_of_an_untrusted_graph_in_a_child_process_run_nothing(tmp_path):
+    marker = tmp_path / "ran"
+    graph = tmp_path / "shared.json"
+    graph.write_text(custom(f"open({str(marker)!r}, 'w').close()\nreturn inputs[0]",
+                            trust=False).to_json())  # fmt: skip
+    for command in ("validate", "shapes"):
+        done = subprocess.run([sys.executable, "-m", "app.cli.main", command, str(graph)],
+                              cwd=REPOSITORY, capture_output=True, text=True, timeout=300)
+        assert "not trusted" in done.stdout + done.stderr, command
+    assert not marker.exists()

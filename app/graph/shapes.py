@@ -6,6 +6,9 @@ layer and custom code need Keras itself: their shapes come from a `Prober`, whic
 app.keras.probe registers when it is imported. A process without one (the Streamlit server, the
 CLI) infers such a graph in a child process (`python -m app.keras.probe`), so it never imports
 TensorFlow, and this package never imports app.keras.
+
+Custom code runs only once the workspace trusts it (app.trust): an untrusted node's shape is its
+declared `output_shape`, or unknown with a warning, and nothing of it runs.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any, Protocol
 from app.graph.components import CATALOGUE, LayerInfo, Shape, ShapeError
 from app.graph.document import BlockDef, GraphDocument, Node, Structure, check_nodes
 from app.graph.problems import Problem, node_ref
+from app.trust import digest, trusted_digests
 
 
 @dataclass
@@ -48,16 +52,33 @@ def register_prober(prober: Prober) -> None:
     _PROBER[:] = [prober]
 
 
+class UntrustedCode(ShapeError):
+    """A node whose code the workspace does not trust yet: its shape is unknown, not wrong."""
+
+
+def untrusted_nodes(doc: GraphDocument) -> list[Node]:
+    """The nodes, blocks' included, whose code this workspace has not trusted."""
+    nodes = [*doc.nodes, *(n for b in doc.blocks.values() for n in b.nodes)]
+    coded = [n for n in nodes if n.code is not None]
+    if not coded:
+        return []
+    trusted = trusted_digests()
+    return [n for n in coded if digest(n.code or "") not in trusted]
+
+
 def infer(doc: GraphDocument, structure: Structure) -> ShapeResult:
-    if needs_keras(doc) and not _PROBER:
-        return infer_in_child(doc)
-    return _Inference(doc, _PROBER[0] if _PROBER else None).run(structure, where="")
+    untrusted = frozenset(digest(n.code or "") for n in untrusted_nodes(doc))
+    if needs_keras(doc, untrusted) and not _PROBER:
+        return infer_in_child(doc, untrusted)
+    inference = _Inference(doc, _PROBER[0] if _PROBER else None, untrusted)
+    return inference.run(structure, where="")
 
 
-def infer_in_child(doc: GraphDocument) -> ShapeResult:
-    """`infer` in a child process that may import Keras; cached per document."""
+def infer_in_child(doc: GraphDocument, untrusted: frozenset[str] = frozenset()) -> ShapeResult:
+    """`infer` in a child process that may import Keras (and that reads the same trust store);
+    cached per document and trust."""
     payload = doc.to_json()
-    key = hashlib.sha256(payload.encode()).hexdigest()
+    key = hashlib.sha256((payload + "".join(sorted(untrusted))).encode()).hexdigest()
     if key not in _CHILD_CACHE:
         done = subprocess.run(
             [sys.executable, "-m", PROBE_MODULE],
@@ -101,14 +122,19 @@ def block_shapes(doc: GraphDocument, name: str, inputs: list[Shape]) -> dict[str
     """The shape of every node inside block `name` fed `inputs` (its first repetition)."""
     block = doc.blocks[name]
     structure = check_nodes(block.nodes, block.edges, frozenset(CATALOGUE), "")
-    inference = _Inference(doc, _PROBER[0] if _PROBER else None)
+    untrusted = frozenset(digest(n.code or "") for n in untrusted_nodes(doc))
+    inference = _Inference(doc, _PROBER[0] if _PROBER else None, untrusted)
     result = inference.run(structure, "", block_inputs=inputs)
     return {k: v.shape for k, v in result.infos.items()}
 
 
-def needs_keras(doc: GraphDocument) -> bool:
+def needs_keras(doc: GraphDocument, untrusted: frozenset[str] = frozenset()) -> bool:
+    """Whether some node's shape needs Keras: trusted code, or a generic Keras layer."""
     nodes = [*doc.nodes, *(n for b in doc.blocks.values() for n in b.nodes)]
-    return any(n.code is not None or _component_needs_keras(n) for n in nodes)
+    return any(
+        (n.code is not None and digest(n.code) not in untrusted) or _component_needs_keras(n)
+        for n in nodes
+    )
 
 
 def _component_needs_keras(node: Node) -> bool:
@@ -117,9 +143,10 @@ def _component_needs_keras(node: Node) -> bool:
 
 
 class _Inference:
-    def __init__(self, doc: GraphDocument, prober: Prober | None):
+    def __init__(self, doc: GraphDocument, prober: Prober | None, untrusted: frozenset[str]):
         self.doc = doc
         self.prober = prober
+        self.untrusted = untrusted
         self.block_structures: dict[str, Structure] = {}
 
     def run(
@@ -138,10 +165,11 @@ class _Inference:
             try:
                 infos[node_id] = self.node_info(node, settings, shapes, block_inputs)
             except ShapeError as err:
+                untrusted = isinstance(err, UntrustedCode)
                 problems.append(
                     Problem(
-                        "error",
-                        "shape",
+                        "warning" if untrusted else "error",
+                        "untrusted" if untrusted else "shape",
                         f"{where}{node_ref(node.id, node.component)}: {err}",
                         node=node.id,
                     )
@@ -155,6 +183,15 @@ class _Inference:
         shapes: list[Shape],
         block_inputs: list[Shape] | None,
     ) -> LayerInfo:
+        if node.code is not None and digest(node.code) in self.untrusted:
+            declared = settings.get("output_shape")
+            if declared:
+                return LayerInfo((None, *declared))
+            raise UntrustedCode(
+                "its code is not trusted in this workspace, so it has not run and its shape is "
+                "unknown; read it, then trust the graph (`layerflow trust GRAPH` or Trust on the "
+                "Model page), or declare its `output_shape`"
+            )
         if node.code is not None or _component_needs_keras(node):
             if self.prober is None:
                 raise ShapeError("its shape needs Keras, and no Keras shape probe is loaded")

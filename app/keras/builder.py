@@ -15,6 +15,8 @@ from typing import Any
 from app.graph.analysis import Analysis, analyze
 from app.graph.codegen import generate_module
 from app.graph.document import GraphDocument, load
+from app.graph.problems import GraphError, Problem, node_ref
+from app.graph.shapes import untrusted_nodes
 from app.workspace import runs
 
 
@@ -30,9 +32,27 @@ def load_module(source: str, name: str = "layerflow_generated") -> dict[str, Any
 
 
 def build_model(doc: GraphDocument | Analysis):
-    """The uncompiled keras.Model for a graph; raises GraphError if the graph has errors."""
+    """The uncompiled keras.Model for a graph; raises GraphError if the graph has errors or
+    code this workspace does not trust (app.trust): building runs it."""
     analysis = doc if isinstance(doc, Analysis) else analyze(doc)
+    refuse_untrusted(analysis.doc)
     return load_module(generate_module(analysis))["build_model"]()
+
+
+def refuse_untrusted(doc: GraphDocument) -> None:
+    """GraphError naming every node whose code is not trusted yet, and how to trust it."""
+    problems = [
+        Problem(
+            "error",
+            "untrusted",
+            f"{node_ref(node.id, node.component)}: its code is not trusted in this workspace; "
+            "read it, then trust the graph (`layerflow trust GRAPH` or Trust on the Model page)",
+            node=node.id,
+        )
+        for node in untrusted_nodes(doc)
+    ]
+    if problems:
+        raise GraphError(problems, doc.meta.name)
 
 
 def node_layers(model, node_id: str) -> list:

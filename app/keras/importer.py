@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from app import trust
 from app.errors import one_line
 from app.graph.components import CATALOGUE, Component, ShapeError
 from app.graph.components.core import DTYPES
@@ -70,7 +71,11 @@ def import_keras(source: str | os.PathLike | keras.Model) -> GraphDocument:
         model, origin = read_keras_model(source), str(source)
     else:
         model, origin = source, "a keras.Model"
-    return layered_layout(_Importer().run(model, origin))
+    doc = layered_layout(_Importer().run(model, origin))
+    # The Custom nodes an import makes are LayerFlow's own code (keras.ops calls with literal
+    # arguments), written here for the user's model: trusted like code written in the app.
+    trust.trust(n.code for n in doc.nodes if n.code is not None)
+    return doc
 
 
 def import_keras_file(path: str | os.PathLike) -> GraphDocument:

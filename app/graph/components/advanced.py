@@ -141,7 +141,17 @@ COMPONENTS = [
         "Advanced",
         "Your own Python: the body of a function of `inputs` (a list of tensors) that returns "
         "a tensor. `keras` and `layers` are in scope. The body is the node's `code`.",
-        (),
+        (
+            Setting(
+                "output_shape",
+                "shape",
+                None,
+                "The shape the code returns, without the batch dimension: used while the code "
+                "is not trusted (a shared graph), so that nothing runs. Empty: found by running "
+                "the code.",
+                optional=True,
+            ),
+        ),
         _custom_without_code,
         inputs=(1, None),
         needs_keras=True,
