@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app.evaluate import suite as testsuite
+from app.evaluate.settings import Gate, load_gates, save_gates
 from app.workspace import runs
 from ui import session
 
@@ -22,7 +23,7 @@ run_id = run_dir.name
 model = runs.model_slug(current.graph().meta.name)
 
 with st.expander("Gates: what the model must reach before it may be exported"):
-    gates = testsuite.load_gates(model)
+    gates = load_gates(model)
     rows = [gate.model_dump() for gate in gates]
     table = st.data_editor(
         pd.DataFrame(rows, columns=["metric", "op", "value"]),
@@ -35,8 +36,7 @@ with st.expander("Gates: what the model must reach before it may be exported"):
     )
     if st.button("Save gates"):
         try:
-            testsuite.save_gates(model, [testsuite.Gate(**row) for row in
-                                         table.dropna().to_dict("records")])  # fmt: skip
+            save_gates(model, [Gate(**row) for row in table.dropna().to_dict("records")])
         except ValueError as error:
             st.error(str(error))
         else:

@@ -1,4 +1,4 @@
-"""The test suite (app.evaluate.suite, app.evaluate.tester, app.evaluate.report): metrics against
+"""The test suite (app.evaluate: the suite and its parts, the tester, the report): metrics against
 scikit-learn computed here from the model's own predictions, samples, production checks,
 explanations, gates, the report on disk and as HTML, the tester process and `layerflow test`.
 
@@ -20,7 +20,16 @@ import numpy as np
 import pytest
 
 from app.evaluate import suite as testsuite
-from app.evaluate.suite import Gate
+from app.evaluate.checks import nan_check
+from app.evaluate.regression import regression_metrics
+from app.evaluate.settings import (
+    Gate,
+    TestSettings,
+    apply_gates,
+    evaluate_gates,
+    load_gates,
+    save_gates,
+)
 from app.keras import builder
 from app.workspace import runs
 
@@ -59,7 +68,7 @@ def predictions(run: Path) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarra
     """The test split's inputs and targets, and the best checkpoint's predictions of them,
     made here without the suite."""
     from app.data import store
-    from app.runtime.preprocessing import transform
+    from app.runtime.transform import transform
 
     info = json.loads((run / runs.RUN).read_text())
     dataset = store.get(info["data"]["name"])
@@ -149,7 +158,7 @@ def test_image_report_has_top_k_accuracy_and_saliency_maps(tested):
     explanations = report["explanations"]
     assert explanations["method"] == "saliency"
     items = explanations["saliency"]
-    assert len(items) == testsuite.TestSettings().explain_samples
+    assert len(items) == TestSettings().explain_samples
     height, width = inputs["image"].shape[1:3]
     for item in items:
         overlay, plain = decoded(item["image"]), decoded(item["input"])
@@ -178,7 +187,7 @@ def test_regression_metrics_agree_with_sklearn(tested):
 def test_regression_points_are_capped(tested):
     rng = np.random.default_rng(0)
     actual = rng.normal(size=5000)
-    _, detail = testsuite.regression_metrics(actual, actual + rng.normal(size=5000), 100)
+    _, detail = regression_metrics(actual, actual + rng.normal(size=5000), 100)
     assert len(detail["points"]["actual"]) == 100
     assert detail["points"]["total"] == 5000
     assert len(set(detail["points"]["rows"])) == 100
@@ -267,11 +276,11 @@ def test_nan_check_fails_when_the_serving_path_raises_on_nan():
     checked = keras.layers.Lambda(lambda x: tf.debugging.check_numerics(x, "NaN input"))(inputs)
     model = keras.Model(inputs, keras.layers.Dense(2)(checked))
     features = {"features": np.ones((8, 4), dtype=np.float32)}
-    check = testsuite.nan_check(model, features)
+    check = nan_check(model, features)
     assert check["passed"] is False
     assert "InvalidArgumentError" in check["detail"]
     plain = keras.Model(inputs, keras.layers.Dense(2)(inputs))
-    assert testsuite.nan_check(plain, features)["passed"] is True
+    assert nan_check(plain, features)["passed"] is True
 
 
 def test_export_parity_is_checked_for_each_format(tested):
@@ -289,13 +298,13 @@ def test_export_parity_is_checked_for_each_format(tested):
 def test_a_gate_above_the_accuracy_fails_the_report_and_one_below_passes_it(tested):
     report = tested.reports["classification"]
     accuracy = report["summary"]["accuracy"]
-    failed = testsuite.apply_gates(report, [Gate("accuracy", ">=", accuracy + 0.01)])
+    failed = apply_gates(report, [Gate("accuracy", ">=", accuracy + 0.01)])
     assert failed["passed"] is False and failed["gates"]["passed"] is False
     result = failed["gates"]["results"][0]
     assert result["actual"] == accuracy and result["passed"] is False
-    passed = testsuite.apply_gates(report, [Gate("accuracy", ">=", accuracy - 0.01)])
+    passed = apply_gates(report, [Gate("accuracy", ">=", accuracy - 0.01)])
     assert passed["passed"] is True and passed["gates"]["results"][0]["passed"] is True
-    slow = testsuite.apply_gates(report, [Gate.parse("latency_p95_ms<=0.000001")])
+    slow = apply_gates(report, [Gate.parse("latency_p95_ms<=0.000001")])
     assert slow["passed"] is False
     assert slow["gates"]["results"][0]["actual"] == report["performance"]["latency_p95_ms"]
 
@@ -304,10 +313,10 @@ def test_saved_gates_judge_the_next_report(tested):
     run = tested.runs["regression"]
     model = json.loads((run / runs.RUN).read_text())["model"]
     mae = tested.reports["regression"]["summary"]["mae"]
-    path = testsuite.save_gates(model, [Gate("mae", "<=", mae / 2), Gate("r2", ">=", -1e9)])
+    path = save_gates(model, [Gate("mae", "<=", mae / 2), Gate("r2", ">=", -1e9)])
     try:
         assert path == runs.models_dir() / model / "gates.json"
-        assert testsuite.load_gates(model) == [Gate("mae", "<=", mae / 2), Gate("r2", ">=", -1e9)]
+        assert load_gates(model) == [Gate("mae", "<=", mae / 2), Gate("r2", ">=", -1e9)]
         report = testsuite.run_suite(run, {**FAST, "explanations": False}, write=False)
         assert [r["passed"] for r in report["gates"]["results"]] == [False, True]
         assert report["passed"] is False
@@ -318,13 +327,13 @@ def test_saved_gates_judge_the_next_report(tested):
 def test_a_gate_on_an_unknown_metric_is_an_error_naming_the_known_ones(tested):
     report = tested.reports["regression"]
     with pytest.raises(ValueError, match="acuracy") as error:
-        testsuite.evaluate_gates(report, [Gate("acuracy", ">=", 0.9)])
+        evaluate_gates(report, [Gate("acuracy", ">=", 0.9)])
     assert "mae, mse, rmse, r2" in str(error.value)
     # A regression report has no accuracy.
     with pytest.raises(ValueError, match="unknown gate metric `accuracy`"):
-        testsuite.evaluate_gates(report, [Gate("accuracy", ">=", 0.9)])
+        evaluate_gates(report, [Gate("accuracy", ">=", 0.9)])
     with pytest.raises(ValueError, match="acuracy"):
-        testsuite.save_gates("regression-model", [Gate("acuracy", ">=", 0.9)])
+        save_gates("regression-model", [Gate("acuracy", ">=", 0.9)])
 
 
 def test_bad_gates_and_settings_read_like_keras_errors():
@@ -333,9 +342,9 @@ def test_bad_gates_and_settings_read_like_keras_errors():
     with pytest.raises(ValueError, match=r"`op`, expected '>=' or '<='. Received: op='=='"):
         Gate("accuracy", "==", 0.9)
     with pytest.raises(ValueError, match=r"`top_k`, expected an integer >= 1. Received: top_k=0"):
-        testsuite.TestSettings.from_value({"top_k": 0})
+        TestSettings.from_value({"top_k": 0})
     with pytest.raises(ValueError, match="Unknown test setting `topk`"):
-        testsuite.TestSettings.from_value({"topk": 2})
+        TestSettings.from_value({"topk": 2})
 
 
 # The report
@@ -535,3 +544,16 @@ def test_layerflow_test_exits_2_on_an_unknown_gate_metric(tested, capsys):
     error = capsys.readouterr().err
     assert "acuracy" in error and "accuracy, balanced_accuracy" in error
     assert testsuite.test_status(run) == before  # nothing started
+
+
+def test_a_tested_run_still_reads_as_its_recorded_dvc_version(tested):
+    import subprocess
+    import sys
+
+    run = tested.runs["classification"]
+    root = run.parents[3]  # models/<model>/runs/<run> in the workspace
+    assert (run / "test" / "report.json").is_file() and run.with_suffix(".dvc").is_file()
+    done = subprocess.run([sys.executable, "-m", "dvc", "status", str(run.with_suffix(".dvc"))],
+                          cwd=root, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "modified" not in done.stdout and "up to date" in done.stdout, done.stdout

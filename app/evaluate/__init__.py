@@ -1,1 +1,2 @@
-"""Testing a trained run: the suite, its process, the HTML report and comparing runs."""
+"""Testing a trained run: the suite and its parts (settings and gates, the metrics of each
+task, samples, checks, explanations), its process, the HTML report and comparing runs."""
