@@ -5,20 +5,20 @@ once."""
 from __future__ import annotations
 
 import hashlib
-import json
 
 import streamlit as st
 from streamlit_flow import streamlit_flow
 from streamlit_flow.elements import StreamlitFlowEdge, StreamlitFlowNode
 from streamlit_flow.state import StreamlitFlowState
 
+from app import trust
 from app.data import store
 from app.data.autoconfig import facts
 from app.graph import canvas
 from app.graph.analysis import analyze
 from app.graph.codegen import generate_module, node_snippet
 from app.graph.components import CATALOGUE
-from app.graph.components.base import Setting, fmt_shape
+from app.graph.components.base import fmt_shape
 from app.graph.edit import (
     EditError,
     add_node,
@@ -32,8 +32,10 @@ from app.graph.edit import (
     set_settings,
 )
 from app.graph.layout import layered_layout
+from app.graph.shapes import untrusted_nodes
 from app.workspace import blocks
 from ui import session
+from ui.widgets import InvalidJSON, component_setting, problem_box
 
 st.title("Model")
 current = session.require_project()
@@ -65,21 +67,6 @@ def attempt(edit, *args, message: str | None = None, **kwargs) -> None:
     change(new_doc[0] if isinstance(new_doc, tuple) else new_doc, message)
 
 
-def number_input(setting: Setting, value, key: str):
-    integer = setting.kind == "int"
-    cast = int if integer else float
-    return st.number_input(
-        setting.name,
-        value=cast(value),
-        min_value=cast(setting.min) if setting.min is not None else None,
-        max_value=cast(setting.max) if setting.max is not None else None,
-        step=1 if integer else None,
-        format=None if integer else "%g",
-        key=key,
-        help=setting.help,
-    )
-
-
 # Toolbar
 
 bar = st.columns([1, 1, 1, 1, 4])
@@ -100,6 +87,28 @@ bar[4].caption(
     "Drag from a node's lower handle to another node to connect; select a node or edge and "
     "press Backspace to delete it."
 )
+
+# A shared graph's code runs only once trusted: shown first, then trusted on request.
+untrusted = untrusted_nodes(doc)
+if untrusted:
+    with st.expander(
+        f"{len(untrusted)} node(s) carry code this workspace does not trust yet; it has not run",
+        expanded=True,
+        icon=":material/gpp_maybe:",
+    ):
+        st.caption(
+            "This graph came from elsewhere. Read the code below; once trusted, LayerFlow runs it "
+            "to find shapes and to build, train and export the model."
+        )
+        for node in untrusted:
+            name = canvas.escape_markdown(node.id)
+            component = canvas.escape_markdown(node.component)
+            st.markdown(f"**{name}** ({component})")
+            st.code(node.code or "", language="python")
+        if st.button("Trust this code", icon=":material/verified_user:"):
+            trust.trust(node.code or "" for node in untrusted)
+            session.notice("Code trusted")
+            st.rerun()
 
 left, middle, right = st.columns([1.2, 4, 2])
 
@@ -225,37 +234,21 @@ with right:
                        f"{info.flops:,} FLOPs")  # fmt: skip
         for problem in analysis.problems:
             if problem.node == node.id:
-                {"error": st.error, "warning": st.warning}.get(problem.level, st.info)(
-                    problem.message
-                )
+                problem_box(problem)
         label = st.text_input("Label", node.label or "", key=f"label:{node.id}:{signature}")
         if label != (node.label or ""):
             attempt(set_label, doc, node.id, label or None)
         settings = analysis.settings.get(node.id, node.settings)
         for setting in spec.settings if spec else ():
             value = settings.get(setting.name, setting.default)
-            edited = None
-            key = f"set:{node.id}:{setting.name}:{signature}"
             if setting.kind == "code":
                 continue  # the Custom component's code is edited under Code
-            if setting.optional or setting.kind in ("ints", "shape", "json"):
-                text = st.text_input(setting.name, json.dumps(value), key=key, help=setting.help)
-                if text != json.dumps(value):
-                    try:
-                        edited = json.loads(text)
-                    except json.JSONDecodeError:
-                        st.error(f"{node.id}.{setting.name}: not valid JSON: {text}")
-                        continue
-            elif setting.kind == "bool":
-                edited = st.toggle(setting.name, bool(value), key=key, help=setting.help)
-            elif setting.kind == "choice":
-                options = list(setting.choices)
-                at = options.index(value) if value in options else 0
-                edited = st.selectbox(setting.name, options, index=at, key=key, help=setting.help)
-            elif setting.kind in ("int", "float"):
-                edited = number_input(setting, value, key)
-            else:
-                edited = st.text_input(setting.name, str(value), key=key, help=setting.help)
+            key = f"set:{node.id}:{setting.name}:{signature}"
+            try:
+                edited = component_setting(setting, value, key)
+            except InvalidJSON as error:
+                st.error(f"{node.id}.{setting.name}: {error}")
+                continue
             if edited is not None and edited != value:
                 attempt(set_settings, doc, node.id, {setting.name: edited})
         if node.component == "Block":
@@ -272,16 +265,14 @@ with problems_tab:
         st.success("No errors, warnings or tips.")
     for i, problem in enumerate(found):
         row = st.columns([6, 1, 2])
-        show = {"error": row[0].error, "warning": row[0].warning}.get(problem.level, row[0].info)
-        show(problem.message)
+        problem_box(problem, row[0])
         if problem.node and row[1].button("Select", key=f"pick:{i}"):
             st.session_state.selected = problem.node
             st.rerun()
         if problem.fix and row[2].button(problem.fix.description, key=f"fix:{i}"):
             attempt(apply_fix, doc, problem.fix, message=problem.fix.description)
     if dataset and st.button("Configure inputs and outputs from the data"):
-        configured, changes = dataset.configure(doc)
-        change(configured, "; ".join(changes) or "The model already fits the data")
+        session.configure_from_data(current, dataset, doc)
 
 with code_tab:
     whole, one = st.tabs(["Whole model", "Selected node"])

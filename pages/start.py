@@ -22,6 +22,7 @@ from app.graph.model_templates import list_templates, load_template
 from app.paths import workspace_root
 from app.workspace.project import NAME_PATTERN, create_project, list_projects
 from ui import jobs, session
+from ui.uploads import save_upload
 
 session.notice()
 
@@ -120,10 +121,8 @@ def import_model() -> None:
     if submitted and upload is None:
         st.error("Choose a .keras, .h5 or .json file to import.")
     elif submitted:
-        suffix = Path(upload.name).suffix.lower()
         with tempfile.TemporaryDirectory() as folder:
-            model_path = Path(folder) / f"model{suffix}"  # the upload's own name is not used
-            model_path.write_bytes(upload.getvalue())
+            model_path = save_upload(upload, Path(folder), "model")
             graph_path = Path(folder) / "graph.json"
             with st.spinner("Reading the model (this loads Keras in a separate process)..."):
                 outcome = jobs.layerflow("import-keras", str(model_path), "-o", str(graph_path))

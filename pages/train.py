@@ -5,19 +5,18 @@ reload or a closed tab loses nothing: the page picks up the model's active run a
 
 from __future__ import annotations
 
-import json
 import time
-import typing
 
 import pandas as pd
 import streamlit as st
 
 from app.graph.analysis import analyze
 from app.train import launch
-from app.train.settings import METRICS, TrainingSettings, TrainingSettingsError
+from app.train.settings import TrainingSettings, TrainingSettingsError
 from app.workspace import runs
 from app.workspace.events import read_events
 from ui import charts, session
+from ui.widgets import training_setting
 
 st.title("Train")
 current = session.require_project()
@@ -36,32 +35,6 @@ if analyze(doc).errors:
 
 MAIN = ("optimizer", "learning_rate", "schedule", "batch_size", "epochs", "patience", "seed")
 
-
-def setting_widget(name: str, value, key: str):
-    """A widget typed from the TrainingSettings field: select, number, toggle or JSON text."""
-    field = TrainingSettings.model_fields[name]
-    annotation, help_text = field.annotation, field.description
-    choices = typing.get_args(annotation) if typing.get_origin(annotation) is typing.Literal else ()
-    if choices:
-        return st.selectbox(name, choices, index=choices.index(value), key=key, help=help_text)
-    if name == "metrics":
-        chosen = st.multiselect(name, list(METRICS), default=value or [], key=key, help=help_text)
-        return chosen or None
-    if annotation is bool:
-        return st.toggle(name, value, key=key, help=help_text)
-    if annotation is int:
-        return int(st.number_input(name, value=value, step=1, key=key, help=help_text))
-    if annotation is float:
-        return float(st.number_input(name, value=value, format="%g", key=key, help=help_text))
-    if annotation is str:
-        return st.text_input(name, value, key=key, help=help_text)
-    text = st.text_input(name, json.dumps(value), key=key, help=f"{help_text} (JSON; null: none)")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text  # TrainingSettings names it as invalid
-
-
 saved = current.settings("training") or {}
 with st.expander("Training settings", expanded=not runs.list_runs(model=doc.meta.name)):
     with st.form("training_settings"):
@@ -71,13 +44,13 @@ with st.expander("Training settings", expanded=not runs.list_runs(model=doc.meta
         columns = st.columns(len(MAIN))
         for column, name in zip(columns, MAIN, strict=True):
             with column:
-                edited[name] = setting_widget(name, values[name], f"train:{name}")
+                edited[name] = training_setting(name, values[name], f"train:{name}")
         with st.expander("More settings"):
             rest = [name for name in TrainingSettings.model_fields if name not in MAIN]
             columns = st.columns(3)
             for i, name in enumerate(rest):
                 with columns[i % 3]:
-                    edited[name] = setting_widget(name, values[name], f"train:{name}")
+                    edited[name] = training_setting(name, values[name], f"train:{name}")
         if st.form_submit_button("Save settings"):
             changed = {k: v for k, v in edited.items() if v != defaults[k]}
             try:

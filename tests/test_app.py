@@ -120,6 +120,18 @@ def test_the_data_page_configures_the_model_from_the_data(workspace):
     assert app.success[0].value.startswith("The model's inputs and outputs fit")
 
 
+def test_the_data_page_profile_reads_as_text_not_json(workspace):
+    new_project("flowers", "tabular_classification")
+    add_iris()
+    open_project("flowers").use_dataset("iris")
+    app = page("data", "flowers")
+    summaries = dict(app.dataframe[0].value[["column", "summary"]].itertuples(index=False))
+    assert not any("{" in text or "}" in text for text in summaries.values()), summaries
+    assert summaries["target"] == "setosa 33%, versicolor 33%, virginica 33%"
+    assert summaries["sepal_length_cm"] == "4.3 to 7.9, mean 5.84"
+    assert app.selectbox[-1].label == "Chart of a column"
+
+
 def test_a_setting_edited_in_the_model_page_is_saved_and_changes_the_shape(workspace):
     new_project()
     app = page("model", "digits")
@@ -179,6 +191,29 @@ def test_the_code_tab_shows_the_whole_model_and_a_custom_node_is_edited_in_place
     doc = open_project("digits").graph()
     assert next(n for n in doc.nodes if n.id == custom).code == "x = inputs[0]\nreturn x *\n"
     assert any(custom in error.value for error in app.error)
+
+
+def test_a_shared_graphs_code_shows_on_the_model_page_and_runs_only_once_trusted(workspace):
+    import json
+
+    marker = workspace / "ran"
+    project = new_project("shared", "tabular_classification")
+    data = json.loads(project.graph().to_json())
+    first = data["nodes"][0]["id"]
+    code = f"open({str(marker)!r}, 'w').close()\nreturn inputs[0]"
+    data["nodes"].append({"id": "theirs", "component": "Custom", "code": code})
+    for edge in data["edges"]:
+        if edge["source"] == first:
+            edge["source"] = "theirs"
+    data["edges"].append({"source": first, "target": "theirs"})
+    # copied in by hand, not edited in the app: untrusted
+    (project.folder / "graph.json").write_text(json.dumps(data))
+    app = page("model", "shared")
+    assert not marker.exists()
+    assert any(code == block.value for block in app.code)
+    button(app, "Trust this code").click().run()
+    assert not app.exception
+    assert marker.exists()  # trusted, it ran to find the node's shape
 
 
 def test_the_train_page_asks_for_a_dataset_first(workspace):

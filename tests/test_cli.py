@@ -296,3 +296,17 @@ def test_import_keras_of_a_missing_file_is_a_one_line_error(workspace, capsys):
     assert err.count("\n") == 1
     assert "none.keras" in err
     assert not target.exists()
+
+
+def test_terminal_escape_codes_in_a_graph_are_printed_visibly_never_obeyed(tmp_path, capsys):
+    data = chain_data(("in", "Input", {"shape": [4]}), ("out", "Output", {"units": 1}))
+    data["nodes"][0]["label"] = "evil\x1b]0;title\x07"
+    graph = write(tmp_path / "labels.json", data)
+    assert main(["shapes", str(graph)]) == 0
+    out = capsys.readouterr().out
+    assert "evil\\x1b]0;title\\x07" in out and "\x1b" not in out and "\x07" not in out
+    data["nodes"][0]["component"] = "Inp\x1b[2Jut"
+    assert main(["validate", str(write(tmp_path / "bad.json", data))]) == 1
+    captured = capsys.readouterr()
+    assert "Inp\\x1b[2Jut" in captured.out + captured.err
+    assert "\x1b" not in captured.out + captured.err

@@ -13,13 +13,9 @@ import keras
 import numpy as np
 import pytest
 
-from app.keras.livestats import (
-    PREVIEW_MAPS,
-    PREVIEW_SAMPLES,
-    PREVIEW_SIZE,
-    Cadence,
-    LayerFlowCallback,
-)
+from app.keras.cadence import Cadence
+from app.keras.livestats import LayerFlowCallback
+from app.keras.previews import PREVIEW_MAPS, PREVIEW_SAMPLES, PREVIEW_SIZE
 from app.workspace.events import read_events
 
 REPOSITORY = Path(__file__).resolve().parent.parent

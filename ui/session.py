@@ -14,15 +14,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
+from app import trust
 from app.graph.analysis import Analysis, analyze
 from app.graph.canvas import escape_markdown
 from app.graph.document import GraphDocument
 from app.graph.edit import History
 from app.workspace.project import Project, list_projects, open_project
 from ui.nav import PAGES  # the pages link to each other through session.PAGES
+
+if TYPE_CHECKING:  # pandas comes with it; see progress()
+    from app.data.store import Dataset
 
 
 def project() -> Project | None:
@@ -62,9 +67,26 @@ def history(current: Project) -> History:
 
 
 def commit(current: Project, doc: GraphDocument) -> None:
-    """Make `doc` the project's graph: saved at once, and one step of undo."""
+    """Make `doc` the project's graph: saved at once, and one step of undo. Code the user wrote
+    or changed in this edit is trusted (app.trust); code that came with a shared graph is not."""
+    before = _codes(history(current).doc)
+    trust.trust(code for code in _codes(doc) if code not in before)
     history(current).push(doc)
     current.save_graph(doc)
+
+
+def _codes(doc: GraphDocument) -> set[str]:
+    nodes = [*doc.nodes, *(n for b in doc.blocks.values() for n in b.nodes)]
+    return {n.code for n in nodes if n.code is not None}
+
+
+def configure_from_data(current: Project, dataset: Dataset, doc: GraphDocument) -> None:
+    """Set the graph's inputs and outputs from the dataset, as one step of undo; say what
+    changed after the rerun that follows."""
+    configured, changes = dataset.configure(doc)
+    commit(current, configured)
+    notice("; ".join(changes) or "The model already fits the data")
+    st.rerun()
 
 
 def notice(message: str | None = None) -> None:
@@ -103,7 +125,7 @@ def progress(current: Project) -> Progress:
     # Imported here, not at the top: they bring numpy and pandas, which the Start page of a new
     # user does not need and which would delay its first drawing by about half a second.
     from app.evaluate import suite as testsuite
-    from app.export import exporter as export
+    from app.export import records
     from app.workspace import runs
 
     doc = current.graph()
@@ -114,7 +136,7 @@ def progress(current: Project) -> Progress:
         dataset=current.dataset,
         finished_run=finished,
         tested=finished is not None and testsuite.read_report(finished["dir"]) is not None,
-        exported=bool(export.list_exports(doc.meta.name)),
+        exported=bool(records.list_exports(doc.meta.name)),
     )
 
 
