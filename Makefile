@@ -32,7 +32,7 @@ $(CHROMIUM):
 
 # Lint, the layering contracts (pyproject.toml), then the suite across both cores.
 test: $(VENV)/.installed-dev $(CHROMIUM)
-	$(BIN)/ruff check app pages ui tests bench
+	$(BIN)/ruff check app pages ui tests bench templates
 	$(BIN)/lint-imports
 	$(BIN)/pytest -q -n 2 --durations=15
 

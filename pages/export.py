@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app.export import exporter as export
+from app.export import exporter, records
 from ui import jobs, session
 
 st.title("Export")
@@ -32,7 +32,7 @@ QUANTIZE = {None: "none (float32)", "dynamic": "dynamic range", "float16": "floa
 
 doc = current.graph()
 run_dir = session.choose_finished_run(current)
-gate = export.check_gate(run_dir)
+gate = exporter.check_gate(run_dir)
 if not gate["passed"]:
     st.warning(f"{gate['reason']}: export is refused unless forced.")
 
@@ -66,7 +66,7 @@ def archive(folder: Path) -> bytes:
     return buffer.getvalue()
 
 
-found = export.list_exports(doc.meta.name)
+found = records.list_exports(doc.meta.name)
 if found:
     st.subheader("Exports")
     st.dataframe(

@@ -1,6 +1,6 @@
 """An import-linter contract of our own: no module imports a private name of another package.
 
-`from app.runtime.preprocessing import _identifier` in app.export couples the exporter to a
+`from app.runtime.columns import _PUNCTUATION` in app.export would couple the exporter to a
 detail that app.runtime is free to change; a name another package needs is public. Inside one
 package (app.graph, app.graph.components, ...) private names are shared freely.
 

@@ -82,7 +82,8 @@ def test_an_exported_projects_model_loads_the_weights_copied_beside_it(tmp_path,
     import keras
     import numpy as np
 
-    from app.export.exporter import ExportError, copy_weights
+    from app.export.exporter import ExportError
+    from app.export.project import copy_weights
     from app.graph.codegen import generate_module
 
     workspace, project = tmp_path / "workspace", tmp_path / "project"

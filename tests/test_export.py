@@ -42,10 +42,11 @@ EXPORTS = {
 FRESH_PREDICTIONS = """
 import json, sys
 import numpy as np
-from app.export.exporter import load_export
+from app.runtime.predictor import Predictor
 for folder, inputs, output in json.loads(sys.argv[1]):
     with np.load(inputs, allow_pickle=False) as raw:
-        np.save(output, load_export(folder).predict({name: raw[name] for name in raw.files}))
+        found = Predictor.of_export(folder).predict({name: raw[name] for name in raw.files})
+        np.save(output, found)
 """
 
 
@@ -106,7 +107,7 @@ def raw_test_rows(run: str, dataset) -> tuple[dict[str, np.ndarray], list[int]]:
 
 def layerflow_predictions(run_dir: Path, dataset, rows: list[int]) -> np.ndarray:
     from app.keras import builder
-    from app.runtime.preprocessing import transform
+    from app.runtime.transform import transform
 
     config, state = dataset.preprocessing()
     inputs, _ = transform(config, state, dataset.source(), rows)
@@ -191,7 +192,7 @@ def test_savedmodel_export_serves_a_signature_with_named_inputs(exported):
 
 def test_an_export_fills_a_missing_number_with_the_train_mean(exported):
     from app.data import store
-    from app.export.exporter import load_export
+    from app.runtime.predictor import Predictor
 
     state = store.get("iris").preprocessing()[1]
     raw = {name: values[:4].copy() for name, values in exported.raw["classification"].items()}
@@ -199,7 +200,7 @@ def test_an_export_fills_a_missing_number_with_the_train_mean(exported):
     raw[column][1] = np.nan
     filled = {**raw, column: raw[column].copy()}
     filled[column][1] = state.columns[column].mean
-    predictor = load_export(exported.folders["keras"])
+    predictor = Predictor.of_export(exported.folders["keras"])
     np.testing.assert_allclose(predictor.predict(raw), predictor.predict(filled), atol=1e-6)
 
 
@@ -207,10 +208,10 @@ def test_an_export_fills_a_missing_number_with_the_train_mean(exported):
 
 
 def test_the_exports_of_a_model_are_listed_with_their_metadata(exported):
-    from app.export import exporter as export
+    from app.export import records
 
     run = json.loads((exported.runs["classification"] / "run.json").read_text())
-    listed = export.list_exports(run["model"], root=exported.root)
+    listed = records.list_exports(run["model"], root=exported.root)
     by_folder = {meta["folder"]: meta for meta in listed}
     mine = [f for f in exported.folders.values() if f.parent.parent.name == run["model"]]
     assert len(mine) > 1 and sorted(by_folder) == sorted(str(folder) for folder in mine)
@@ -319,8 +320,9 @@ def test_an_export_that_does_not_predict_as_the_model_is_refused_unless_forced(
     exported, monkeypatch
 ):
     from app.export import exporter as export
+    from app.export import parity
 
-    monkeypatch.setitem(export.TOLERANCES, "float16", 0.0)  # any difference fails parity
+    monkeypatch.setitem(parity.TOLERANCES, "float16", 0.0)  # any difference fails parity
     run = exported.runs["classification"]
     with pytest.raises(export.ExportError, match="does not predict as the model does"):
         export.export_run(run.name, "tflite", "float16", root=exported.root)
@@ -370,7 +372,7 @@ def two_inputs(rows: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def test_parity_checks_each_format_of_a_two_input_model():
-    from app.export.exporter import parity
+    from app.export.parity import parity
 
     results = parity(two_input_model(), two_inputs(8), ("keras", "savedmodel", "tflite", "onnx"))
     assert [r["format"] for r in results] == ["keras", "savedmodel", "tflite", "onnx"]
@@ -382,7 +384,7 @@ def test_parity_checks_each_format_of_a_two_input_model():
 def test_parity_reports_a_format_that_cannot_convert_the_model():
     import keras
 
-    from app.export.exporter import parity
+    from app.export.parity import parity
 
     words = keras.Input((1,), dtype="string", name="color")
     found = keras.layers.StringLookup(vocabulary=["red", "blue"], output_mode="one_hot")(words)
@@ -394,7 +396,8 @@ def test_parity_reports_a_format_that_cannot_convert_the_model():
 
 @pytest.mark.parametrize("quantize", ["dynamic", "int8"])
 def test_a_quantized_tflite_two_input_model_predicts_close_to_keras(tmp_path, quantize):
-    from app.export.exporter import Predictor, input_specs, keras_predict, output_names, write_model
+    from app.export.formats import write_model
+    from app.runtime.predictor import Predictor, input_specs, keras_predict, output_names
 
     model = two_input_model()
     written = write_model(
@@ -402,7 +405,8 @@ def test_a_quantized_tflite_two_input_model_predicts_close_to_keras(tmp_path, qu
     )
     assert written == ["model.tflite"]
     batch = two_inputs(16, seed=2)
-    found = Predictor(tmp_path, "tflite", input_specs(model), output_names(model)).predict(batch)
+    loaded = Predictor.load(tmp_path, "tflite", input_specs(model), output_names(model))
+    found = loaded.predict(batch)
     expected = keras_predict(model, batch)["label"]
     assert np.max(np.abs(found - expected)) <= TOLERANCE[quantize]
 
@@ -412,7 +416,7 @@ def test_a_quantized_tflite_two_input_model_predicts_close_to_keras(tmp_path, qu
 
 def test_project_does_not_import_layerflow(exported):
     folder = exported.folders["project"]
-    for path in folder.glob("*.py"):
+    for path in folder.rglob("*.py"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             names = []
@@ -425,7 +429,7 @@ def test_project_does_not_import_layerflow(exported):
 
 def test_project_holds_its_data_model_pipeline_and_readme(exported):
     folder = exported.folders["project"]
-    names = ["model.py", "preprocessing.py", "prepare.py", "train.py", "evaluate.py"]
+    names = ["model.py", "runtime/serving.py", "prepare.py", "train.py", "evaluate.py"]
     names += ["predict.py", "params.yaml", "dvc.yaml", "requirements.txt", "README.md"]
     for name in [*names, "data/iris.csv", "data/splits.json", "model/model.keras"]:
         assert (folder / name).is_file(), name

@@ -9,18 +9,23 @@ import numpy as np
 import pytest
 
 from app.graph.document import parse
+from app.graph.model_templates import load_template
 from app.keras.builder import build_model
-from app.train.settings import (
-    TrainingSettings,
-    TrainingSettingsError,
+from app.runtime import training
+from app.runtime.training import (
+    DEFAULTS,
     balanced_class_weight,
     build_optimizer,
     callbacks,
+    monitor_mode,
+)
+from app.train.settings import (
+    TrainingSettings,
+    TrainingSettingsError,
     check,
     compile_model,
     load_settings,
     log_names,
-    monitor_mode,
     output_losses,
     output_metrics,
     save_settings,
@@ -233,6 +238,24 @@ def test_a_cosine_schedule_ends_at_the_minimum_learning_rate():
     assert rates_at(optimizer, [0, 20]) == pytest.approx([0.1, 0.01])
 
 
+def test_plain_settings_build_the_same_optimizer_with_defaults_for_those_left_out():
+    # An exported project's params.yaml holds the settings as plain values.
+    plain = build_optimizer({"optimizer": "adamw", "learning_rate": 0.01}, steps_per_epoch=10)
+    same = build_optimizer(TrainingSettings(optimizer="adamw", learning_rate=0.01), 10)
+    assert type(plain) is type(same)
+    assert {**plain.get_config(), "name": None} == {**same.get_config(), "name": None}
+
+
+def test_the_runtime_defaults_are_the_training_settings_defaults():
+    defaults = TrainingSettings().model_dump()
+    assert {name: defaults[name] for name in DEFAULTS} == DEFAULTS
+
+
+def test_an_unknown_optimizer_name_is_refused_naming_the_setting():
+    with pytest.raises(ValueError, match="`optimizer`.*optimizer='adamx'"):
+        build_optimizer({"optimizer": "adamx"}, steps_per_epoch=1)
+
+
 def test_steps_per_epoch_must_be_a_positive_integer():
     with pytest.raises(ValueError, match="`steps_per_epoch`"):
         build_optimizer(TrainingSettings(), steps_per_epoch=0)
@@ -251,6 +274,14 @@ def test_several_outputs_compile_with_a_loss_each_by_node_id():
     logs = model.evaluate(np.zeros((2, 4)), targets, return_dict=True, verbose=0)
     assert model.loss == {"kind": "sparse_categorical_crossentropy", "size": "huber"}
     assert set(log_names(TrainingSettings(), TWO_HEADS)) <= set(logs)
+
+
+def test_plain_outputs_compile_as_a_project_gives_them():
+    outputs = {"kind": {"loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]},
+               "size": {"loss": "huber", "metrics": ["mae"]}}  # fmt: skip
+    model = training.compile_model(build_model(TWO_HEADS), {}, outputs, steps_per_epoch=1)
+    assert model.loss == {"kind": "sparse_categorical_crossentropy", "size": "huber"}
+    assert type(model.optimizer).__name__ == "Adam"
 
 
 def test_compiling_refuses_settings_that_do_not_suit_the_graph():
@@ -272,3 +303,22 @@ def test_early_stopping_and_plateau_callbacks_follow_the_settings():
 def test_without_validation_rows_the_callbacks_watch_the_training_value():
     (stopping,) = callbacks(TrainingSettings(patience=2), validation=False)
     assert stopping.monitor == "loss"
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+@pytest.mark.parametrize("name", ["learning_rate", "weight_decay", "momentum", "min_learning_rate"])
+def test_non_finite_numbers_are_refused_naming_the_setting(name, value):
+    with pytest.raises(TrainingSettingsError, match=f"Received an invalid value for `{name}`"):
+        TrainingSettings.from_dict({name: value})
+
+
+def test_layerflow_train_refuses_lr_inf_before_a_run_is_made(workspace, capsys):
+    from app.cli.main import main
+
+    graph = workspace / "g.json"
+    graph.parent.mkdir(parents=True, exist_ok=True)
+    graph.write_text(load_template("tabular_classification").to_json())
+    assert main(["train", str(graph), "--data", "nope", "--lr", "inf"]) == 1
+    err = capsys.readouterr().err
+    assert "`learning_rate`" in err and len(err.strip().splitlines()) == 1
+    assert not (workspace / "models").exists()

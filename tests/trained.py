@@ -50,15 +50,16 @@ def configured(template: str, data: str):
     return doc
 
 
-def make_trained(root: Path) -> TrainedWorkspace:
-    """Add the samples to `root` (the current workspace) and train the runs, side by side."""
+def make_trained(root: Path, plan: dict[str, tuple[str, str, int]] = RUNS) -> TrainedWorkspace:
+    """Add the samples to `root` (the current workspace) and train the runs of `plan` (name:
+    (sample, template, epochs)), side by side."""
     from app.data import store
     from app.data.samples import make_sample
     from app.train import launch
     from app.workspace import runs
 
     folders, processes = {}, []
-    for name, (sample, template, epochs) in RUNS.items():
+    for name, (sample, template, epochs) in plan.items():
         if sample not in [entry["name"] for entry in store.list_datasets()]:
             with tempfile.TemporaryDirectory() as folder:
                 store.add(make_sample(sample, Path(folder) / sample), sample)
@@ -78,7 +79,7 @@ def make_trained(root: Path) -> TrainedWorkspace:
     return TrainedWorkspace(
         root=root,
         runs={name: Path(folder).relative_to(root) for name, folder in folders.items()},
-        data={name: sample for name, (sample, _, _) in RUNS.items()},
+        data={name: sample for name, (sample, _, _) in plan.items()},
     )
 
 

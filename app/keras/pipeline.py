@@ -27,16 +27,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from app.data.sources import DataError, Source
+from app.runtime.config import FeatureSpec, FittedState, PreprocessConfig, check_config, input_names
 from app.runtime.images import image_loader, mask_loader, scaled
-from app.runtime.preprocessing import (
-    FeatureSpec,
-    FittedState,
-    PreprocessConfig,
+from app.runtime.layers import keras_preprocessing
+from app.runtime.tables import table_encoding
+from app.runtime.training import augmenter
+from app.runtime.transform import (
     affine,
-    check_config,
-    input_names,
     iter_transform,
-    keras_preprocessing,
     transform,
     transform_series,
     window_starts,
@@ -64,7 +62,7 @@ def make_dataset(
 ) -> tf.data.Dataset:
     """Batches of (inputs by name, targets) for the rows `index` of a source.
 
-    Inputs and targets are those of `app.runtime.preprocessing.transform` (shapes per sample as
+    Inputs and targets are those of `app.runtime.transform.transform` (shapes per sample as
     `input_spec` gives them); without a target the batches are the inputs alone. Rows come in
     order of row number unless `training`, which shuffles them (differently each epoch, the
     same way for the same seed) and augments images.
@@ -97,7 +95,9 @@ def make_dataset(
     if config.window is not None:
         dataset = _window_dataset(config, state, source, index, batch_size, training, seed)
     elif _streams_table(config, source, memory_limit_bytes):
-        if Path(source.path).suffix.lower() == ".parquet":
+        # decode_csv reads UTF-8 only and parses no dates: such tables go chunk by chunk.
+        dates = any(spec.kind == "date" for spec in config.features)
+        if table_encoding(Path(source.path)) != "utf-8" or dates:
             dataset = _chunk_stream(config, state, source, index, batch_size, training, seed)
         else:
             dataset = _csv_stream(config, state, source, index, batch_size, training, seed)
@@ -106,8 +106,9 @@ def make_dataset(
     else:
         inputs, targets = transform(config, state, source, index)
         dataset = _array_dataset(inputs, targets, batch_size, training, seed)
-    if training:
-        dataset = _augment(dataset, config, seed)
+    augment = augmenter(config, seed) if training else None
+    if augment is not None:
+        dataset = dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
@@ -224,7 +225,8 @@ def _window_dataset(
 
 
 def _mask_ids_loader(config: PreprocessConfig, state: FittedState):
-    """path -> the mask's class ids (height, width) int32, as preprocess.mask_ids gives them."""
+    """path -> the mask's class ids (height, width) int32, as `mask_ids` (app.runtime.transform)
+    gives them."""
     import tensorflow as tf
 
     image = next(spec for spec in config.features if spec.kind == "image")
@@ -551,55 +553,3 @@ def _stream_target(config: PreprocessConfig, state: FittedState):
             return tf.identity(ids)
 
     return classes_of
-
-
-# Augmentation
-
-
-def _augment(dataset: tf.data.Dataset, config: PreprocessConfig, seed: int) -> tf.data.Dataset:
-    """Random flips, rotations and zooms of batches of images (and of their masks, with the
-    same draw) in training."""
-    import keras
-    import tensorflow as tf
-
-    names = input_names(config)
-    specs = {names[s.column]: s for s in config.features if s.augments}
-    if not specs:
-        return dataset
-    segmentation = config.target_kind == "mask"
-    # Masks are moved with their image in one tensor; nearest-neighbour keeps class ids whole.
-    interpolation = "nearest" if segmentation else "bilinear"
-    augmenters = {}
-    for name, spec in specs.items():
-        layers = []
-        if spec.flip:
-            layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
-        if spec.rotation > 0:
-            layers.append(
-                keras.layers.RandomRotation(
-                    spec.rotation, interpolation=interpolation, seed=seed + 1
-                )
-            )
-        if spec.zoom > 0:
-            layers.append(
-                keras.layers.RandomZoom(spec.zoom, interpolation=interpolation, seed=seed + 2)
-            )
-        augmenters[name] = layers
-
-    def augment(inputs: dict[str, tf.Tensor], *rest: tf.Tensor) -> Any:
-        inputs = dict(inputs)
-        target = rest[0] if rest else None
-        for name, layers in augmenters.items():
-            image = inputs[name]
-            channels = image.shape[-1]
-            if segmentation and target is not None:
-                image = tf.concat([image, tf.cast(target, image.dtype)[..., None]], axis=-1)
-            for layer in layers:
-                image = layer(image, training=True)
-            if segmentation and target is not None:
-                target = tf.cast(tf.round(image[..., channels]), target.dtype)
-                image = image[..., :channels]
-            inputs[name] = image
-        return inputs if target is None else (inputs, target)
-
-    return dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE)

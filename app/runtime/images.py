@@ -2,7 +2,7 @@
 
 Decoding runs in parallel with tf.io and tf.data. TensorFlow is imported inside the functions,
 so importing this module stays cheap. The one owner of image decoding: training pipelines
-(app.keras.pipeline), preprocessing (app.runtime.preprocessing) and exports use it.
+(app.keras.pipeline), preprocessing (app.runtime.transform) and exports use it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from app.runtime.errors import DataError
+from .errors import DataError
 
 if TYPE_CHECKING:
     import tensorflow as tf

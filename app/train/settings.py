@@ -6,9 +6,11 @@ the cadence of live statistics. A bad value fails at once, Keras-style, naming t
 "Received an invalid value for `learning_rate`, expected a number > 0. Received:
 learning_rate=-1".
 
-`build_optimizer` and `compile_model` turn the settings and the graph's Output nodes into a
-compiled Keras model: one loss per Output (from its settings unless the settings name one),
-accuracy for classification and mean absolute error for regression unless metrics are given.
+`compile_model` turns the settings and the graph's Output nodes into a compiled Keras model: one
+loss per Output (from its settings unless the settings name one), accuracy for classification
+and mean absolute error for regression unless metrics are given. The Keras side (optimizer,
+schedule, metrics, callbacks) and the defaults it shares with exported projects are
+app.runtime.training's.
 
 Importing this module does not import TensorFlow; the functions that need it import it.
 """
@@ -17,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,27 +28,20 @@ from app.files import atomic_write_text
 from app.graph.components import CATALOGUE
 from app.graph.components.core import LOSSES
 from app.graph.document import GraphDocument
+from app.runtime import training
+from app.runtime.training import (
+    CROSSENTROPIES,
+    DEFAULTS,
+    METRICS,
+    OPTIMIZERS,
+    SCHEDULES,
+    default_metrics,
+    invalid_setting,
+)
 
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad")
-SCHEDULES = ("constant", "step", "cosine", "reduce_on_plateau")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 CLASS_WEIGHTS = ("none", "balanced")
-# Metric name -> whether a larger value is better (the direction early stopping watches).
-METRICS: dict[str, bool] = {
-    "accuracy": True,
-    "auc": True,
-    "precision": True,
-    "recall": True,
-    "mae": False,
-    "mse": False,
-    "rmse": False,
-}
 BINARY_ONLY = ("auc", "precision", "recall")
-CROSSENTROPIES = (
-    "sparse_categorical_crossentropy",
-    "categorical_crossentropy",
-    "binary_crossentropy",
-)
 SETTINGS_SUFFIX = ".training.json"
 
 
@@ -70,44 +64,74 @@ class TrainingSettings(BaseModel):
     """How to train a graph. Every field has a default, so `TrainingSettings()` is usable."""
 
     # strict: true is not an integer and "3" is not a number, as a JSON reader sees them
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
-    optimizer: Literal["adam", "adamw", "sgd", "rmsprop", "adagrad"] = _setting(
-        "adam", f"one of {', '.join(OPTIMIZERS)}", "The optimizer."
+    optimizer: Literal[OPTIMIZERS] = _setting(  # type: ignore[valid-type]
+        DEFAULTS["optimizer"], f"one of {', '.join(OPTIMIZERS)}", "The optimizer."
     )
-    learning_rate: float = _setting(3e-3, "a number > 0", "The (initial) learning rate.", gt=0)
-    momentum: float = _setting(0.9, "a number in [0, 1)", "sgd: momentum (0 for none).", ge=0, lt=1)
-    nesterov: bool = _setting(False, "true or false", "sgd: Nesterov momentum.")
-    beta_1: float = _setting(0.9, "a number in [0, 1)", "adam, adamw: beta_1.", ge=0, lt=1)
-    beta_2: float = _setting(0.999, "a number in [0, 1)", "adam, adamw: beta_2.", ge=0, lt=1)
-    rho: float = _setting(0.9, "a number in [0, 1)", "rmsprop: discounting factor.", ge=0, lt=1)
+    learning_rate: float = _setting(
+        DEFAULTS["learning_rate"], "a number > 0", "The (initial) learning rate.", gt=0
+    )
+    momentum: float = _setting(
+        DEFAULTS["momentum"], "a number in [0, 1)", "sgd: momentum (0 for none).", ge=0, lt=1
+    )
+    nesterov: bool = _setting(DEFAULTS["nesterov"], "true or false", "sgd: Nesterov momentum.")
+    beta_1: float = _setting(
+        DEFAULTS["beta_1"], "a number in [0, 1)", "adam, adamw: beta_1.", ge=0, lt=1
+    )
+    beta_2: float = _setting(
+        DEFAULTS["beta_2"], "a number in [0, 1)", "adam, adamw: beta_2.", ge=0, lt=1
+    )
+    rho: float = _setting(
+        DEFAULTS["rho"], "a number in [0, 1)", "rmsprop: discounting factor.", ge=0, lt=1
+    )
     weight_decay: float | None = _setting(
-        None,
+        DEFAULTS["weight_decay"],
         "a number >= 0 or null",
         "Decoupled weight decay; null: 0.004 for adamw, else none.",
         ge=0,
     )
     clipnorm: float | None = _setting(
-        None, "a number > 0 or null", "Clip each gradient to this norm; null: no clipping.", gt=0
+        DEFAULTS["clipnorm"],
+        "a number > 0 or null",
+        "Clip each gradient to this norm; null: no clipping.",
+        gt=0,
     )
-    schedule: Literal["constant", "step", "cosine", "reduce_on_plateau"] = _setting(
-        "constant", f"one of {', '.join(SCHEDULES)}", "How the learning rate changes."
+    schedule: Literal[SCHEDULES] = _setting(  # type: ignore[valid-type]
+        DEFAULTS["schedule"], f"one of {', '.join(SCHEDULES)}", "How the learning rate changes."
     )
     decay_every: int = _setting(
-        10, "an integer >= 1", "step: epochs between two decays of the learning rate.", ge=1
+        DEFAULTS["decay_every"],
+        "an integer >= 1",
+        "step: epochs between two decays of the learning rate.",
+        ge=1,
     )
     decay_factor: float = _setting(
-        0.5, "a number in (0, 1)", "step, reduce_on_plateau: factor of each decay.", gt=0, lt=1
+        DEFAULTS["decay_factor"],
+        "a number in (0, 1)",
+        "step, reduce_on_plateau: factor of each decay.",
+        gt=0,
+        lt=1,
     )
     plateau_patience: int = _setting(
-        3, "an integer >= 1", "reduce_on_plateau: epochs without improvement before a decay.", ge=1
+        DEFAULTS["plateau_patience"],
+        "an integer >= 1",
+        "reduce_on_plateau: epochs without improvement before a decay.",
+        ge=1,
     )
     min_learning_rate: float = _setting(
-        0.0, "a number >= 0", "cosine, reduce_on_plateau: the lowest learning rate.", ge=0
+        DEFAULTS["min_learning_rate"],
+        "a number >= 0",
+        "cosine, reduce_on_plateau: the lowest learning rate.",
+        ge=0,
     )
     batch_size: int = _setting(32, "an integer in [1, 65536]", "Samples per batch.", ge=1, le=65536)
     epochs: int = _setting(
-        30, "an integer in [1, 100000]", "Passes over the train split.", ge=1, le=100_000
+        DEFAULTS["epochs"],
+        "an integer in [1, 100000]",
+        "Passes over the train split.",
+        ge=1,
+        le=100_000,
     )
     loss: Literal[LOSSES] | None = _setting(  # type: ignore[valid-type]
         None,
@@ -121,14 +145,14 @@ class TrainingSettings(BaseModel):
         "null: accuracy for a classification Output, mae for a regression one.",
     )
     patience: int | None = _setting(
-        None,
+        DEFAULTS["patience"],
         "an integer >= 1 or null",
         "Early stopping: epochs without improvement of `monitor` "
         "before training stops; null: no early stopping.",
         ge=1,
     )
     monitor: str = _setting(
-        "val_loss",
+        DEFAULTS["monitor"],
         "loss, val_loss, or a metric name with or without val_",
         "What early stopping, reduce_on_plateau and the best checkpoint watch.",
         pattern=r"^(val_)?[a-z][a-z0-9_]*$",
@@ -171,17 +195,6 @@ class TrainingSettings(BaseModel):
         data.update({k: v for k, v in changes.items() if v is not None})
         return TrainingSettings.from_dict(data)
 
-    def effective_weight_decay(self) -> float | None:
-        if self.weight_decay is None:
-            return 0.004 if self.optimizer == "adamw" else None
-        return self.weight_decay or None
-
-
-def _invalid(name: str, expected: str, value: Any) -> str:
-    return (
-        f"Received an invalid value for `{name}`, expected {expected}. Received: {name}={value!r}"
-    )
-
 
 def _messages(err: ValidationError, data: dict[str, Any]) -> list[str]:
     messages = []
@@ -194,7 +207,7 @@ def _messages(err: ValidationError, data: dict[str, Any]) -> list[str]:
             )
         elif name in fields:
             expected = (fields[name].json_schema_extra or {})["expected"]
-            messages.append(_invalid(name, expected, data.get(name)))
+            messages.append(invalid_setting(name, expected, data.get(name)))
         else:  # a check across settings: pydantic prefixes our own message
             messages.append(str(error["msg"]).removeprefix("Value error, "))
     return list(dict.fromkeys(messages))
@@ -246,9 +259,7 @@ def output_losses(settings: TrainingSettings, doc: GraphDocument) -> dict[str, s
 def output_metrics(settings: TrainingSettings, doc: GraphDocument) -> dict[str, list[str]]:
     """Output node id -> its metric names."""
     return {
-        node: list(settings.metrics)
-        if settings.metrics is not None
-        else ["accuracy" if loss in CROSSENTROPIES else "mae"]
+        node: list(settings.metrics) if settings.metrics is not None else default_metrics(loss)
         for node, loss in output_losses(settings, doc).items()
     }
 
@@ -263,15 +274,6 @@ def log_names(settings: TrainingSettings, doc: GraphDocument) -> list[str]:
     for node, node_metrics in metrics.items():
         names += [f"{node}_loss", *(f"{node}_{m}" for m in node_metrics)]
     return names
-
-
-def monitor_mode(monitor: str) -> Literal["min", "max"]:
-    """Whether a smaller or a larger value of `monitor` is better."""
-    name = monitor.removeprefix("val_")
-    for metric, larger_is_better in METRICS.items():
-        if name == metric or name.endswith(f"_{metric}"):
-            return "max" if larger_is_better else "min"
-    return "min"
 
 
 def check(settings: TrainingSettings, doc: GraphDocument) -> list[str]:
@@ -296,7 +298,9 @@ def check(settings: TrainingSettings, doc: GraphDocument) -> list[str]:
     names = log_names(settings, doc)
     known = names + [f"val_{n}" for n in names]
     if settings.monitor not in known:
-        problems.append(_invalid("monitor", f"one of {', '.join(known)}", settings.monitor))
+        problems.append(
+            invalid_setting("monitor", f"one of {', '.join(known)}", settings.monitor)
+        )
     if settings.class_weight == "balanced":
         if len(losses) != 1 or next(iter(losses.values())) not in CROSSENTROPIES:
             problems.append(
@@ -306,89 +310,22 @@ def check(settings: TrainingSettings, doc: GraphDocument) -> list[str]:
     return problems
 
 
-def effective_monitor(settings: TrainingSettings, validation: bool) -> str:
-    """The monitor, without its val_ prefix when the data has no validation rows."""
-    return settings.monitor if validation else settings.monitor.removeprefix("val_")
-
-
-def balanced_class_weight(labels: Sequence[int]) -> dict[int, float]:
-    """Class id -> n / (classes * count): each class weighs as much in total."""
-    counts: dict[int, int] = {}
-    for label in labels:
-        counts[int(label)] = counts.get(int(label), 0) + 1
-    total, classes = sum(counts.values()), len(counts)
-    return {label: total / (classes * count) for label, count in sorted(counts.items())}
-
-
 def params(settings: TrainingSettings) -> dict[str, Any]:
     """The hyperparameters, flat and plain, for params.yaml."""
     return settings.model_dump(mode="json")
 
 
-# Keras
-
-
-def build_optimizer(settings: TrainingSettings, steps_per_epoch: int):
-    """The Keras optimizer, with the learning rate schedule (step and cosine count batches,
-    so they need `steps_per_epoch`; reduce_on_plateau is a callback, see `callbacks`)."""
-    import keras
-
-    if (
-        isinstance(steps_per_epoch, bool)
-        or not isinstance(steps_per_epoch, int)
-        or (steps_per_epoch < 1)
-    ):
-        raise ValueError(_invalid("steps_per_epoch", "an integer >= 1", steps_per_epoch))
-    rate: Any = settings.learning_rate
-    if settings.schedule == "step":
-        rate = keras.optimizers.schedules.ExponentialDecay(
-            settings.learning_rate,
-            decay_steps=settings.decay_every * steps_per_epoch,
-            decay_rate=settings.decay_factor,
-            staircase=True,
-        )
-    elif settings.schedule == "cosine":
-        rate = keras.optimizers.schedules.CosineDecay(
-            settings.learning_rate,
-            decay_steps=settings.epochs * steps_per_epoch,
-            alpha=min(settings.min_learning_rate / settings.learning_rate, 1.0),
-        )
-    common: dict[str, Any] = {"learning_rate": rate, "clipnorm": settings.clipnorm}
-    decay = settings.effective_weight_decay()
-    if settings.optimizer == "adam":
-        return keras.optimizers.Adam(
-            beta_1=settings.beta_1, beta_2=settings.beta_2, weight_decay=decay, **common
-        )
-    if settings.optimizer == "adamw":
-        return keras.optimizers.AdamW(
-            beta_1=settings.beta_1, beta_2=settings.beta_2, weight_decay=decay, **common
-        )
-    if settings.optimizer == "sgd":
-        return keras.optimizers.SGD(
-            momentum=settings.momentum, nesterov=settings.nesterov, weight_decay=decay, **common
-        )
-    if settings.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(rho=settings.rho, weight_decay=decay, **common)
-    return keras.optimizers.Adagrad(weight_decay=decay, **common)
-
-
-def _metric(name: str, loss: str):
-    import keras
-
-    if name == "accuracy":
-        accuracy = {
-            "sparse_categorical_crossentropy": keras.metrics.SparseCategoricalAccuracy,
-            "categorical_crossentropy": keras.metrics.CategoricalAccuracy,
-        }.get(loss, keras.metrics.BinaryAccuracy)
-        return accuracy(name="accuracy")
+def output_params(settings: TrainingSettings, doc: GraphDocument) -> dict[str, dict[str, Any]]:
+    """Output node id -> {"loss": ..., "metrics": [...]}: what each Output is trained with, as
+    app.runtime.training.compile_model (and params.yaml's `train.outputs`) takes it."""
+    metrics = output_metrics(settings, doc)
     return {
-        "auc": keras.metrics.AUC,
-        "precision": keras.metrics.Precision,
-        "recall": keras.metrics.Recall,
-        "mae": keras.metrics.MeanAbsoluteError,
-        "mse": keras.metrics.MeanSquaredError,
-        "rmse": keras.metrics.RootMeanSquaredError,
-    }[name](name=name)
+        node: {"loss": loss, "metrics": metrics[node]}
+        for node, loss in output_losses(settings, doc).items()
+    }
+
+
+# Keras
 
 
 def compile_model(model, settings: TrainingSettings, doc: GraphDocument, steps_per_epoch: int = 1):
@@ -398,45 +335,7 @@ def compile_model(model, settings: TrainingSettings, doc: GraphDocument, steps_p
     problems = [p for p in problems if "`monitor`" not in p]  # the monitor is the runner's
     if problems:
         raise TrainingSettingsError(problems)
-    losses = output_losses(settings, doc)
-    metrics = {
-        node: [_metric(m, losses[node]) for m in names]
-        for node, names in output_metrics(settings, doc).items()
-    }
-    if len(losses) == 1:
-        (node,) = losses
-        loss_arg: Any = losses[node]
-        metrics_arg: Any = metrics[node]
-    else:
-        loss_arg, metrics_arg = losses, metrics
-    model.compile(
-        optimizer=build_optimizer(settings, steps_per_epoch), loss=loss_arg, metrics=metrics_arg
-    )
-    return model
-
-
-def callbacks(settings: TrainingSettings, validation: bool = True) -> list:
-    """Early stopping and reduce_on_plateau, as the settings ask."""
-    import keras
-
-    monitor = effective_monitor(settings, validation)
-    mode = monitor_mode(monitor)
-    found = []
-    if settings.patience is not None:
-        found.append(
-            keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=settings.patience)
-        )
-    if settings.schedule == "reduce_on_plateau":
-        found.append(
-            keras.callbacks.ReduceLROnPlateau(
-                monitor=monitor,
-                mode=mode,
-                factor=settings.decay_factor,
-                patience=settings.plateau_patience,
-                min_lr=settings.min_learning_rate,
-            )
-        )
-    return found
+    return training.compile_model(model, settings, output_params(settings, doc), steps_per_epoch)
 
 
 def make_strategy(settings: TrainingSettings):

@@ -13,17 +13,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import keras
 import numpy as np
 import yaml
-
-import preprocessing
-from train import load_split
+from runtime.predictor import Predictor
+from train import MODEL, load_split
 
 
 def main() -> None:
     config = yaml.safe_load(Path("params.yaml").read_text())["preprocessing"]
-    model = keras.saving.load_model(Path("model") / "model.keras", compile=False)
     split = "test"
     found = load_split(split)
     if found is None:
@@ -31,7 +28,7 @@ def main() -> None:
     if found is None or found[1] is None:
         raise SystemExit("prepared/ has no test or validation rows with targets")
     inputs, target = found
-    outputs = preprocessing.predict(model, inputs)
+    outputs = Predictor.load(MODEL, "keras").predict_all(inputs)
     metrics: dict = {"split": split, "rows": int(len(target))}
     for name, predicted in outputs.items():
         prefix = "" if len(outputs) == 1 else f"{name}_"

@@ -5,7 +5,7 @@ split's raw inputs and targets.
 
 Reads params.yaml (`data`, `preprocessing`) and data/; writes prepared/preprocessing.json and
 prepared/<split>.npz (inputs as x_<name>, targets as y) for the train, validation and test
-splits.
+splits. Reading, fitting and transforming are LayerFlow's own (the package runtime/).
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-
-import preprocessing
+from runtime.config import PreprocessConfig
+from runtime.fit import fit
+from runtime.rows import read_rows
+from runtime.serving import examples
 
 PREPARED = Path("prepared")
 SPLITS = ("train", "validation", "test")
@@ -39,10 +41,11 @@ def split_rows(data: dict, rows: int, ordered: bool) -> dict[str, list[int]]:
 
 def main() -> None:
     params = yaml.safe_load(Path("params.yaml").read_text())
-    data, config = params["data"], params["preprocessing"]
-    rows = preprocessing.read_rows(data.get("table") or data["arrays"])
-    splits = split_rows(data, len(rows), ordered=bool(config.get("window")))
-    state = preprocessing.fit(config, rows, splits["train"])
+    data = params["data"]
+    config = PreprocessConfig.model_validate(params["preprocessing"])
+    rows = read_rows(data.get("table") or data["arrays"])
+    splits = split_rows(data, len(rows.frame), ordered=config.window is not None)
+    state = fit(config, rows, splits["train"])
     staging = PREPARED.with_name(PREPARED.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
@@ -50,13 +53,17 @@ def main() -> None:
         index = splits.get(split) or []
         if not index:
             continue
-        inputs, target = preprocessing.examples(config, state, rows, index)
-        arrays = {f"x_{name}": value for name, value in inputs.items()}
+        inputs, target = examples(config, state, rows, index)
+        # Strings are kept as NumPy text, which loads without pickle.
+        arrays = {
+            f"x_{name}": value.astype(str) if value.dtype == object else value
+            for name, value in inputs.items()
+        }
         if target is not None:
             arrays["y"] = target
         np.savez(staging / f"{split}.npz", **arrays)
         print(f"{split}: {len(next(iter(inputs.values())))} examples")
-    (staging / "preprocessing.json").write_text(json.dumps(state, indent=2) + "\n")
+    (staging / "preprocessing.json").write_text(state.model_dump_json(indent=2) + "\n")
     shutil.rmtree(PREPARED, ignore_errors=True)
     staging.rename(PREPARED)
 
