@@ -67,7 +67,7 @@ def configure(
     """A copy of doc with its Input and Output set from the data, and what changed.
 
     inputs: the data's model inputs by name -> (shape without batch, dtype), as
-    app.runtime.preprocessing.input_spec gives them. With one graph Input and one data input they
+    app.runtime.transform.input_spec gives them. With one graph Input and one data input they
     are paired whatever their names; otherwise by name.
     """
     doc = doc.model_copy(deep=True)

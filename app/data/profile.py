@@ -1,6 +1,11 @@
 """What a data set holds, as plain data for the UI: the type of each column (which the user may
 override), statistics, missing values, class balance, a preview, and which column is the target
-and what task that makes.
+and what task that makes; rows without a target, which are left out of the splits; and notes
+of what reading and typing decided (an encoding, renamed columns, identifiers left out).
+
+Dates (2007-11-11, 2012/01/01) are typed `date`. A column unique or nearly unique per row (an
+id, a sample number, a name) is typed `identifier`: nothing to learn from, so the default
+preprocessing leaves it out, and says so; an override puts it back.
 
 A sampled source (the first rows of a huge table) is profiled in two parts: the preview and the
 statistics that need the values themselves (unique counts, text, images) come from the rows
@@ -11,8 +16,8 @@ pass over the whole table.
 from __future__ import annotations
 
 import math
+import shlex
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -20,23 +25,26 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from app.data.column_types import (
+    COLUMN_TYPES,
+    TARGET_NAMES,
+    TIME_NAMES,
+    infer_type,
+)
 from app.data.sources import (
     DataError,
     Source,
-    as_numbers,
     check_image_column,
-    iter_table_chunks,
-    looks_like_image_paths,
-    resolve_inside,
 )
+from app.jsonable import json_ready
+from app.runtime.columns import class_order
+from app.runtime.dates import EPOCH, day_numbers
+from app.runtime.fit import Moments
+from app.runtime.rows import resolve_inside
+from app.runtime.tables import as_numbers, iter_table_chunks
 
-COLUMN_TYPES = ("numeric", "categorical", "binary", "text", "image_path", "mask_path")
 TASKS = ("binary", "multiclass", "regression", "segmentation", "forecasting")
 
-TARGET_NAMES = ("label", "labels", "target", "class", "y")
-TIME_NAMES = frozenset(
-    {"t", "time", "date", "datetime", "timestamp", "ds", "step", "hour", "day", "week", "month"}
-)
 PREVIEW_ROWS = 10
 TOP_CLASSES = 50
 MAX_IMAGES = 10_000  # images whose size and mode are read for the statistics
@@ -52,9 +60,10 @@ class ColumnProfile:
 
     `type` is the one in use: the user's override, else `inferred`. `stats` holds, by type:
     numeric: mean, std (sample), min, max; categorical/binary: counts (the 50 largest classes)
-    and others (rows in the rest); text: mean_length (characters), mean_words, vocab_size
-    (distinct lower-case words); image_path/mask_path: sizes ([h, w, channels] with counts),
-    modes, examined, and for masks the pixel values seen. A time-like column has time_like.
+    and others (rows in the rest); date: first, last (ISO dates); identifier: examples (the
+    first three); text: mean_length (characters), mean_words, vocab_size (distinct lower-case
+    words); image_path/mask_path: sizes ([h, w, channels] with counts), modes, examined, and
+    for masks the pixel values seen. A time-like column has time_like.
     """
 
     name: str
@@ -67,6 +76,10 @@ class ColumnProfile:
 
 @dataclass
 class DatasetProfile:
+    """A data set's profile. `rows` counts every row, `left_out` those without a target (kept
+    in the file and the preview, in no split); `notes` say what reading and typing decided,
+    `warnings` what may need the user's attention; `encoding` is a CSV's or TSV's."""
+
     kind: str
     rows: int
     columns: list[ColumnProfile]
@@ -77,6 +90,9 @@ class DatasetProfile:
     preview: list[dict[str, Any]]
     sampled: bool
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    left_out: int = 0
+    encoding: str | None = None
 
     def column(self, name: str) -> ColumnProfile:
         for column in self.columns:
@@ -133,31 +149,9 @@ def _default_target(source: Source, types: dict[str, str]) -> str | None:
         value = _series_value_column(source.frame, types)
         if value is not None:
             return value
-    return names[-1] if len(names) > 1 else None
-
-
-def infer_type(values: pd.Series, name: str) -> str:
-    """The likeliest of COLUMN_TYPES for a column's values."""
-    present = values.dropna()
-    unique = int(present.nunique())
-    if pd.api.types.is_bool_dtype(values):
-        return "binary"
-    if pd.api.types.is_numeric_dtype(values):
-        if unique == 2:
-            return "binary"
-        if _label_like(name) and unique <= 20 and bool((present % 1 == 0).all()):
-            return "categorical"
-        return "numeric"
-    if looks_like_image_paths(values):
-        return "mask_path" if "mask" in str(name).lower() else "image_path"
-    if unique == 2:
-        return "binary"
-    if unique <= 50 and (_label_like(name) or unique < 0.5 * len(present)):
-        return "categorical"
-    words = present.astype(str).str.split().str.len()
-    if unique > 50 or (len(words) and words.mean() >= 3):
-        return "text"
-    return "categorical"
+    # The last column, unless it holds what cannot be predicted.
+    usable = [n for n in names if types.get(n) not in ("date", "identifier", "image_path")]
+    return usable[-1] if len(names) > 1 and usable else None
 
 
 # Tables and folders of images
@@ -175,6 +169,10 @@ def _profile_frame(source: Source, target: str | None, overrides: dict[str, str]
         target = _default_target(source, types)
     elif target not in names:
         raise DataError(f"{file}: no target column '{target}'; columns: {', '.join(names)}")
+    elif types[target] == "identifier" and target not in overrides:
+        # Chosen as the target, a column unique per row holds values to predict after all.
+        numeric = pd.api.types.is_numeric_dtype(frame[target])
+        types[target] = "numeric" if numeric else "categorical"
 
     counted = {c for c, t in types.items() if t in ("categorical", "binary")}
     counted |= {target} if target is not None else set()
@@ -202,7 +200,10 @@ def _profile_frame(source: Source, target: str | None, overrides: dict[str, str]
     )
     if target is not None:
         _set_task(prof, source, types, tally, images)
+        prof.left_out = tally.missing[target]
     prof.warnings = _warnings(prof, source, len(frame), images)
+    prof.encoding = source.encoding
+    prof.notes = [*source.notes, *_notes(prof)]
     return prof
 
 
@@ -234,6 +235,15 @@ def _check_override(source: Source, column: str, chosen: str, inferred: dict[str
         if pd.api.types.is_numeric_dtype(values):
             raise DataError(f"{file}, column '{column}': cannot be {chosen}, it holds numbers")
         check_image_column(source, column)
+    elif chosen == "date":
+        present = values[~missing_values(values)]
+        days = day_numbers(present)
+        if pd.api.types.is_numeric_dtype(values) or np.isnan(days).any():
+            position = int(np.isnan(days).argmax()) if len(days) else 0
+            raise DataError(
+                f"{file}, row {int(present.index[position]) + 1}, column '{column}': cannot be "
+                f"a date, '{present.iloc[position]}' is not one (write dates as 2007-11-11)"
+            )
 
 
 class _Tally:
@@ -245,13 +255,13 @@ class _Tally:
         self.file = file
         self.rows = 0
         self.missing: Counter[str] = Counter()
-        self.moments = {c: _Moments() for c, t in types.items() if t == "numeric"}
+        self.moments = {c: Moments() for c, t in types.items() if t == "numeric"}
         self.counts: dict[str, Counter[str] | None] = {c: Counter() for c in counted}
 
     def add(self, chunk: pd.DataFrame) -> None:
         for column in chunk.columns:
             values = chunk[column]
-            self.missing[column] += int(_missing_mask(values).sum())
+            self.missing[column] += int(missing_values(values).sum())
             if column in self.moments:
                 numbers = _numbers(values, column, self.file, self.rows, self.types[column])
                 self.moments[column].add(numbers.dropna().to_numpy(dtype=float))
@@ -264,35 +274,14 @@ class _Tally:
         self.rows += len(chunk)
 
 
-class _Moments:
-    """Count, mean, sum of squared deviations, min and max, merged chunk by chunk (Chan et al.),
-    so that a huge column never has to be in memory at once."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.mean = 0.0
-        self.squares = 0.0
-        self.low = math.inf
-        self.high = -math.inf
-
-    def add(self, values: np.ndarray) -> None:
-        if not len(values):
-            return
-        count, mean = len(values), float(values.mean())
-        squares = float(((values - mean) ** 2).sum())
-        total = self.count + count
-        delta = mean - self.mean
-        self.squares += squares + delta**2 * self.count * count / total
-        self.mean += delta * count / total
-        self.count = total
-        self.low = min(self.low, float(values.min()))
-        self.high = max(self.high, float(values.max()))
-
-    def stats(self) -> dict[str, float | None]:
-        if not self.count:
-            return {"mean": None, "std": None, "min": None, "max": None}
-        std = math.sqrt(self.squares / (self.count - 1)) if self.count > 1 else None
-        return {"mean": self.mean, "std": std, "min": self.low, "max": self.high}
+def _moment_stats(moments: Moments) -> dict[str, float | None]:
+    """A numeric column's mean, std (n - 1), min and max from its moments."""
+    count = float(moments.count) if moments.count is not None else 0.0
+    if not count:
+        return {"mean": None, "std": None, "min": None, "max": None}
+    std = math.sqrt(float(moments.squares) / (count - 1)) if count > 1 else None
+    return {"mean": float(moments.mean), "std": std, "min": float(moments.low),
+            "max": float(moments.high)}  # fmt: skip
 
 
 class _ImageStats:
@@ -342,12 +331,18 @@ def _column_profile(
     counts = tally.counts.get(column)
     unique = len(counts) if counts is not None else int(values.nunique())
     if kind == "numeric":
-        stats: dict[str, Any] = tally.moments[column].stats()
+        stats: dict[str, Any] = _moment_stats(tally.moments[column])
     elif kind in ("categorical", "binary"):
         if counts is None:
             counts = Counter(_class_name(v) for v in values.dropna())
         top = _ordered(counts)[:TOP_CLASSES]
         stats = {"counts": dict(top), "others": sum(counts.values()) - sum(n for _, n in top)}
+    elif kind == "date":
+        days = day_numbers(values[~missing_values(values)])
+        days = days[~np.isnan(days)]
+        stats = {"first": _iso(days.min()), "last": _iso(days.max())} if len(days) else {}
+    elif kind == "identifier":
+        stats = {"examples": [_class_name(v) for v in values.dropna().iloc[:3]]}
     elif kind == "text":
         text = values.dropna().astype(str)
         words = text.str.lower().str.split()
@@ -375,10 +370,11 @@ def _set_task(
     kind = types[target]
     file = source.path or source.root
     column = prof.column(target)
-    if kind == "image_path":
+    if kind in ("image_path", "date", "identifier"):
+        held = {"image_path": "images", "date": "dates", "identifier": "identifiers"}[kind]
         raise DataError(
-            f"{file}, column '{target}': holds images, so it cannot be the target; a target "
-            "holds classes, numbers or masks"
+            f"{file}, column '{target}': holds {held}, so it cannot be the target; a target "
+            "holds classes, numbers or masks (set its type with --type COLUMN=TYPE)"
         )
     if kind == "mask_path":
         prof.task = "segmentation"
@@ -398,7 +394,7 @@ def _set_task(
         counts = tally.counts.get(target)
         if counts is None:
             counts = Counter(_class_name(v) for v in source.frame[target].dropna())
-        classes = sorted(counts, key=_class_order)
+        classes = sorted(counts, key=class_order)
         _require_two(classes, target, file, "class")
         prof.task = "binary" if len(classes) == 2 else "multiclass"
         prof.classes = classes
@@ -478,6 +474,26 @@ def _warnings(
     return warnings
 
 
+def _notes(prof: DatasetProfile) -> list[str]:
+    """What typing and the target decided: rows left out, identifiers left out."""
+    notes = []
+    if prof.left_out:
+        rows = "1 row has" if prof.left_out == 1 else f"{prof.left_out:,} rows have"
+        notes.append(
+            f"{rows} no target and {'is' if prof.left_out == 1 else 'are'} left out "
+            f"('{prof.target}' is empty): in no split, so never trained or tested on; the "
+            "preview still shows them."
+        )
+    for column in prof.columns:
+        if column.type == "identifier" and column.name != prof.target:
+            notes.append(
+                f"Column '{column.name}' is an identifier ({column.unique:,} distinct values): "
+                f"left out of the features; `--type {shlex.quote(column.name + '=categorical')}`"
+                " (or text) puts it back."
+            )
+    return notes
+
+
 def _mismatched_masks(source: Source, prof: DatasetProfile, images: _ImageStats) -> int:
     image_column = next(c.name for c in prof.columns if c.type == "image_path")
     mask_column = next(c.name for c in prof.columns if c.type == "mask_path")
@@ -528,6 +544,8 @@ def _profile_arrays(
     )
     if target is not None:
         _set_array_task(prof, arrays, types, file)
+        prof.left_out = prof.column(target).missing
+    prof.notes = _notes(prof)
     prof.warnings = [
         f"Array '{c.name}' has {c.missing:,} samples with missing values (NaN)."
         for c in columns
@@ -549,8 +567,8 @@ def _check_array_override(
         raise DataError(
             f"{where}: unknown type '{chosen}'; expected one of {', '.join(COLUMN_TYPES)}"
         )
-    if chosen in ("image_path", "mask_path"):
-        raise DataError(f"{where}: cannot be {chosen}; an npz file holds arrays, not paths")
+    if chosen in ("image_path", "mask_path", "date"):
+        raise DataError(f"{where}: cannot be {chosen}; an npz file holds arrays of numbers")
     if array.ndim > 1 and chosen != "numeric":
         raise DataError(
             f"{where}: cannot be {chosen}, it holds a {array.shape[1:]} array per sample"
@@ -575,9 +593,9 @@ def _array_profile(name: str, array: np.ndarray, kind: str, inferred: str) -> Co
     if kind == "numeric" and numeric:
         values = samples.astype(float)
         present = values[~np.isnan(values)]
-        moments = _Moments()
+        moments = Moments()
         moments.add(present)
-        stats.update(moments.stats())
+        stats.update(_moment_stats(moments))
     elif kind in ("categorical", "binary", "text"):
         counts = Counter(_class_name(v) for v in array.tolist())
         top = _ordered(counts)[:TOP_CLASSES]
@@ -612,7 +630,7 @@ def _set_array_task(
         prof.task = "regression"
         return
     counts = Counter(_class_name(v) for v in array.tolist())
-    classes = sorted(counts, key=_class_order)
+    classes = sorted(counts, key=class_order)
     _require_two(classes, target, file, "class")
     prof.task = "binary" if len(classes) == 2 else "multiclass"
     prof.classes = classes
@@ -634,7 +652,7 @@ def _numbers(values: pd.Series, column: str, file: object, offset: int, wanted: 
         return values.astype(float)
     if pd.api.types.is_numeric_dtype(values):
         return values
-    numbers, position = as_numbers(values, present=~_missing_mask(values))
+    numbers, position = as_numbers(values, present=~missing_values(values))
     if position is not None:
         raise DataError(
             f"{file}, row {offset + position + 1}, column '{column}': cannot be {wanted}, "
@@ -643,18 +661,17 @@ def _numbers(values: pd.Series, column: str, file: object, offset: int, wanted: 
     return numbers
 
 
-def _missing_mask(values: pd.Series) -> pd.Series:
+def missing_values(values: pd.Series) -> pd.Series:
+    """Which values are missing: NaN, or text that is empty or blank."""
     missing = values.isna()
     if not pd.api.types.is_numeric_dtype(values):
         missing |= values.astype(str).str.strip().eq("") & values.notna()
     return missing
 
 
-def _label_like(name: object) -> bool:
-    lowered = str(name).lower()
-    return lowered in {*TARGET_NAMES, "classes", "category"} or lowered.endswith(
-        ("_label", "_class", "_target", "_category")
-    )
+def _iso(day: float) -> str:
+    """A day number as an ISO date."""
+    return str((EPOCH + pd.Timedelta(days=float(day))).date())
 
 
 def _class_name(value: Any) -> str:
@@ -666,32 +683,5 @@ def _class_name(value: Any) -> str:
     return str(value)
 
 
-def _class_order(name: str) -> tuple[int, float, str]:
-    """Numbers in numeric order ('2' before '10'), then words alphabetically."""
-    try:
-        return (0, float(name), name)
-    except ValueError:
-        return (1, 0.0, name)
-
-
 def _ordered(counts: Counter[str]) -> list[tuple[str, int]]:
-    return sorted(counts.items(), key=lambda item: (-item[1], _class_order(item[0])))
-
-
-def json_ready(value: Any) -> Any:
-    """JSON-able copy: numpy scalars to Python, NaN and inf to None, timestamps to text."""
-    if isinstance(value, dict):
-        return {str(k): json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_ready(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return json_ready(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if value is pd.NaT or (not isinstance(value, Iterable) and pd.isna(value)):
-        return None
-    return str(value)
+    return sorted(counts.items(), key=lambda item: (-item[1], class_order(item[0])))

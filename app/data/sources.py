@@ -6,26 +6,26 @@ class; a folder holding `images/` and `masks/` with the same file names (segment
 `.npz` file of arrays by name.
 
 Everything read is checked on the way in. A fault raises `DataError`, one line naming the file
-and, where known, the row and column. Rows count from 1 and do not include the header.
+and, where known, the row and column. Rows count from 1 and do not include the header. Tables
+and archives are read as exported projects read them (app.runtime.tables); this module adds
+folders of images, the checks of every image a table names, and notes of what reading decided
+(the encoding of a table that is not UTF-8, the names given to columns whose header repeats).
 """
 
 from __future__ import annotations
 
-import codecs
-import zipfile
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from PIL import Image
 
-from app.runtime.errors import DataError  # noqa: F401  (raised here; the runtime owns it)
+from app.runtime.errors import DataError
+from app.runtime.rows import Rows, read_rows, resolve_inside
+from app.runtime.tables import TABLE_SUFFIXES, csv_header, read_table, table_encoding
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
-TABLE_SUFFIXES = (".csv", ".tsv", ".parquet")
 SOURCE_KINDS = ("table", "image_folder", "segmentation", "npz")
 
 # Files that operating systems drop into folders of images; they are not part of the data.
@@ -33,21 +33,20 @@ _SYSTEM_FILES = frozenset({"thumbs.db", "desktop.ini"})
 
 
 @dataclass
-class Source:
-    """A data set as read from disk.
+class Source(Rows):
+    """A data set as read from disk: the rows preprocessing reads, and the files it is made of.
 
     `frame` holds one row per sample: a table's columns; for an image folder the columns
     `image` (path relative to `root`) and `label`; for segmentation `image` and `mask`; for an
-    npz file only an index, the samples being the first axis of `arrays`.
+    npz file only an index, the samples being the first axis of `arrays`. `path` is the file or
+    folder given to read_source, for re-reading it whole; `files` are what a copy of the data
+    set copies; `encoding` is a CSV's or TSV's text encoding, and `notes` say in sentences what
+    reading decided.
     """
 
-    kind: str
-    root: Path
-    frame: pd.DataFrame
-    arrays: dict[str, np.ndarray] | None = None
     files: list[Path] = field(default_factory=list)
-    sampled: bool = False
-    path: Path | None = None  # the file or folder given to read_source, for re-reading it whole
+    encoding: str | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def read_source(path: str | Path, max_rows: int | None = None) -> Source:
@@ -80,23 +79,6 @@ def read_source(path: str | Path, max_rows: int | None = None) -> Source:
     )
 
 
-def iter_table_chunks(path: Path, chunksize: int = 100_000) -> Iterator[pd.DataFrame]:
-    """Stream a CSV, TSV or Parquet table in chunks of at most `chunksize` rows, checking each.
-
-    A column holds numbers or words, never both: the first chunk in which a column has values
-    decides which, and a later value of the other sort is reported with its row. Infinite
-    numbers are refused; missing values are kept (as NaN) for the profile to count.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: the file is empty")
-    if path.suffix.lower() == ".parquet":
-        return _parquet_chunks(path, chunksize)
-    return _csv_chunks(path, chunksize)
-
-
 def looks_like_image_paths(values: pd.Series) -> bool:
     """Whether most of a column's values are file names ending with an image suffix."""
     present = values.dropna()
@@ -111,190 +93,38 @@ def check_image_column(source: Source, column: str) -> list[Path]:
     return _check_image_column(source.frame, column, source.root, source.path or source.root)
 
 
-def resolve_inside(root: Path, relative: str, where: str) -> Path:
-    """root/relative, refusing absolute paths and paths that leave root (through .. or links)."""
-    if PurePosixPath(relative).is_absolute() or PureWindowsPath(relative).anchor:
-        raise DataError(
-            f"{where}: '{relative}' is an absolute path; paths must be relative to {root}"
-        )
-    full = (root / relative.replace("\\", "/")).resolve()
-    if not full.is_relative_to(root.resolve()):
-        raise DataError(f"{where}: '{relative}' points outside the dataset folder {root}")
-    return full
-
-
 # Tables
 
 
 def _read_table(path: Path, max_rows: int | None) -> Source:
-    # One row past max_rows tells whether the table goes on, i.e. whether this is a sample.
-    chunksize = 100_000 if max_rows is None else min(100_000, max_rows + 1)
-    chunks: list[pd.DataFrame] = []
-    count = 0
-    with closing(iter_table_chunks(path, chunksize)) as chunk_reader:
-        for chunk in chunk_reader:
-            chunks.append(chunk)
-            count += len(chunk)
-            if max_rows is not None and count > max_rows:
-                break
-    frame = pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
-    sampled = max_rows is not None and count > max_rows
-    frame = frame.iloc[:max_rows].reset_index(drop=True)
+    frame, sampled = read_table(path, max_rows)
     root = path.resolve().parent
     files = [path.resolve()]
     for column in frame.columns:
         if looks_like_image_paths(frame[column]):
             files.extend(_check_image_column(frame, column, root, path))
     files = list(dict.fromkeys(files))  # an image used by several rows is copied once
-    return Source("table", root, frame, files=files, sampled=sampled, path=path)
+    encoding = table_encoding(path)
+    notes = []
+    if encoding not in (None, "utf-8"):
+        notes.append(f"{path.name} is not UTF-8: read as {encoding} text (detected).")
+    if encoding is not None:
+        notes += _repeated_names(csv_header(path), [str(c) for c in frame.columns])
+    return Source("table", root, frame, files=files, sampled=sampled, path=path,
+                  encoding=encoding, notes=notes)  # fmt: skip
 
 
-def _csv_chunks(path: Path, chunksize: int) -> Iterator[pd.DataFrame]:
-    options = {
-        "sep": "\t" if path.suffix.lower() == ".tsv" else ",",
-        "chunksize": chunksize,
-        "encoding": "utf-8",
-    }
-    kinds: dict[str, str | None] = {}
-    with _reading(path), pd.read_csv(path, **options) as reader:
-        head = next(reader, None)
-    if head is None or head.empty:
-        raise DataError(f"{path}: the file has a header but no rows")
-    _check_chunk(head, kinds, path, offset=0)
-    # Read again with the word columns pinned to strings, so that a later chunk of a word column
-    # that happens to hold only digits keeps them as written.
-    text = {column: "str" for column, kind in kinds.items() if kind == "text"}
-    offset = 0
-    with _reading(path), pd.read_csv(path, dtype=text, **options) as reader:
-        for chunk in reader:
-            yield _check_chunk(chunk, kinds, path, offset)
-            offset += len(chunk)
-
-
-def _parquet_chunks(path: Path, chunksize: int) -> Iterator[pd.DataFrame]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        parquet = pq.ParquetFile(path)
-    except (pa.ArrowException, OSError) as error:
-        raise DataError(f"{path}: not a readable Parquet file ({error})") from error
-    if parquet.metadata.num_rows == 0:
-        raise DataError(f"{path}: the table has columns but no rows")
-    kinds: dict[str, str | None] = {}
-    offset = 0
-    with closing(parquet):
-        for batch in parquet.iter_batches(batch_size=chunksize):
-            chunk = batch.to_pandas()
-            yield _check_chunk(chunk, kinds, path, offset)
-            offset += len(chunk)
-
-
-@contextmanager
-def _reading(path: Path) -> Iterator[None]:
-    """Turn pandas' reading errors into DataErrors naming the file."""
-    try:
-        yield
-    except UnicodeDecodeError as error:
-        raise DataError(_not_utf8_message(path, error)) from error
-    except pd.errors.EmptyDataError as error:
-        raise DataError(f"{path}: the file is empty") from error
-    except pd.errors.ParserError as error:
-        raise DataError(f"{path}: {error}") from error
-
-
-def _not_utf8_message(path: Path, error: UnicodeDecodeError) -> str:
-    # pandas reports the position inside its own buffer; find the real one in the file.
-    found = _first_invalid_utf8(path)
-    if found is None:
-        return f"{path}: not UTF-8 text ({error}); save the file as UTF-8"
-    offset, line, byte = found
-    return (
-        f"{path}: not UTF-8 text: byte 0x{byte:02x} at byte offset {offset} (line {line}) "
-        "cannot be decoded; save the file as UTF-8"
-    )
-
-
-def _first_invalid_utf8(path: Path) -> tuple[int, int, int] | None:
-    """(byte offset, line, byte) of the first byte that is not valid UTF-8, or None."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    offset = 0
-    newlines = 0
-    with path.open("rb") as handle:
-        while True:
-            block = handle.read(1 << 20)
-            pending = decoder.getstate()[0]  # an unfinished character from the last block
-            try:
-                decoder.decode(block, final=not block)
-            except UnicodeDecodeError as error:
-                start = max(0, error.start - len(pending))
-                data = pending + block
-                line = newlines + block[:start].count(b"\n") + 1
-                return offset - len(pending) + error.start, line, data[error.start]
-            if not block:
-                return None
-            offset += len(block)
-            newlines += block.count(b"\n")
-
-
-def _check_chunk(
-    chunk: pd.DataFrame, kinds: dict[str, str | None], path: Path, offset: int
-) -> pd.DataFrame:
-    """Check a chunk's columns against what earlier chunks held; return it with numbers parsed."""
-    for column in chunk.columns:
-        values = chunk[column]
-        kind = kinds.get(column)
-        if kind is None:
-            kind = kinds[column] = _column_kind(values)
-        if kind == "number":
-            chunk[column] = _numbers(values, path, column, offset)
-    return chunk
-
-
-def _column_kind(values: pd.Series) -> str | None:
-    """ "number" or "text" for a column's first values, None while it has none."""
-    present = values.dropna()
-    if present.empty:
-        return None
-    if pd.api.types.is_numeric_dtype(values):
-        return "number"
-    if not pd.api.types.is_string_dtype(values) and not pd.api.types.is_object_dtype(values):
-        return "text"  # dates, categories and the like: neither numbers nor free words
-    share = pd.to_numeric(present, errors="coerce").notna().mean()
-    # A column that is mostly numbers is a numeric column with a few bad values; one that is
-    # mostly words may well mention a number now and then.
-    return "number" if share > 0.5 else "text"
-
-
-def as_numbers(values: pd.Series, present: pd.Series | None = None) -> tuple[pd.Series, int | None]:
-    """values as numbers, and the position of the first present value that is not a number
-    (None when all are). present: which values count (default: those that are not NaN)."""
-    if pd.api.types.is_numeric_dtype(values):
-        return values, None
-    numbers = pd.to_numeric(values, errors="coerce")
-    bad = (numbers.isna() & (values.notna() if present is None else present)).to_numpy()
-    return numbers, int(bad.argmax()) if bad.any() else None
-
-
-def _numbers(values: pd.Series, path: Path, column: str, offset: int) -> pd.Series:
-    if not pd.api.types.is_numeric_dtype(values):
-        numbers, position = as_numbers(values)
-        if position is not None:
-            raise DataError(
-                f"{path}, row {offset + position + 1}, column '{column}': "
-                f"'{values.iloc[position]}' is not a number, but the column's other values are; "
-                "a column holds numbers or words, not both"
+def _repeated_names(header: list[str], columns: list[str]) -> list[str]:
+    """A note per name the header repeats, saying what pandas named the columns (a, a.1)."""
+    notes = []
+    for name, count in Counter(header).items():
+        if count > 1:
+            named = [new for old, new in zip(header, columns, strict=False) if old == name]
+            notes.append(
+                f"The header repeats the column name '{name}' ({count} times): the columns "
+                f"are named {', '.join(repr(n) for n in named)}."
             )
-        values = numbers
-    if pd.api.types.is_float_dtype(values):
-        infinite = np.isinf(values.to_numpy(dtype=float))
-        if infinite.any():
-            position = int(infinite.argmax())
-            raise DataError(
-                f"{path}, row {offset + position + 1}, column '{column}': infinite value "
-                f"({values.iloc[position]}); use a finite number, or leave the cell empty"
-            )
-    return values
+    return notes
 
 
 def _check_image_column(frame: pd.DataFrame, column: str, root: Path, file: Path) -> list[Path]:
@@ -411,47 +241,7 @@ def _resolved(files: list[Path]) -> list[Path]:
 
 
 def _read_npz(path: Path) -> Source:
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: the file is empty")
-    if not zipfile.is_zipfile(path):
-        raise DataError(f"{path}: not a NumPy .npz archive")
-    arrays: dict[str, np.ndarray] = {}
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            for name in archive.files:
-                try:
-                    arrays[name] = archive[name]
-                except ValueError as error:  # object arrays can only be loaded by unpickling
-                    raise DataError(
-                        f"{path}, array '{name}': holds Python objects, which would need pickle; "
-                        "save numbers or strings"
-                    ) from error
-    except (OSError, zipfile.BadZipFile, EOFError) as error:
-        raise DataError(f"{path}: not a readable .npz archive ({error})") from error
-    if not arrays:
-        raise DataError(f"{path}: holds no arrays")
-    for name, array in arrays.items():
-        if array.ndim == 0:
-            raise DataError(
-                f"{path}, array '{name}': a single value; every array needs one entry per sample "
-                "along its first axis"
-            )
-    lengths = {name: len(array) for name, array in arrays.items()}
-    if len(set(lengths.values())) > 1:
-        counts = ", ".join(f"'{name}' has {length}" for name, length in lengths.items())
-        raise DataError(f"{path}: arrays differ in their number of samples: {counts}")
-    samples = next(iter(lengths.values()))
-    if samples == 0:
-        raise DataError(f"{path}: the arrays hold no samples")
-    for name, array in arrays.items():
-        if np.issubdtype(array.dtype, np.floating):
-            infinite = np.isinf(array.reshape(samples, -1)).any(axis=1)
-            if infinite.any():
-                raise DataError(
-                    f"{path}, array '{name}', index {int(infinite.argmax())}: infinite value; "
-                    "use finite numbers (NaN marks a missing value)"
-                )
-    frame = pd.DataFrame(index=pd.RangeIndex(samples))
+    rows = read_rows(path)
     return Source(
-        "npz", path.resolve().parent, frame, arrays=arrays, files=[path.resolve()], path=path
+        "npz", rows.root, rows.frame, arrays=rows.arrays, files=[path.resolve()], path=path
     )

@@ -2,7 +2,7 @@
 
 A split is made once per dataset version and saved beside it (JSON), so every run on that
 version trains, validates and tests on the same rows. The same `n`, labels, fractions and seed
-always give the same split.
+always give the same split. Rows that are not to be used (those without a target) are in none.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ def make_splits(
     fractions: Sequence[float] = (0.7, 0.2, 0.1),
     seed: int = 0,
     shuffle: bool = True,
+    keep: Sequence[bool] | None = None,
 ) -> dict[str, list[int]]:
     """Split the rows 0..n-1 into train, validation and test.
 
@@ -36,10 +37,19 @@ def make_splits(
         seed: the seed of the shuffle.
         shuffle: False keeps the rows in order (train first, then validation, then test),
             as a time series needs so that no split sees the future of another.
+        keep: which rows to split, one flag per row (default: all); the others are in no
+            split, and the fractions apply to the rows kept.
 
     Returns:
         {"train": [...], "validation": [...], "test": [...]}, each list sorted.
     """
+    if keep is not None:
+        if len(keep) != n:
+            raise ValueError(f"Received {len(keep)} `keep` flags for n={n} rows; one per row")
+        kept = np.flatnonzero(np.asarray(keep, dtype=bool))
+        kept_labels = None if labels is None else [labels[i] for i in kept]
+        split = make_splits(len(kept), kept_labels, fractions, seed, shuffle)
+        return {name: [int(kept[i]) for i in rows] for name, rows in split.items()}
     fractions = _checked_fractions(fractions)
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise ValueError(

@@ -2,8 +2,9 @@
 
 Each dataset is a folder `data/<name>/` holding a copy of its files, `layerflow.json` (kind,
 entry, target, task, column types, profile), `splits.json` (train/validation/test index
-lists) and `state.json` (the preprocessing fitted on the train split). The folder is tracked
-by DVC, so the splits and the fitted state are versioned with the data they belong to.
+lists; rows without a target are in none) and `state.json` (the preprocessing fitted on the
+train split). The folder is tracked by DVC, so the splits and the fitted state are versioned
+with the data they belong to.
 """
 
 from __future__ import annotations
@@ -20,12 +21,17 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from app.data import autoconfig
-from app.data.sources import DataError, Source, iter_table_chunks, read_source
-from app.files import atomic_write_text, swap_in
+from app.data.profile import missing_values
+from app.data.sources import DataError, Source, read_source
+from app.files import ArchiveError, atomic_write_text, check_archive, locked, swap_in
 from app.graph.document import GraphDocument
 from app.graph.problems import Problem
 from app.paths import inside, workspace_root
+from app.runtime.tables import iter_table_chunks
 from app.workspace import runs, versions
 from app.workspace.project import Project
 
@@ -54,7 +60,7 @@ class Dataset:
 
     def preprocessing(self):
         """The preprocessing settings and the state fitted on the train split."""
-        from app.runtime.preprocessing import FittedState, PreprocessConfig
+        from app.runtime.config import FittedState, PreprocessConfig
 
         return (
             PreprocessConfig.model_validate(self.meta["preprocessing"]),
@@ -63,7 +69,7 @@ class Dataset:
 
     def input_spec(self) -> dict[str, tuple[list[int], str]]:
         """The model inputs the data provides: name -> (shape without batch, dtype)."""
-        from app.runtime.preprocessing import input_spec
+        from app.runtime.transform import input_spec
 
         return input_spec(*self.preprocessing())
 
@@ -146,9 +152,10 @@ def add(
 ) -> Dataset:
     """Read, check and profile a source, copy it into data/<name>/ with its splits and fitted
     preprocessing, and record a DVC version. Nothing is left half-written on failure."""
+    from app.data.preprocess_config import default_config
     from app.data.profile import profile
     from app.data.splits import make_splits
-    from app.runtime.preprocessing import default_config, fit
+    from app.runtime.fit import fit
 
     say = progress or (lambda step: None)
     root = root or workspace_root()
@@ -165,10 +172,18 @@ def add(
     source = read_source(path, max_rows=PREVIEW_ROWS if large else None)
     say("profiling" + (" (streaming)" if source.sampled else ""))
     prof = profile(source, target=target, overrides=overrides)
-    labels = _split_labels(source, prof)
+    targets = _targets(source, prof.target)
+    labels = list(targets) if prof.task in ("binary", "multiclass") else None
+    # Rows without a target are copied with the rest but are in no split.
+    keep = ~_missing(targets) if prof.left_out else None
     # A series keeps its order: forecasting windows need runs of consecutive rows.
     splits = make_splits(
-        prof.rows, labels, fractions=fractions, seed=seed, shuffle=prof.task != "forecasting"
+        prof.rows,
+        labels,
+        fractions=fractions,
+        seed=seed,
+        shuffle=prof.task != "forecasting",
+        keep=keep,
     )
     config = default_config(prof)
     say("fitting preprocessing on the train split")
@@ -202,12 +217,15 @@ def add(
         atomic_write_text(staging / META, json.dumps(meta, indent=2) + "\n")
         atomic_write_text(staging / SPLITS, json.dumps(splits) + "\n")
         atomic_write_text(staging / STATE, state.model_dump_json(indent=2) + "\n")
-        swap_in(staging, final)
+        # Two adds to one name at once: one after the other, each swapped in and recorded (the
+        # first stays a version of the dataset), never one lost while both say they succeeded.
+        with locked(final.parent / f".{name}.lock"):
+            swap_in(staging, final)
+            say("recording a DVC version")
+            versions.record(root, final, note=f"added from {Path(path).name}")
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    say("recording a DVC version")
-    versions.record(root, final, note=f"added from {Path(path).name}")
     return Dataset(name, final)
 
 
@@ -215,6 +233,10 @@ def unpack_archive(path: Path, folder: Path) -> Path:
     """Unpack a .zip into `folder` and return what it holds: its one top folder, or `folder`.
     A member that would land outside `folder` is refused before anything is written."""
     target = folder.resolve()
+    try:
+        check_archive(path)  # declared sizes, before anything is unpacked
+    except ArchiveError as err:
+        raise DataError(str(err)) from None
     try:
         with zipfile.ZipFile(path) as archive:
             for member in archive.namelist():
@@ -230,12 +252,14 @@ def unpack_archive(path: Path, folder: Path) -> Path:
 def refit(name: str, config: Any, root: Path | None = None) -> Dataset:
     """Fit new preprocessing settings on the dataset's train split and record the result as a
     new version of the dataset (settings and fitted state travel with the data they fit)."""
+    from app.data.preprocess_config import check_against_profile
     from app.data.profile import DatasetProfile
-    from app.runtime.preprocessing import PreprocessConfig, check_config, fit
+    from app.runtime.config import PreprocessConfig
+    from app.runtime.fit import fit
 
     dataset = get(name, root)
     config = PreprocessConfig.model_validate(config)
-    check_config(config, DatasetProfile.from_dict(dataset.meta["profile"]))
+    check_against_profile(config, DatasetProfile.from_dict(dataset.meta["profile"]))
     state = fit(config, dataset.source(), dataset.splits["train"])
     meta = {**dataset.meta, "preprocessing": config.model_dump(mode="json")}
     atomic_write_text(dataset.folder / STATE, state.model_dump_json(indent=2) + "\n")
@@ -286,15 +310,22 @@ def restore(name: str, version: str, root: Path | None = None) -> versions.Versi
     return versions.restore(root or workspace_root(), dataset.folder, version)
 
 
-def _split_labels(source: Source, prof) -> list | None:
-    """Class labels to stratify on, for classification tasks."""
-    if prof.task not in ("binary", "multiclass") or prof.target is None:
+def _targets(source: Source, target: str | None) -> pd.Series | np.ndarray | None:
+    """Every row's target (an npz array's first value per sample), a sampled table streamed."""
+    if target is None:
         return None
     if source.arrays is not None:
-        return list(source.arrays[prof.target].reshape(len(source.arrays[prof.target]), -1)[:, 0])
+        return source.arrays[target].reshape(len(source.arrays[target]), -1)[:, 0]
     if source.sampled and source.path is not None:
-        return [v for chunk in iter_table_chunks(source.path) for v in chunk[prof.target].tolist()]
-    return source.frame[prof.target].tolist()
+        return pd.concat([chunk[target] for chunk in iter_table_chunks(source.path)])
+    return source.frame[target]
+
+
+def _missing(targets: pd.Series | np.ndarray) -> np.ndarray:
+    """Which targets are missing, as the profile counts them."""
+    if isinstance(targets, np.ndarray):
+        return pd.isna(targets)
+    return missing_values(targets).to_numpy()
 
 
 def _entry(path: Path, source: Source) -> str:

@@ -6,14 +6,9 @@ from PIL import Image
 from app.data.sources import Source, read_source
 from app.keras import pipeline
 from app.keras.pipeline import make_dataset
-from app.runtime.preprocessing import (
-    FeatureSpec,
-    PreprocessConfig,
-    WindowSpec,
-    fit,
-    input_spec,
-    transform,
-)
+from app.runtime.config import FeatureSpec, PreprocessConfig, WindowSpec
+from app.runtime.fit import fit
+from app.runtime.transform import input_spec, transform
 
 
 def table(tmp_path, frame: pd.DataFrame, name: str = "data.csv") -> Source:

@@ -1,28 +1,22 @@
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
+import app.runtime
+from app.data.preprocess_config import check_against_profile, default_config
 from app.data.profile import profile
 from app.data.sources import DataError, Source, read_source
-from app.runtime.preprocessing import (
-    FeatureSpec,
-    FittedState,
-    PreprocessConfig,
-    WindowSpec,
-    check_config,
-    default_config,
-    fit,
-    input_spec,
-    keras_preprocessing,
-    keras_preprocessing_model,
-    raw_input_spec,
-    transform,
-)
+from app.runtime.config import FeatureSpec, FittedState, PreprocessConfig, WindowSpec, check_config
+from app.runtime.fit import fit
+from app.runtime.layers import keras_preprocessing, keras_preprocessing_model, raw_input_spec
+from app.runtime.transform import input_spec, transform
 
 
 def table(tmp_path, frame: pd.DataFrame, name: str = "data.csv") -> Source:
@@ -440,7 +434,7 @@ def test_standardizing_a_text_column_is_caught_against_the_profile(tmp_path):
     config = PreprocessConfig(features=[numeric("comment")])
 
     with pytest.raises(ValueError, match=r"Column 'comment' holds text values; cannot standardize"):
-        check_config(config, prof)
+        check_against_profile(config, prof)
 
 
 @pytest.mark.parametrize(
@@ -473,12 +467,49 @@ def test_a_column_missing_from_the_data_is_named(tmp_path):
         fit(config, source, [0, 1])
 
 
-def test_importing_preprocessing_leaves_tensorflow_unloaded():
+def test_importing_the_runtime_and_the_data_store_leaves_tensorflow_unloaded():
     code = (
-        "import sys, app.runtime.preprocessing, app.data.splits, app.keras.pipeline; "
+        "import importlib, pkgutil, sys, app.runtime, app.data.store, app.keras.pipeline; "
+        "[importlib.import_module(m.name) for m in "
+        "pkgutil.iter_modules(app.runtime.__path__, 'app.runtime.')]; "
         "print(sorted({'tensorflow', 'keras'} & set(sys.modules)))"
     )
 
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
 
     assert found.stdout.strip() == "[]"
+
+
+def test_a_copy_of_the_runtime_fits_and_transforms_as_layerflow_does_without_it(tmp_path):
+    # An exported project carries app/runtime verbatim, as a package of its own.
+    shutil.copytree(Path(app.runtime.__file__).parent, tmp_path / "runtime",
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    frame = mixed_frame()
+    source = table(tmp_path, frame)
+    train = list(range(40))
+    code = (
+        "import json, sys\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "from runtime.config import PreprocessConfig\n"
+        "from runtime.fit import fit\n"
+        "from runtime.rows import read_rows\n"
+        "from runtime.transform import transform\n"
+        f"config = PreprocessConfig.model_validate_json({MIXED.model_dump_json()!r})\n"
+        f"rows = read_rows({str(tmp_path / 'data.csv')!r})\n"
+        f"state = fit(config, rows, {train})\n"
+        f"inputs, targets = transform(config, state, rows, list(range({len(frame)})))\n"
+        "print(json.dumps({'state': state.model_dump(), 'features': inputs['features'].tolist(),"
+        " 'targets': targets.tolist(), 'layerflow': sorted(m for m in sys.modules"
+        " if m == 'app' or m.startswith('app.'))}))\n"
+    )
+
+    done = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True)
+
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    state = fit(MIXED, source, train)
+    inputs, targets = transform(MIXED, state, source, list(range(len(frame))))
+    assert found["layerflow"] == []
+    assert found["state"] == state.model_dump()
+    assert np.array_equal(np.asarray(found["features"], dtype=np.float32), inputs["features"])
+    assert found["targets"] == targets.tolist()

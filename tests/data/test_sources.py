@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from app.data.sources import DataError, iter_table_chunks, read_source
+from app.data.sources import DataError, read_source
+from app.runtime.tables import iter_table_chunks
 
 
 def write_png(path: Path, height: int = 8, width: int = 8, value: int = 0) -> Path:
@@ -252,15 +253,23 @@ def test_infinite_number_is_refused_with_row_and_column(tmp_path):
     assert error_of(table).startswith(f"{table}, row 2, column 'y': infinite value")
 
 
-def test_non_utf8_text_reports_byte_offset_and_line(tmp_path):
+def test_a_latin1_byte_far_into_a_file_is_read_in_the_encoding_detected(tmp_path):
     content = ("text,label\n" + "plain words,a\n" * 500).encode() + b"caf\xe9,b\n"
     table = tmp_path / "latin1.csv"
     table.write_bytes(content)
-    offset = content.index(b"\xe9")
+    source = read_source(table)
+    assert source.encoding == "cp1252" and source.frame["text"].iloc[-1] == "café"
+
+
+def test_bytes_no_encoding_decodes_are_refused_with_their_offset_and_line(tmp_path):
+    content = b"text,label\n" + bytes(range(256)) * 16
+    table = tmp_path / "binary.csv"
+    table.write_bytes(content)
+    offset = content.index(b"\x80")
     line = content[:offset].count(b"\n") + 1
     message = error_of(table)
-    assert message.startswith(f"{table}: not UTF-8 text")
-    assert f"byte offset {offset} (line {line})" in message
+    assert message.startswith(f"{table}: not text in any encoding LayerFlow can detect")
+    assert f"byte 0x80 at byte offset {offset}, line {line}" in message
 
 
 def test_parent_relative_image_path_is_refused(tmp_path):

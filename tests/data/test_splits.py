@@ -84,3 +84,15 @@ def test_labels_must_match_the_number_of_rows():
 def test_too_few_rows_for_a_split_is_refused():
     with pytest.raises(ValueError, match="test split would be empty"):
         make_splits(4, fractions=(0.7, 0.2, 0.1))
+
+
+def test_rows_not_kept_are_in_no_split_and_the_rest_split_as_usual():
+    labels = _labels({"a": 60, "b": 40})
+    keep = [i % 10 != 3 for i in range(100)]
+    splits = make_splits(100, labels, keep=keep)
+    used = sorted(sum(splits.values(), []))
+    assert used == [i for i in range(100) if i % 10 != 3]
+    assert {k: len(v) for k, v in splits.items()} == {"train": 63, "validation": 18, "test": 9}
+    kept = [i for i in range(100) if keep[i]]
+    inner = make_splits(90, [labels[i] for i in kept])
+    assert splits == {k: [kept[i] for i in v] for k, v in inner.items()}

@@ -193,3 +193,36 @@ def test_cli_configures_a_graph_from_a_dataset(workspace, tmp_path, capsys):
     assert store.get("iris").mismatches(doc) == []
     assert main(["data", "configure", str(graph), "iris"]) == 0
     assert "already fits iris" in capsys.readouterr().out
+
+
+def test_a_zip_bomb_is_refused_before_anything_is_unpacked(workspace, tmp_path):
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+        zipped.writestr("images/a/huge.png", b"\0" * (64 * 2**20))
+    with pytest.raises(DataError, match=r"bomb.zip: member 'images/a/huge.png' unpacks"):
+        store.add(archive, "bomb")
+    assert store.list_datasets() == []
+
+
+def test_adds_to_one_name_from_processes_started_together_lose_nothing(workspace, tmp_path):
+    import subprocess
+    import sys
+
+    sources = []
+    for i in range(3):
+        path = tmp_path / f"part{i}.csv"
+        rows = "".join(f"{(j * 7) % 13 + i / 10},{(j * 3) % 5},{'ab'[j % 2]}\n" for j in range(40))
+        path.write_text("x,y,label\n" + rows)
+        sources.append(path)
+    code = "import sys; from app.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    processes = [
+        subprocess.Popen([sys.executable, "-c", code, "data", "add", str(path), "--name", "same"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        for path in sources
+    ]  # a fresh workspace: the first use (git and DVC init) races too
+    results = [(p.wait(timeout=600), p.stderr.read()) for p in processes]
+    assert [code for code, _ in results] == [0, 0, 0], results
+    # every add is a version of the dataset; the last one swapped in is what it holds
+    assert len(store.dataset_versions("same")) == 3
+    held = store.get("same").source().frame["x"].tolist()
+    assert held in [[(j * 7) % 13 + i / 10 for j in range(40)] for i in range(3)]
