@@ -70,7 +70,19 @@ INITIALIZED = (
 )  # fmt: skip
 
 
-@pytest.mark.parametrize("nodes", [CNN, INITIALIZED], ids=["cnn", "initializers"])
+GENERIC = (
+    ("image", "Input", {"shape": [12, 12, 4]}),
+    ("pad", "ZeroPadding2D", {"padding": [[0, 1], [0, 1]]}),
+    ("scale", "KerasLayer", {"module": "keras.src.applications.convnext",
+                             "class_name": "LayerScale", "registered_name": "LayerScale",
+                             "config": {"init_values": 0.1, "projection_dim": 4}}),
+    ("flat", "Flatten", {}),
+    ("out", "Output", {"units": 3}),
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("nodes", [CNN, INITIALIZED, GENERIC],
+                         ids=["cnn", "initializers", "keras-serialized"])  # fmt: skip
 def test_generated_module_is_ruff_clean(tmp_path, nodes):
     path = tmp_path / "model.py"
     path.write_text(generate_module(chain(*nodes)))
@@ -105,6 +117,35 @@ def test_written_module_and_builder_give_the_same_model(tmp_path):
         from_file.count_params() == from_builder.count_params() == analyze(doc).totals()["params"]
     )
     assert [type(layer) for layer in from_file.layers] == [type(x) for x in from_builder.layers]
+
+
+def test_a_layer_outside_keras_layers_is_deserialized_by_keras():
+    source = generate_module(chain(*GENERIC))
+    assert "keras.saving.deserialize_keras_object({" in source
+    assert "layers.ZeroPadding2D(((0, 1), (0, 1)), name='pad')" in source
+    model = build_model(chain(*GENERIC))
+    assert type(model.get_layer("scale")).__name__ == "LayerScale"
+    assert model.get_layer("flat").output.shape == (None, 13 * 13 * 4)
+
+
+def test_several_inputs_and_outputs_are_listed_in_the_graphs_order():
+    doc = parse({
+        "nodes": [
+            {"id": "zeta", "component": "Input", "settings": {"shape": [4]}},
+            {"id": "alpha", "component": "Input", "settings": {"shape": [2]}},
+            {"id": "join", "component": "Concatenate"},
+            {"id": "z_out", "component": "Output", "settings": {"units": 3}},
+            {"id": "a_out", "component": "Output", "settings": {"units": 1}},
+        ],
+        "edges": [{"source": "zeta", "target": "join", "slot": 0},
+                  {"source": "alpha", "target": "join", "slot": 1},
+                  {"source": "join", "target": "z_out"}, {"source": "join", "target": "a_out"}],
+    })  # fmt: skip
+    assert "inputs=[zeta, alpha], outputs=[z_out, a_out]" in generate_module(doc)
+    model = build_model(doc)
+    assert [t.name for t in model.inputs] == ["zeta", "alpha"]
+    assert model.output_names == ["z_out", "a_out"]
+    assert [tuple(t.shape) for t in model.outputs] == [(None, 3), (None, 1)]
 
 
 def test_layers_are_named_with_node_ids():

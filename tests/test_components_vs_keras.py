@@ -90,6 +90,8 @@ def random_value(spec: Setting, rng: random.Random):
         return round(rng.uniform(low, min(high, low + 1.0)), 3)
     if spec.kind == "ints":
         low = int(spec.min or 0)
+        if spec.pairs and rng.random() < 0.5:  # [[top, bottom], [left, right]]
+            return [[rng.randint(low, low + 2) for _ in range(2)] for _ in range(spec.length or 1)]
         return [rng.randint(low, low + 2) for _ in range(spec.length or 1)]
     return spec.default
 

@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import keras  # tests/conftest.py quiets TensorFlow's logs before this import
 import pytest
 from keras import layers
 
-from app.graph.components import CATALOGUE
-from app.graph.document import GraphDocument, check
+from app.graph.codegen import generate_module
+from app.graph.components import CATALOGUE, ShapeError
+from app.graph.document import GraphDocument, check, save
 from app.keras import importer as keras_import
+from app.keras import probe
 from app.keras.builder import build_model
 from app.keras.importer import import_keras, import_keras_file
 from tests.graphs import single
+
+REPOSITORY = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
@@ -25,12 +35,15 @@ def fresh_keras():
 
 def roundtrip(model: keras.Model, source=None, per_layer: bool = True):
     """Import (from source, or the model itself), rebuild, and check they are the same model:
-    total parameters, output shapes, and with per_layer each layer's parameters by name."""
+    total parameters, input and output shapes in order, and with per_layer each layer's
+    parameters by name."""
     doc = import_keras(model if source is None else source)
     errors = [p for p in check(doc).problems if p.level == "error"]
     assert not errors, errors
     rebuilt = build_model(doc)
     assert rebuilt.count_params() == model.count_params()
+    assert [tuple(t.shape) for t in rebuilt.inputs] == [tuple(t.shape) for t in model.inputs]
+    assert [tuple(t.shape) for t in rebuilt.outputs] == [tuple(t.shape) for t in model.outputs]
     outputs = [n.id for n in doc.nodes if n.component == "Output"]
     assert [tuple(rebuilt.get_layer(o).output.shape) for o in outputs] == [
         tuple(t.shape) for t in model.outputs]  # fmt: skip
@@ -95,7 +108,49 @@ def test_two_inputs_and_two_outputs_from_a_keras_file(tmp_path):
     assert incoming(doc, "join") == ["pool", "extra"]
     assert [(n.id, n.settings["target"]) for n in doc.nodes if n.component == "Output"] == [
         ("label_output", "label"), ("score_output", "score")]  # fmt: skip
-    assert set(rebuilt.output_names) == {"label_output", "score_output"}
+    assert rebuilt.output_names == ["label_output", "score_output"]
+
+
+def ticket_router(order: str) -> keras.Model:
+    """Two inputs and two heads, created in one order and listed in another."""
+    text, meta = keras.Input((6,), name="text"), keras.Input((3,), name="meta")
+    x = layers.Concatenate(name="join")([text, meta])
+    dept = layers.Dense(4, activation="softmax", name="dept")(x)
+    priority = layers.Dense(1, name="priority")(x)
+    if order == "created":
+        return keras.Model([text, meta], [dept, priority], name="router")
+    return keras.Model([meta, text], [priority, dept], name="router")
+
+
+def three_heads() -> keras.Model:
+    """Names that sort in neither the creation nor the listed order, one output an input's
+    transform and one a nested model's."""
+    zeta, alpha = keras.Input((4,), name="zeta"), keras.Input((2,), name="alpha")
+    inner = keras.Sequential([keras.Input((6,)), layers.Dense(5, name="inner_dense")],
+                             name="inner")  # fmt: skip
+    joined = layers.Concatenate(name="mid")([zeta, alpha])
+    outputs = [layers.Dense(3, name="m_head")(joined), inner(joined),
+               layers.Dense(2, name="a_head")(alpha)]  # fmt: skip
+    return keras.Model([zeta, alpha], outputs, name="three")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: ticket_router("created"), lambda: ticket_router("listed"), three_heads,
+     two_in_two_out],
+    ids=["created-order", "listed-order", "three-heads", "two-in-two-out"],
+)  # fmt: skip
+def test_inputs_and_outputs_keep_the_models_order(make):
+    model = make()
+    doc, rebuilt = roundtrip(model, per_layer=False)
+    assert [t.name for t in rebuilt.inputs] == [t.name for t in model.inputs]
+    targets = [n.settings["target"] for n in doc.nodes if n.component == "Output"]
+    assert targets == [t._keras_history.operation.name for t in model.outputs]
+    listed = generate_module(doc).split("return keras.Model(", 1)[1]
+    expected = "inputs=[{}], outputs=[{}]".format(
+        ", ".join(t.name for t in model.inputs), ", ".join(f"{t}_output" for t in targets)
+    )
+    assert listed.startswith(expected)
 
 
 def test_import_keras_file_reads_a_path_given_as_text(tmp_path):
@@ -193,19 +248,27 @@ def test_config_beyond_the_component_settings_falls_back_to_keras_layer():
     x = layers.Conv2D(4, 3, kernel_initializer=keras.initializers.HeNormal(seed=3),
                       name="he_conv")(inputs)  # fmt: skip
     x = layers.Conv2D(4, 3, name="plain_conv")(x)
-    x = layers.ZeroPadding2D(((0, 1), (0, 1)), name="uneven_pad")(x)
-    x = layers.ZeroPadding2D(((1, 1), (2, 2)), name="even_pad")(x)
     x = layers.Flatten()(x)
     x = layers.Dense(3, kernel_regularizer="l2", name="regularized")(x)
     doc, rebuilt = roundtrip(keras.Model(inputs, x))
     assert components(doc)["he_conv"] == "KerasLayer"
     assert components(doc)["plain_conv"] == "Conv2D"
-    assert components(doc)["uneven_pad"] == "KerasLayer"
-    assert components(doc)["even_pad"] == "ZeroPadding2D"
-    assert doc.node("even_pad").settings == {"padding": [1, 2]}
     assert components(doc)["regularized"] == "KerasLayer"
     config = rebuilt.get_layer("he_conv").get_config()
     assert config["kernel_initializer"]["config"]["seed"] == 3
+
+
+def test_even_and_uneven_padding_and_cropping_are_components():
+    inputs = keras.Input((8, 8, 3))
+    x = layers.ZeroPadding2D(((0, 1), (0, 1)), name="uneven_pad")(inputs)
+    x = layers.ZeroPadding2D(((1, 1), (2, 2)), name="even_pad")(x)
+    x = layers.Cropping2D(((1, 0), (1, 0)), name="uneven_crop")(x)
+    x = layers.Cropping2D(2, name="even_crop")(x)
+    doc, _ = roundtrip(keras.Model(inputs, x))
+    assert doc.node("uneven_pad").settings == {"padding": [[0, 1], [0, 1]]}
+    assert doc.node("even_pad").settings == {"padding": [1, 2]}
+    assert doc.node("uneven_crop").settings == {"cropping": [[1, 0], [1, 0]]}
+    assert doc.node("even_crop").settings == {"cropping": [2, 2]}
 
 
 def test_lstm_text_model_with_a_masking_embedding():
@@ -315,7 +378,7 @@ APPLICATIONS = [
     ("DenseNet121", (64, 64, 3), {"Conv2D", "BatchNormalization", "Concatenate",
                                   "AveragePooling2D", "Dense"}),
     ("NASNetMobile", (96, 96, 3), {"SeparableConv2D", "BatchNormalization", "Add",
-                                   "Concatenate", "Dense"}),
+                                   "Concatenate", "Dense", "ZeroPadding2D", "Cropping2D"}),
     # Its hard sigmoids are written with operations (x + 3.0), imported as Custom nodes.
     ("MobileNetV3Small", (64, 64, 3), {"Conv2D", "DepthwiseConv2D", "BatchNormalization",
                                        "Add", "Rescaling"}),
@@ -333,6 +396,41 @@ def test_keras_application_round_trips(name, shape, first_class):
         if type(layer).__name__ in first_class:
             assert found[layer.name] == type(layer).__name__, layer.name
     assert_edges_go_down(doc)
+
+
+@pytest.mark.slow
+def test_convnext_imports_with_its_layer_scales():
+    model = keras.applications.ConvNeXtTiny(weights=None)
+    doc, _ = roundtrip(model, per_layer=False)  # its stem is a nested Sequential
+    scales = [n for n in doc.nodes if n.settings.get("class_name") == "LayerScale"]
+    assert len(scales) == 18 and all(n.component == "KerasLayer" for n in scales)
+
+
+@pytest.mark.slow
+def test_an_imported_nasnet_needs_no_tensorflow_for_its_shapes(tmp_path):
+    model = keras.applications.NASNetMobile(weights=None, input_shape=(96, 96, 3))
+    save(import_keras(model), tmp_path / "nasnet.json")
+    script = textwrap.dedent("""
+        import json, sys
+        sys.modules.update(tensorflow=None, keras=None)  # importing either now fails
+        from app.graph.analysis import analyze
+        from app.graph.document import load
+        from app.graph.shapes import needs_keras
+
+        doc = load(sys.argv[1])
+        analysis = analyze(doc)
+        (output,) = [n.id for n in doc.nodes if n.component == "Output"]
+        print(json.dumps({"needs_keras": needs_keras(doc),
+                          "errors": [p.message for p in analysis.errors],
+                          "params": analysis.totals()["params"],
+                          "shape": analysis.infos[output].shape}))
+    """)
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "nasnet.json")],
+                          cwd=REPOSITORY, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result == {"needs_keras": False, "errors": [], "params": model.count_params(),
+                      "shape": list(model.output.shape)}  # fmt: skip
 
 
 def test_keras_application_from_a_keras_file(tmp_path):
@@ -420,14 +518,77 @@ def test_tensor_keyword_arguments_are_refused():
         import_keras(keras.Model([query, key], attention))
 
 
-def test_layer_class_outside_keras_layers_is_refused():
-    class Twice(layers.Layer):
-        def call(self, x):
-            return 2 * x
+class Twice(layers.Layer):
+    def call(self, x):
+        return 2 * x
 
+
+def test_a_layer_class_of_ones_own_is_refused_in_one_line():
     inputs = keras.Input((3,))
-    with pytest.raises(ValueError, match="Layer 'doubler' is a .*Twice, not a keras.layers"):
+    pattern = (r"^Layer 'doubler' is a .*\.Twice, a class of your own that Keras cannot "
+               r"rebuild .*rewrite it with keras\.layers")  # fmt: skip
+    with pytest.raises(ValueError, match=pattern) as caught:
         import_keras(keras.Model(inputs, Twice(name="doubler")(inputs)))
+    assert "\n" not in str(caught.value)
+
+
+def test_a_lambda_layer_is_refused_since_keras_runs_no_lambda_in_safe_mode():
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, layers.Lambda(lambda x: 2 * x, name="twice")(inputs))
+    pattern = (
+        r"^Layer 'twice' is a .*\.Lambda, which Keras does not rebuild from its config "
+        r"\(rewrite it as a Custom node\): Requested the deserialization of a `Lambda`"
+    )
+    with pytest.raises(ValueError, match=pattern):
+        import_keras(model)
+
+
+def test_a_file_with_a_layer_class_of_ones_own_is_refused_in_one_line(tmp_path):
+    inputs = keras.Input((3,))
+    keras.Model(inputs, Twice(name="doubler")(inputs)).save(tmp_path / "twice.keras")
+    with pytest.raises(ValueError) as caught:
+        import_keras(tmp_path / "twice.keras")
+    assert str(caught.value) == (
+        f"{tmp_path / 'twice.keras'}: cannot read a Keras model from it: layer 'doubler' is a "
+        f"Twice, {keras_import.NOT_REBUILT}"
+    )
+
+
+def test_a_layer_keras_defines_outside_keras_layers_is_a_keras_layer_node():
+    from keras.src.applications.convnext import LayerScale
+
+    inputs = keras.Input((5, 4))
+    scaled = LayerScale(0.5, 4, name="scale")(inputs)
+    doc, rebuilt = roundtrip(keras.Model(inputs, layers.Flatten(name="flat")(scaled)))
+    node = doc.node("scale")
+    assert node.component == "KerasLayer"
+    assert node.settings["module"] == "keras.src.applications.convnext"
+    assert node.settings["class_name"] == node.settings["registered_name"] == "LayerScale"
+    assert node.settings["config"]["init_values"] == 0.5
+    assert "keras.saving.deserialize_keras_object({" in generate_module(doc)
+    assert type(rebuilt.get_layer("scale")) is LayerScale
+
+
+def test_a_keras_layer_node_is_rebuilt_by_keras_in_safe_mode_only():
+    settings = {"module": "os", "class_name": "System", "registered_name": None, "config": {},
+                "call": "list"}  # fmt: skip
+    with pytest.raises(ShapeError, match="Keras cannot rebuild os.System"):
+        probe.layer_info(settings, [(None, 3)])
+
+
+def test_import_keras_prints_nothing_of_tensorflows_start_up(tmp_path):
+    inputs = keras.Input((3,))
+    keras.Model(inputs, layers.Dense(2, name="head")(inputs)).save(tmp_path / "small.keras")
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("TF_", "LAYERFLOW_DEBUG"))}  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli.main", "import-keras", str(tmp_path / "small.keras"),
+         "-o", str(tmp_path / "small.json")],
+        cwd=REPOSITORY, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert done.stdout.startswith(f"wrote {tmp_path / 'small.json'}: 3 nodes")
 
 
 def test_unbuilt_sequential_is_refused():

@@ -297,9 +297,10 @@ def _normalized(relative: str) -> str:
 
 
 def _collection(ids: list[str], scope: _Scope) -> Code:
-    if len(ids) == 1:
-        return Code(scope.names[ids[0]])
-    return Code("{" + ", ".join(f"{i!r}: {scope.names[i]}" for i in ids) + "}")
+    """One tensor, or a list in the graph's order: a list, since Keras orders a dict's tensors
+    by key (the model's outputs would not be in the order the graph gives them)."""
+    names = [scope.names[i] for i in ids]
+    return Code(names[0] if len(names) == 1 else "[" + ", ".join(names) + "]")
 
 
 def _model_name(name: str) -> str:

@@ -36,9 +36,7 @@ class ShapeResult:
 class Prober(Protocol):
     """Keras' own answer for the nodes without a pure-Python rule (app.keras.probe)."""
 
-    def layer_info(
-        self, class_name: str, config: dict[str, Any], shapes: list[Shape], call: str
-    ) -> LayerInfo: ...
+    def layer_info(self, settings: dict[str, Any], shapes: list[Shape]) -> LayerInfo: ...
 
     def custom_info(self, code: str, shapes: list[Shape]) -> LayerInfo: ...
 
@@ -197,9 +195,7 @@ class _Inference:
                 raise ShapeError("its shape needs Keras, and no Keras shape probe is loaded")
             if node.code is not None:
                 return self.prober.custom_info(node.code, shapes)
-            return self.prober.layer_info(
-                settings["class_name"], settings["config"], shapes, settings["call"]
-            )
+            return self.prober.layer_info(settings, shapes)
         if node.component == "BlockInput":
             slot = settings["slot"]
             if block_inputs is None or slot >= len(block_inputs):

@@ -4,20 +4,23 @@ Every Keras layer becomes one node named after it, every model input an Input no
 model output an Output node that adds nothing (no Dense head, a linear activation), so the
 imported graph builds the same model. Models used as layers are flattened into the outer
 graph; operations written in functional code (`x + 3.0`, `keras.ops.mean(x, axis=1)`) become
-Custom nodes calling the same keras.ops function. Only the architecture is imported: weights
-stay in the file.
+Custom nodes calling the same keras.ops function. Inputs and outputs keep the model's order.
+Only the architecture is imported: weights stay in the file.
 
 A layer becomes a first-class component when that is exact, decided the same way for every
 component: its settings are read from the layer's config by name, the component's own
 template builds a layer from them, and that layer's config must equal the original one
 (name and trainable aside); the component's shape rule must also agree with Keras on the
-layer's output shape and parameter counts. Any other layer keeps its whole config in a
-generic KerasLayer node. Importing this module does not import TensorFlow; importing a model
-does.
+layer's output shape and parameter counts. Any other layer that Keras itself serializes and
+deserializes again (keras.layers, keras.applications' LayerScale, keras_hub) keeps its
+serialized module, class, registered name and whole config in a generic KerasLayer node; a
+class of the user's own, which no other process can rebuild, is refused naming the layer.
+Importing this module does not import TensorFlow; importing a model does.
 """
 
 from __future__ import annotations
 
+import ast
 import itertools
 import json
 import logging
@@ -32,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from app import trust
 from app.errors import one_line
+from app.files import check_archive
 from app.graph.components import CATALOGUE, Component, ShapeError
 from app.graph.components.core import DTYPES
 from app.graph.document import GraphDocument, parse
@@ -47,6 +51,10 @@ SUFFIXES = (".keras", ".h5", ".hdf5", ".json")
 IGNORED_CONFIG = ("name", "trainable")  # not part of what a layer computes
 MAX_INPUTS = 64  # edge slots are 0..63
 PROBE_ID = "probe"
+KERAS_PACKAGES = ("keras", "keras_hub", "keras_cv", "keras_nlp")  # what Keras imports to rebuild
+NOT_REBUILT = ("a class of your own that Keras cannot rebuild from its config in another "
+               "process; rewrite it with keras.layers and keras.ops (or as a Custom node) "
+               "and import the model again")  # fmt: skip
 
 COMPONENTS_BY_CLASS: dict[str, list[Component]] = defaultdict(list)
 for _component in CATALOGUE.values():
@@ -64,8 +72,8 @@ def import_keras(source: str | os.PathLike | keras.Model) -> GraphDocument:
     Raises:
         ValueError: the file is missing, unreadable or of another type; or the model uses
             something a graph cannot hold (a layer called more than once, a layer with
-            several outputs, tensors passed as keyword arguments, a layer class outside
-            keras.layers, an operation outside keras.ops, an unsupported input).
+            several outputs, tensors passed as keyword arguments, a layer class Keras cannot
+            rebuild from its config, an operation outside keras.ops, an unsupported input).
     """
     if isinstance(source, str | os.PathLike):
         model, origin = read_keras_model(source), str(source)
@@ -95,6 +103,8 @@ def read_keras_model(path: str | os.PathLike) -> keras.Model:
                          f"{', '.join(SUFFIXES[:-1])} or {SUFFIXES[-1]} file")  # fmt: skip
     if suffix == ".keras" and not zipfile.is_zipfile(path):
         raise ValueError(f"{path}: not a .keras file (those are zip archives)")
+    if suffix == ".keras":
+        check_archive(path)  # a config that unpacks to gigabytes is refused before Keras reads it
     keras = _keras()
     try:
         if suffix == ".json":
@@ -102,12 +112,26 @@ def read_keras_model(path: str | os.PathLike) -> keras.Model:
         else:
             model = keras.saving.load_model(path, compile=False)
     except Exception as err:  # Keras, h5py and the OS raise many kinds; name the file
-        reason = one_line(err, plain=Exception)
+        reason = _unknown_class(err) or one_line(err, plain=Exception)
         raise ValueError(f"{path}: cannot read a Keras model from it: {reason}") from None
     if not isinstance(model, keras.Model):  # model_from_json returns other JSON as it is
         raise ValueError(f"{path}: cannot read a Keras model from it: it holds a "
                          f"{type(model).__name__}, not a model config")  # fmt: skip
     return model
+
+
+def _unknown_class(err: Exception) -> str:
+    """For Keras' "Could not locate class" error: the layer and class it names, and what to do;
+    empty for any other error."""
+    text = str(err)
+    found = re.search(r"Could not locate class '([^']+)'", text)
+    if found is None:
+        return ""
+    try:  # Keras ends the message with the layer's whole config, as a Python literal
+        name = ast.literal_eval(text.split("Full object config: ", 1)[1])["config"]["name"]
+    except (IndexError, KeyError, TypeError, ValueError, SyntaxError):
+        name = "?"
+    return f"layer '{name}' is a {found[1]}, {NOT_REBUILT}"
 
 
 def _read_json_text(path: Path) -> str:
@@ -179,12 +203,13 @@ class _Importer:
                 raise ValueError(f"Model '{model.name}' takes {len(graph.inputs)} input(s) but "
                                  f"is called on {len(sources)} tensor(s)")  # fmt: skip
             produced.update((id(t), s) for t, s in zip(graph.inputs, sources, strict=True))
+        else:  # the outer model's inputs, in its order
+            produced.update((id(t), self.add_input(t._keras_history.operation, t))
+                            for t in graph.inputs)  # fmt: skip
         calls = self.calls_in_order(graph)
         for call in calls:
             layer = call.operation
             if call.is_input:
-                if sources is None:
-                    produced[id(call.outputs[0])] = self.add_input(layer, call.outputs[0])
                 continue
             self.claim(layer)
             inputs = [produced[id(t)] for t in calls[call]]
@@ -293,21 +318,42 @@ class _Importer:
         """Add the node of one layer call: tensors in, output out, fed by the nodes inputs.
         positional: the layer took its tensors as separate arguments, as attention does."""
         class_name = type(layer).__name__
-        if getattr(self.keras.layers, class_name, None) is not type(layer):
-            raise ValueError(
-                f"Layer '{layer.name}' is a {type(layer).__module__}.{class_name}, not a "
-                "keras.layers class; only Keras' own layers can be imported (rewrite it as a "
-                "Custom node)"
-            )
         try:
             config = _plain(layer.get_config())
         except (TypeError, ValueError, NotImplementedError) as err:
             raise ValueError(f"Layer '{layer.name}' ({class_name}): cannot read its config: "
                              f"{one_line(err, plain=Exception)}") from None  # fmt: skip
-        component, settings = self.matcher.match(layer, tensors, output, config)
-        if component == "KerasLayer" and positional:
+        found = None
+        if getattr(self.keras.layers, class_name, None) is type(layer):
+            found = self.matcher.match(layer, tensors, output, config)
+        if found is not None:
+            return self.add_node(layer.name, *found, inputs)
+        settings = self.generic_settings(layer, config)
+        if positional:
             settings["call"] = "positional"
-        return self.add_node(layer.name, component, settings, inputs)
+        return self.add_node(layer.name, "KerasLayer", settings, inputs)
+
+    def generic_settings(self, layer, config: dict[str, Any]) -> dict[str, Any]:
+        """A KerasLayer's settings: the layer as Keras serializes it, once Keras is seen to
+        rebuild the same class from that alone, as another process will have to."""
+        serialized = self.keras.saving.serialize_keras_object(layer)
+        module = serialized["module"] or ""
+        where = f"Layer '{layer.name}' is a {type(layer).__module__}.{type(layer).__name__}"
+        if module.split(".")[0] not in KERAS_PACKAGES:
+            raise ValueError(f"{where}, {NOT_REBUILT}")
+        try:
+            rebuilt = self.keras.saving.deserialize_keras_object(serialized, safe_mode=True)
+        except Exception as err:  # Keras raises many kinds (a Lambda's code is refused)
+            raise ValueError(f"{where}, which Keras does not rebuild from its config (rewrite "
+                             f"it as a Custom node): {one_line(err, plain=Exception)}"
+                             ) from None  # fmt: skip
+        if type(rebuilt) is not type(layer):
+            raise ValueError(f"{where}, {NOT_REBUILT}")
+        config = {key: value for key, value in config.items() if key != "name"}
+        settings = {"class_name": serialized["class_name"], "config": config}
+        if module != "keras.layers":
+            settings |= {"module": module, "registered_name": serialized["registered_name"]}
+        return settings
 
     def add_operation(self, operation, call, tensors: list, inputs: list[str]) -> str:
         """Add a Custom node whose code calls the keras.ops function of an operation."""
@@ -363,13 +409,16 @@ def _operation_code(operation, call, function: str, where: str) -> str:
 
 
 class _Matcher:
-    """Decides, layer by layer, between a first-class component and KerasLayer."""
+    """Finds, layer by layer, the first-class component that rebuilds a keras.layers layer
+    exactly."""
 
     def __init__(self):
         self.rendered: dict[str, dict[str, Any] | None] = {}  # component + settings -> config
 
     def match(self, layer, tensors: list, output,
-              config: dict[str, Any]) -> tuple[str, dict[str, Any]]:  # fmt: skip
+              config: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:  # fmt: skip
+        """The first component that rebuilds the layer exactly, and its settings; None if none
+        does."""
         rank = len(tensors[0].shape) if tensors else 0
         for component in COMPONENTS_BY_CLASS.get(type(layer).__name__, ()):
             low, high = component.inputs
@@ -391,8 +440,7 @@ class _Matcher:
                             disagreement)  # fmt: skip
                 continue
             return component.name, settings
-        config = {key: value for key, value in config.items() if key != "name"}
-        return "KerasLayer", {"class_name": type(layer).__name__, "config": config}
+        return None
 
     def rendered_config(self, component: Component, settings: dict[str, Any], tensors: list):
         """The config of the layer the component's template builds from settings, or None if
@@ -430,13 +478,6 @@ def _setting_value(kind: str, name: str, value: Any) -> Any:
         # {"class_name": "HeNormal", "config": {"seed": None}} is he_normal; the configs are
         # compared afterwards, so a seeded or scaled one stays a KerasLayer
         return _snake_case(str(value["class_name"]))
-    if (
-        kind == "ints"
-        and isinstance(value, list)
-        and value
-        and all(isinstance(pair, list) and len(pair) == 2 and pair[0] == pair[1] for pair in value)
-    ):
-        return [pair[0] for pair in value]  # symmetric ((1, 1), (2, 2)) padding is [1, 2]
     if kind == "float" and isinstance(value, list) and len(value) == 2 and value[0] == -value[1]:
         return value[1]  # a symmetric range (-0.2, 0.2) is the factor 0.2
     return value

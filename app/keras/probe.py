@@ -45,25 +45,33 @@ def _count(weights) -> int:
     return total
 
 
-def layer_info(
-    class_name: str, config: dict[str, Any], shapes: list[Shape], call: str = "list"
-) -> LayerInfo:
-    """Shape and parameters of `keras.layers.<class_name>.from_config(config)` on shapes."""
+def layer_info(settings: dict[str, Any], shapes: list[Shape]) -> LayerInfo:
+    """Shape and parameters of a KerasLayer node's layer called on shapes: the layer Keras
+    deserializes from the node's module, class_name, registered_name and config, in safe mode
+    (Keras imports no module outside its own packages, and runs no lambda)."""
     keras = _keras()
-    layer_class = getattr(keras.layers, class_name, None)
-    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
-        raise ShapeError(f"`class_name`: keras.layers has no layer class {class_name!r}")
+    where = f"{settings['module']}.{settings['class_name']}"
+    serialized = {key: settings[key] for key in ("module", "class_name", "registered_name")}
     try:
-        layer = layer_class.from_config(dict(config))
+        layer = keras.saving.deserialize_keras_object(
+            {**serialized, "config": dict(settings["config"])}, safe_mode=True
+        )
+    except Exception as err:  # Keras raises many kinds; report the first line of any
+        raise ShapeError(f"`class_name`: Keras cannot rebuild {where}: {one_line(err)}") from None
+    if not isinstance(layer, keras.layers.Layer):
+        raise ShapeError(f"`class_name`: {where} is a {type(layer).__name__}, not a Keras layer")
+    try:
         inputs = _symbolic_inputs(shapes)
         if len(inputs) == 1:
             output = layer(inputs[0])
         else:
-            output = layer(*inputs) if call == "positional" else layer(inputs)
+            output = layer(*inputs) if settings["call"] == "positional" else layer(inputs)
     except Exception as err:  # Keras raises many kinds; report the first line of any
-        raise ShapeError(f"Keras rejected {class_name}: {one_line(err)}") from None
+        raise ShapeError(f"Keras rejected {settings['class_name']}: {one_line(err)}") from None
     if isinstance(output, list | tuple):
-        raise ShapeError(f"{class_name} returns {len(output)} tensors; a node has one output")
+        raise ShapeError(
+            f"{settings['class_name']} returns {len(output)} tensors; a node has one output"
+        )
     return LayerInfo(
         tuple(output.shape), _count(layer.trainable_weights), _count(layer.non_trainable_weights)
     )
@@ -107,7 +115,13 @@ shapes.register_prober(KerasProber())
 def _main() -> None:
     _keras()
     doc = parse(json.loads(sys.stdin.read()))
-    json.dump(shapes.result_to_json(shapes.infer(doc, check(doc))), sys.stdout)
+    answer = sys.stdout
+    sys.stdout = sys.stderr  # what custom code prints must not corrupt the answer
+    try:
+        result = shapes.result_to_json(shapes.infer(doc, check(doc)))
+    finally:
+        sys.stdout = answer
+    json.dump(result, answer)
 
 
 if __name__ == "__main__":

@@ -114,16 +114,34 @@ COMPONENTS = [
     Component(
         "KerasLayer",
         "Advanced",
-        "Any keras.layers class by name with its config, for layers without a component.",
+        "Any layer Keras can serialize, by its class and config, for layers without a "
+        "component: keras.layers, keras.applications (ConvNeXt's LayerScale), keras_hub.",
         (
             Setting(
                 "class_name",
                 "str",
                 "Identity",
-                "The keras.layers class, e.g. GaussianNoise.",
+                "The layer class, e.g. GaussianNoise.",
                 pattern=r"[A-Z][A-Za-z0-9_]*",
             ),
             Setting("config", "json", {}, "Keyword arguments of the class (its get_config())."),
+            Setting(
+                "module",
+                "str",
+                "keras.layers",
+                "Where Keras finds the class (keras.saving.serialize_keras_object's `module`): "
+                "keras.layers, or e.g. keras.src.applications.convnext.",
+                pattern=r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*",
+            ),
+            Setting(
+                "registered_name",
+                "str",
+                None,
+                "The class's registered name (keras.saving.get_registered_name); empty for "
+                "keras.layers classes.",
+                optional=True,
+                pattern=r"[A-Za-z0-9_.>]+",
+            ),
             Setting(
                 "call",
                 "choice",

@@ -42,8 +42,8 @@ class Setting:
     """One typed setting of a component.
 
     kind is one of: int, float, bool, str, choice, ints (a fixed-length tuple of ints that
-    also accepts a single int), shape (a list of positive ints or None), json (any JSON
-    object), code (Python source).
+    also accepts a single int; with `pairs`, each entry may be a (before, after) pair), shape
+    (a list of positive ints or None), json (any JSON object), code (Python source).
     """
 
     name: str
@@ -56,6 +56,7 @@ class Setting:
     length: int | None = None
     optional: bool = False  # None is an allowed value
     pattern: str | None = None  # for str settings: a regular expression the value must match
+    pairs: bool = False  # for ints settings: an entry may be a (before, after) pair
 
     def check(self, value: Any) -> Any:
         """Return the normalized value, or raise SettingError naming the setting."""
@@ -123,15 +124,28 @@ def _check_choice(s: Setting, v: Any) -> Any:
     return v
 
 
-def _check_ints(s: Setting, v: Any) -> tuple[int, ...]:
+def _check_ints(s: Setting, v: Any) -> tuple:
+    """A tuple of ints; with pairs, a tuple of (before, after) pairs unless every pair is even
+    ([[1, 1], [0, 2]] stays pairs, [[1, 1], [2, 2]] is (1, 2))."""
     expected = f"an integer{s._range_text()} or a list of {s.length} such integers"
-    if isinstance(v, int) and not isinstance(v, bool):
+    if s.pairs:
+        expected += " or of [before, after] pairs of them"
+    if _is_int(v):
         v = [v] * (s.length or 1)
-    if not isinstance(v, list | tuple) or (s.length is not None and len(v) != s.length):
+    if not isinstance(v, list | tuple) or not v or (s.length is not None and len(v) != s.length):
         raise s._invalid(expected, v)
-    if not v or any(isinstance(i, bool) or not isinstance(i, int) or not s._in_range(i) for i in v):
+    if s.pairs and any(isinstance(i, list | tuple) for i in v):
+        pairs = [tuple(i) if isinstance(i, list | tuple) else (i, i) for i in v]
+        if any(len(p) != 2 or not all(_is_int(i) and s._in_range(i) for i in p) for p in pairs):
+            raise s._invalid(expected, v)
+        return tuple(pairs) if any(a != b for a, b in pairs) else tuple(a for a, _ in pairs)
+    if not all(_is_int(i) and s._in_range(i) for i in v):
         raise s._invalid(expected, v)
     return tuple(v)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _check_shape(s: Setting, v: Any) -> tuple[int | None, ...]:

@@ -139,28 +139,31 @@ def _upsampling(s, inputs):
     return LayerInfo((None, _scale(shape[1], h), _scale(shape[2], w), shape[3]))
 
 
+def _sides(amount: tuple) -> list[tuple[int, int]]:
+    """(before, after) along each axis of a ZeroPadding2D or Cropping2D amount."""
+    return [a if isinstance(a, tuple) else (a, a) for a in amount]
+
+
 def _zero_padding(s, inputs):
     (shape,) = inputs
     need_rank(shape, 4)
-    ph, pw = s["padding"]
-    grow = [2 * ph, 2 * pw]
-    return LayerInfo(
-        (
-            None,
-            *(None if d is None else d + g for d, g in zip(shape[1:3], grow, strict=True)),
-            shape[3],
-        )
-    )
+    out = [
+        None if d is None else d + before + after
+        for d, (before, after) in zip(shape[1:3], _sides(s["padding"]), strict=True)
+    ]
+    return LayerInfo((None, *out, shape[3]))
 
 
 def _cropping(s, inputs):
     (shape,) = inputs
     need_rank(shape, 4)
     out = []
-    for d, c in zip(shape[1:3], s["cropping"], strict=True):
-        if d is not None and d - 2 * c < 1:
-            raise ShapeError(f"cropping {c} from both sides leaves nothing of {fmt_shape(shape)}")
-        out.append(None if d is None else d - 2 * c)
+    for d, (before, after) in zip(shape[1:3], _sides(s["cropping"]), strict=True):
+        if d is not None and d - before - after < 1:
+            raise ShapeError(
+                f"cropping {before} and {after} from the sides leaves nothing of {fmt_shape(shape)}"
+            )
+        out.append(None if d is None else d - before - after)
     return LayerInfo((None, *out, shape[3]))
 
 
@@ -307,7 +310,14 @@ COMPONENTS = [
         "Adds rows and columns of zeros on every side.",
         (
             Setting(
-                "padding", "ints", [1, 1], "Rows and columns added on each side.", min=0, length=2
+                "padding",
+                "ints",
+                [1, 1],
+                "Rows and columns added on each side: [rows, columns], or "
+                "[[top, bottom], [left, right]].",
+                min=0,
+                length=2,
+                pairs=True,
             ),
         ),
         _zero_padding,
@@ -322,9 +332,11 @@ COMPONENTS = [
                 "cropping",
                 "ints",
                 [1, 1],
-                "Rows and columns removed on each side.",
+                "Rows and columns removed on each side: [rows, columns], or "
+                "[[top, bottom], [left, right]].",
                 min=0,
                 length=2,
+                pairs=True,
             ),
         ),
         _cropping,
