@@ -11,6 +11,7 @@ import shutil
 import stat
 import tempfile
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,3 +95,51 @@ def locked(path: str | os.PathLike) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# Archive limits: generous for real data, settable by the user.
+MAX_UNPACKED_BYTES = "LAYERFLOW_MAX_UNPACKED_BYTES"  # default 20 GiB in all
+MAX_UNPACK_RATIO = "LAYERFLOW_MAX_UNPACK_RATIO"  # default 200 times a member's packed size
+_DEFAULT_BYTES, _DEFAULT_RATIO = 20 * 2**30, 200.0
+_RATIO_FROM = 2**20  # members smaller than this unpack to little whatever their ratio
+
+
+class ArchiveError(ValueError):
+    """An archive refused before unpacking: too large unpacked, or packed too tightly."""
+
+
+def archive_limits() -> tuple[int, float]:
+    """The unpacked-size and ratio limits, from the environment or the defaults."""
+    try:
+        size = int(float(os.environ.get(MAX_UNPACKED_BYTES) or _DEFAULT_BYTES))
+        ratio = float(os.environ.get(MAX_UNPACK_RATIO) or _DEFAULT_RATIO)
+    except ValueError:
+        raise ArchiveError(f"{MAX_UNPACKED_BYTES} and {MAX_UNPACK_RATIO} must be numbers") from None
+    return size, ratio
+
+
+def check_archive(path: str | os.PathLike) -> list[zipfile.ZipInfo]:
+    """The members of the zip archive `path` (a .zip, a .keras model), once their declared sizes
+    are within the limits; ArchiveError naming the file and the limit otherwise. Nothing is
+    unpacked. A decompression bomb (1 MB that unpacks to gigabytes) is refused here."""
+    max_bytes, max_ratio = archive_limits()
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as err:
+        raise ArchiveError(f"{path}: not a readable zip archive ({err})") from None
+    total = sum(m.file_size for m in members)
+    if total > max_bytes:
+        raise ArchiveError(
+            f"{path}: unpacks to {total:,} bytes, more than the limit of {max_bytes:,} "
+            f"(set {MAX_UNPACKED_BYTES} to allow more)"
+        )
+    for member in members:
+        ratio = member.file_size / max(member.compress_size, 1)
+        if member.file_size > _RATIO_FROM and ratio > max_ratio:
+            raise ArchiveError(
+                f"{path}: member {member.filename!r} unpacks {ratio:,.0f} times its packed size "
+                f"({member.file_size:,} bytes), more than the limit of {max_ratio:,.0f} "
+                f"(set {MAX_UNPACK_RATIO} to allow more)"
+            )
+    return members

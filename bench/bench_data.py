@@ -38,7 +38,8 @@ import pandas as pd  # noqa: E402
 
 from app.data.sources import read_source  # noqa: E402
 from app.keras.pipeline import make_dataset  # noqa: E402
-from app.runtime.preprocessing import FeatureSpec, PreprocessConfig, fit  # noqa: E402
+from app.runtime.config import FeatureSpec, PreprocessConfig  # noqa: E402
+from app.runtime.fit import fit  # noqa: E402
 
 TABLE_ROWS = 1_000_000
 IMAGE_BATCH = 32

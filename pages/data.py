@@ -13,19 +13,19 @@ import streamlit as st
 
 from app.data import store
 from app.data.samples import SAMPLES, make_sample
+from app.data.summaries import chart, summary
 from ui import session
+from ui.uploads import save_upload
 
 st.title("Data")
 current = session.require_project()
 session.step_bar(current, "Data")
 session.notice()
 
-NAME = r"[A-Za-z][A-Za-z0-9_\-]{0,63}"
-
 
 def add_dataset(path: Path, name: str, target: str | None) -> None:
     """Add and attach the dataset, with its steps shown as they happen."""
-    if not re.fullmatch(NAME, name):
+    if not re.fullmatch(store.NAME_PATTERN, name):
         st.error(f"Dataset name {name!r}: use a letter, then letters, digits, _ or -.")
         return
     with st.status(f"Adding dataset {name}...", expanded=True) as status:
@@ -39,14 +39,6 @@ def add_dataset(path: Path, name: str, target: str | None) -> None:
     current.use_dataset(name)
     session.notice(f"Dataset {name} added and chosen for the project")
     st.rerun()
-
-
-def saved(upload, folder: Path) -> Path:
-    """The uploaded file on disk, under a name of ours with its suffix (the upload's own name
-    never becomes a path)."""
-    path = folder / f"upload{Path(upload.name).suffix.lower()}"
-    path.write_bytes(upload.getvalue())
-    return path
 
 
 datasets = store.list_datasets()
@@ -72,7 +64,8 @@ with st.expander("Add a dataset", expanded=not names):
                 st.error("Choose a file to add.")
             else:
                 with tempfile.TemporaryDirectory() as folder:
-                    add_dataset(saved(upload, Path(folder)), name.strip(), target.strip())
+                    path = save_upload(upload, Path(folder), "upload")
+                    add_dataset(path, name.strip(), target.strip())
 
 if not names:
     st.stop()
@@ -102,10 +95,7 @@ if mismatches:
     st.warning("The model does not fit this data yet:\n\n" + "\n".join(
         f"- {problem.message}" for problem in mismatches))  # fmt: skip
     if st.button("Configure the model from the data", type="primary"):
-        configured, changes = dataset.configure(doc)
-        session.commit(current, configured)
-        session.notice("; ".join(changes) or "The model already fits the data")
-        st.rerun()
+        session.configure_from_data(current, dataset, doc)
 else:
     st.success("The model's inputs and outputs fit this data.")
     st.page_link(session.PAGES["model"], label="Continue with the model",
@@ -115,22 +105,22 @@ profile_tab, preview_tab, preprocessing_tab, versions_tab = st.tabs(
     ["Profile", "Preview", "Preprocessing", "Versions"]
 )
 with profile_tab:
-    if profile.get("columns"):
+    for note in profile.get("notes", []):
+        st.info(note)
+    columns = profile.get("columns") or []
+    if columns:
         st.dataframe(
-            [
-                {
-                    "column": c["name"],
-                    "type": c["type"],
-                    "missing": c["missing"],
-                    "unique": c["unique"],
-                    "summary": json.dumps(c.get("stats", {}), default=str)[:120],
-                }
-                for c in profile["columns"]
-            ],
+            [{"column": c["name"], "type": c["type"], "missing": c["missing"],
+              "unique": c["unique"], "summary": summary(c)} for c in columns],
             hide_index=True,
             width="stretch",
-        )
+        )  # fmt: skip
+        charts = {c["name"]: chart(c) for c in columns if chart(c)}
+        if charts:
+            shown = st.selectbox("Chart of a column", list(charts))
+            st.bar_chart(pd.Series(charts[shown], name="rows"))
     if profile.get("class_balance"):
+        st.caption(f"Rows per class of the target, '{meta['target']}'")
         st.bar_chart(pd.Series(profile["class_balance"], name="rows"))
     for warning in profile.get("warnings", []):
         st.warning(warning)

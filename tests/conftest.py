@@ -6,11 +6,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 
-@pytest.fixture(autouse=True)
-def _own_workspace(tmp_path_factory, monkeypatch):
-    """Every test works in a temporary workspace (its trust store, blocks and runs included),
-    never in the repository; tests that need a particular one set LAYERFLOW_WORKSPACE again."""
-    monkeypatch.setenv("LAYERFLOW_WORKSPACE", str(tmp_path_factory.mktemp("workspace")))
+@pytest.fixture(autouse=True, scope="session")
+def _own_workspace(tmp_path_factory):
+    """No test works in the repository: by default the session shares a temporary workspace
+    (its trust store, blocks and runs included); tests and fixtures that need their own set
+    LAYERFLOW_WORKSPACE again."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LAYERFLOW_WORKSPACE", str(tmp_path_factory.mktemp("workspace")))
+        yield
 
 
 @pytest.fixture

@@ -74,3 +74,50 @@ def test_codegen_to_a_device_keeps_the_device(tmp_path, capsys):
     assert main(["codegen", str(graph), "-o", str(null)]) == 1
     assert stat.S_ISCHR(os.lstat(null).st_mode)
     assert "is a character device" in capsys.readouterr().err
+
+
+def _zip(path, members: dict[str, bytes]):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def test_an_ordinary_archive_passes_the_checks(tmp_path):
+    from app.files import check_archive
+
+    path = _zip(tmp_path / "ok.zip", {"a.csv": b"x,y\n1,2\n" * 1000, "b.png": os.urandom(4096)})
+    assert sorted(m.filename for m in check_archive(path)) == ["a.csv", "b.png"]
+
+
+def test_a_decompression_bomb_is_refused_before_unpacking(tmp_path):
+    from app.files import ArchiveError, check_archive
+
+    bomb = _zip(tmp_path / "bomb.zip", {"huge.png": b"\0" * (64 * 2**20)})  # 64 MB -> ~64 KB
+    assert bomb.stat().st_size < 2**20
+    with pytest.raises(ArchiveError, match=r"bomb.zip: member 'huge.png' unpacks .* times"):
+        check_archive(bomb)
+
+
+def test_the_limits_are_the_users_to_set(tmp_path, monkeypatch):
+    from app.files import ArchiveError, check_archive
+
+    path = _zip(tmp_path / "data.zip", {"a.bin": os.urandom(2**20)})
+    monkeypatch.setenv("LAYERFLOW_MAX_UNPACKED_BYTES", "1000")
+    with pytest.raises(ArchiveError, match="more than the limit of 1,000 .*LAYERFLOW_MAX_UNPACKED"):
+        check_archive(path)
+    monkeypatch.setenv("LAYERFLOW_MAX_UNPACKED_BYTES", "1e9")
+    assert check_archive(path)
+    with pytest.raises(ArchiveError, match="not a readable zip archive"):
+        check_archive(tmp_path / "missing.zip")
+
+
+def test_a_keras_file_that_unpacks_to_far_more_than_it_weighs_is_refused(tmp_path, capsys):
+    bomb = _zip(tmp_path / "model.keras", {"config.json": b" " * (64 * 2**20),
+                                           "metadata.json": b"{}"})  # fmt: skip
+    assert main(["import-keras", str(bomb), "-o", str(tmp_path / "g.json")]) == 1
+    err = capsys.readouterr().err
+    assert "model.keras: member 'config.json' unpacks" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "g.json").exists()

@@ -147,7 +147,9 @@ def test_analysis_without_keras_loaded_probes_in_a_child_process():
 # Trust: a shared graph's code never runs before the user trusts it
 
 
-def test_untrusted_custom_code_does_not_run_and_its_shape_is_unknown_with_a_warning(tmp_path):
+def test_untrusted_custom_code_does_not_run_and_its_shape_is_unknown_with_a_warning(
+    workspace, tmp_path
+):
     marker = tmp_path / "ran"
     doc = custom(f"open({str(marker)!r}, 'w').close()\nreturn inputs[0]", trust=False)
     analysis = analyze(doc)
@@ -158,7 +160,9 @@ def test_untrusted_custom_code_does_not_run_and_its_shape_is_unknown_with_a_warn
     assert "layerflow trust" in warning.message
 
 
-def test_an_untrusted_node_takes_its_declared_output_shape_and_still_does_not_run(tmp_path):
+def test_an_untrusted_node_takes_its_declared_output_shape_and_still_does_not_run(
+    workspace, tmp_path
+):
     marker = tmp_path / "ran"
     code = f"open({str(marker)!r}, 'w').close()\nreturn layers.Dense(4)(inputs[0])"
     analysis = analyze(custom(code, trust=False, output_shape=[4]))
@@ -167,7 +171,7 @@ def test_an_untrusted_node_takes_its_declared_output_shape_and_still_does_not_ru
     assert not marker.exists()
 
 
-def test_trusting_the_code_lets_it_run(tmp_path):
+def test_trusting_the_code_lets_it_run(workspace, tmp_path):
     from app import trust
 
     code = "x = inputs[0]\nreturn layers.Dense(4)(x)"
@@ -176,7 +180,7 @@ def test_trusting_the_code_lets_it_run(tmp_path):
     assert analyze(custom(code, trust=False)).infos["mine"].shape == (None, 4)
 
 
-def test_building_a_model_refuses_untrusted_code(tmp_path):
+def test_building_a_model_refuses_untrusted_code(workspace, tmp_path):
     from app.graph.problems import GraphError
     from app.keras.builder import build_model
 
@@ -187,7 +191,9 @@ def test_building_a_model_refuses_untrusted_code(tmp_path):
     assert not marker.exists()
 
 
-def test_validate_and_shapes_of_an_untrusted_graph_in_a_child_process_run_nothing(tmp_path):
+def test_validate_and_shapes_of_an_untrusted_graph_in_a_child_process_run_nothing(
+    workspace, tmp_path
+):
     marker = tmp_path / "ran"
     graph = tmp_path / "shared.json"
     graph.write_text(custom(f"open({str(marker)!r}, 'w').close()\nreturn inputs[0]",
@@ -197,3 +203,47 @@ def test_validate_and_shapes_of_an_untrusted_graph_in_a_child_process_run_nothin
                               cwd=REPOSITORY, capture_output=True, text=True, timeout=300)
         assert "not trusted" in done.stdout + done.stderr, command
     assert not marker.exists()
+
+
+def test_layerflow_trust_shows_the_code_and_trusts_it_only_when_confirmed(
+    workspace, tmp_path, capsys
+):
+    from app.cli.main import main
+
+    graph = tmp_path / "shared.json"
+    code = "print('\x1b[31mhello')\nreturn inputs[0]"
+    graph.write_text(custom(code, trust=False).to_json())
+    assert main(["trust", str(graph)]) == 1  # no terminal to ask, no --yes
+    out, err = capsys.readouterr()
+    assert "--- node mine (Custom) ---" in out and "\\x1b[31mhello" in out and "\x1b" not in out
+    assert "--yes" in err
+    assert "mine" not in analyze(custom(code, trust=False)).infos
+    assert main(["trust", str(graph), "--yes"]) == 0
+    # trusted code runs; what it prints does not disturb the probe's answer
+    assert main(["shapes", str(graph)]) == 0
+    assert f"(None, {FEATURES})" in capsys.readouterr().out
+    assert main(["trust", str(graph)]) == 0
+    assert "nothing to trust" in capsys.readouterr().out
+
+
+
+@pytest.mark.parametrize("vocabulary", ["/etc/passwd", "~/.bashrc", "../../outside.txt"])
+def test_a_keras_config_naming_a_file_outside_the_workspace_is_an_error_and_is_not_read(
+    workspace, vocabulary
+):
+    doc = single("KerasLayer", {"class_name": "IntegerLookup",
+                                "config": {"vocabulary": vocabulary}}, [[1]])  # fmt: skip
+    analysis = analyze(doc)
+    [problem] = [p for p in analysis.errors if p.node == "under_test"]
+    assert problem.code == "path" and problem.setting == "config"
+    assert "outside the workspace" in problem.message
+    assert "under_test" not in analysis.infos  # never probed, so never read
+
+
+def test_a_file_inside_the_workspace_may_be_named(workspace, monkeypatch):
+    workspace.mkdir(parents=True, exist_ok=True)
+    (workspace / "vocab.txt").write_text("1\n2\n3\n")
+    monkeypatch.chdir(workspace)
+    doc = single("KerasLayer", {"class_name": "IntegerLookup",
+                                "config": {"vocabulary": "vocab.txt"}}, [[1]])  # fmt: skip
+    assert not [p for p in analyze(doc).errors if p.code == "path"]

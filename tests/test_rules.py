@@ -281,3 +281,17 @@ def test_rule_context_finds_neighbours_in_document_order_for_a_wide_fan_out():
     assert [n.id for n in ctx.sources("o7")] == ["d7"]
     assert ctx.successors("o7") == []
     assert analyze(doc).errors == []
+
+
+def test_an_input_shape_beyond_the_machines_memory_is_warned_about(monkeypatch):
+    from app.graph import rules
+
+    huge = chain(("in", "Input", {"shape": [1_000_000_000, 1_000_000_000]}),
+                 ("flat", "Flatten", {}), ("out", "Output", {"units": 1}))  # fmt: skip
+    [warning] = [p for p in analyze(huge).problems if p.code == "beyond_memory"]
+    assert warning.level == "warning" and warning.node == "in"
+    assert "check the Input shape" in warning.message
+    small = chain(("in", "Input", {"shape": [8]}), ("out", "Output", {"units": 1}))
+    assert not [p for p in analyze(small).problems if p.code == "beyond_memory"]
+    monkeypatch.setattr(rules, "machine_memory", lambda: 64)  # a 64-byte machine
+    assert [p for p in analyze(small).problems if p.code == "beyond_memory"]

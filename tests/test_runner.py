@@ -26,7 +26,7 @@ from app.train import launch
 from app.workspace import runs, versions
 from app.workspace.events import read_events
 from tests import test_runs
-from tests.graphs import chain_data
+from tests.graphs import chain_data, trusted
 from tests.test_runs import add_tiny_dataset, tiny_classifier
 
 pytestmark = pytest.mark.slow
@@ -236,13 +236,36 @@ def test_a_nan_loss_fails_the_run_and_keeps_the_last_checkpoint(workspace):
     )  # fmt: skip
     data["nodes"][2]["code"] = POISON_AFTER_TWO_STEPS
     # A batch holds the whole train split: one step per epoch, so NaN comes at epoch 3.
-    folder = launch.create_run(parse(data), {"epochs": 5, "batch_size": 128}, "tiny")
+    folder = launch.create_run(trusted(parse(data)), {"epochs": 5, "batch_size": 128}, "tiny")
     finish(launch.start_run(folder))
     status = runs.status(folder)
-    assert (status["state"], status["reason"]) == ("failed", "loss became NaN at epoch 3, step 1")
+    assert status["state"] == "failed"
+    # The data is finite (the NaN comes from the model), so the learning rate is blamed.
+    assert status["reason"].startswith("loss became NaN at epoch 3, step 1; the data is finite")
     assert json.loads((folder / "checkpoints" / "state.json").read_text())["epoch"] == 2
     weights = builder.load_run_model(folder, "last").get_weights()
     assert all(np.isfinite(w).all() for w in weights)
+
+
+def test_a_nan_loss_from_the_data_names_the_column_before_the_learning_rate(workspace, tmp_path):
+    from app.data import store
+
+    # 1e39 is a float64 but too large for float32: standardized, it becomes NaN.
+    rows = "".join(f"{1e39 if i < 10 else i % 7},{i % 5},{i % 3 * 1.5}\n" for i in range(60))
+    (tmp_path / "huge.csv").write_text("big,small,y\n" + rows)
+    store.add(tmp_path / "huge.csv", "huge", target="y")
+    doc = parse(chain_data(
+        ("features", "Input", {"shape": [2]}),
+        ("dense", "Dense", {"units": 8, "activation": "linear"}),  # ReLU would hide a NaN
+        ("y", "Output", {"target": "y", "units": 1, "activation": "linear",
+                         "loss": "mean_squared_error"}),
+    ))  # fmt: skip
+    folder = launch.create_run(doc, {"epochs": 2}, "huge")
+    finish(launch.start_run(folder))
+    status = runs.status(folder)
+    assert status["state"] == "failed"
+    assert re.search(r"the train data is not finite after preprocessing, at column 'big', "
+                     r"row \d+: NaN", status["reason"]), status["reason"]  # fmt: skip
 
 
 def test_an_out_of_memory_error_fails_the_run_with_its_one_line_reason(workspace):
@@ -346,7 +369,8 @@ def configured(template: str, data: str):
     from app.data import store
     from app.data.autoconfig import configure
     from app.graph.model_templates import load_template
-    from app.runtime.preprocessing import FittedState, PreprocessConfig, input_spec
+    from app.runtime.config import FittedState, PreprocessConfig
+    from app.runtime.transform import input_spec
 
     dataset = store.get(data)
     config = PreprocessConfig.model_validate(dataset.meta["preprocessing"])
@@ -360,7 +384,8 @@ def train_and_predict_test_split(template: str, data: str) -> tuple[np.ndarray, 
     """Train the configured template with the default settings (within two minutes); the test
     split's targets and the best checkpoint's predictions of them."""
     from app.data import store
-    from app.runtime.preprocessing import FittedState, PreprocessConfig, transform
+    from app.runtime.config import FittedState, PreprocessConfig
+    from app.runtime.transform import transform
 
     folder = launch.create_run(configured(template, data), {}, data)
     started = time.monotonic()

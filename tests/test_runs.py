@@ -151,6 +151,12 @@ def test_a_run_directory_inside_the_workspace_is_used_and_found(workspace):
     assert folder == workspace / "experiments" / "first"
     assert runs.find_run("experiments/first") == folder
     assert runs.get_run("experiments/first")["id"] == "first"
+    # listed, and found by its id, like a run under models/
+    assert [r["dir"] for r in runs.list_runs()] == [str(folder)]
+    assert [r["id"] for r in runs.list_runs(model=tiny_classifier().meta.name)] == ["first"]
+    assert runs.find_run("first") == folder
+    shutil.rmtree(folder)  # gone by hand: no longer listed
+    assert runs.list_runs() == []
 
 
 # Status and reading
@@ -368,7 +374,7 @@ class Ended:
 def test_cli_train_shows_a_progress_bar_of_the_epochs_batches_on_a_terminal(
     trained_workspace, capsys, monkeypatch
 ):
-    from app.cli.main import _follow
+    from app.cli.train import _follow
     from app.workspace.events import read_events
 
     folder = trained_workspace.runs["classification"]
@@ -390,7 +396,7 @@ def test_cli_train_shows_a_progress_bar_of_the_epochs_batches_on_a_terminal(
 
 
 def test_cli_train_prints_plain_epoch_lines_when_not_on_a_terminal(trained_workspace, capsys):
-    from app.cli.main import _follow
+    from app.cli.train import _follow
 
     folder = trained_workspace.runs["classification"]
     assert _follow(folder, Ended()) == 0

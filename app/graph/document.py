@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from app.files import atomic_write_text
 from app.graph.components import CATALOGUE, TOP_LEVEL
 from app.graph.problems import GraphError, Problem, node_ref
+from app.paths import inside, workspace_root
 
 SCHEMA_VERSION = 1
 NODE_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]{0,99}$"
@@ -325,6 +326,18 @@ def check_nodes(
             )
         if node.code is not None:
             problems.extend(_check_code(node, where))
+        for name, value in resolved.items():
+            for path in _paths_outside_workspace(value):
+                problems.append(
+                    _error(
+                        "path",
+                        f"{where}{node_ref(node.id, node.component)}: `{name}` names {path!r}, "
+                        "outside the workspace; copy the file into the workspace and name it "
+                        "there",
+                        node=node.id,
+                        setting=name,
+                    )
+                )
 
     incoming: dict[str, dict[int, str]] = defaultdict(dict)
     valid_edges = []
@@ -402,6 +415,28 @@ def check_nodes(
         )
         order = []
     return Structure(problems, seen, settings, inputs, order)
+
+
+def _paths_outside_workspace(value: Any) -> list[str]:
+    """The strings in a setting (a Keras config, say an IntegerLookup vocabulary file) that name
+    a file outside the workspace: absolute, `~` or `..` paths that leave it, or relative paths
+    of existing files that resolve elsewhere. Such a file would be read by the shape probe and
+    end up in checkpoints and exports."""
+    if isinstance(value, dict):
+        return [p for v in value.values() for p in _paths_outside_workspace(v)]
+    if isinstance(value, list | tuple):
+        return [p for v in value for p in _paths_outside_workspace(v)]
+    if not isinstance(value, str) or not value or "\n" in value or len(value) > 4096:
+        return []
+    path = Path(value).expanduser()
+    looks_like_a_path = value.startswith(("/", "~", "\\")) or ".." in Path(value).parts
+    try:
+        if not (looks_like_a_path or path.exists()):
+            return []
+        inside(workspace_root(), str(path if path.is_absolute() else Path.cwd() / path))
+    except (ValueError, OSError):
+        return [value]
+    return []
 
 
 def _check_code(node: Node, where: str) -> list[Problem]:

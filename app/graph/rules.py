@@ -6,6 +6,7 @@ analysis runs every registered rule once shapes are known.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -209,6 +210,36 @@ def params_beyond_data(ctx: RuleContext) -> Iterator[Problem]:
                 f"{total:,} parameters for {ctx.data.samples:,} samples: expect "
                 "overfitting; shrink the model or add regularization",
             )
+
+
+BYTES_PER_VALUE = 4  # float32
+TRAINING_COPIES = 4  # a weight, its gradient and two optimizer slots (Adam)
+
+
+def machine_memory() -> int:
+    import psutil
+
+    return psutil.virtual_memory().total
+
+
+@rule
+def beyond_memory(ctx: RuleContext) -> Iterator[Problem]:
+    """An Input shape that is a typo (1e9 x 1e9) validates; it must not do so silently."""
+    inputs = [n for n, _ in ctx.nodes("Input")]
+    if not inputs:
+        return
+    activations = sum(math.prod(d or 1 for d in i.shape) for i in ctx.infos.values())
+    params = sum(i.params for i in ctx.infos.values())
+    needed = BYTES_PER_VALUE * (activations + TRAINING_COPIES * params)
+    memory = machine_memory()
+    if needed > memory:
+        yield _warn(
+            "beyond_memory",
+            inputs[0],
+            f"training needs about {needed / 2**30:,.1f} GiB for one sample "
+            f"({activations:,} activation values, {params:,} parameters), more than this "
+            f"machine's {memory / 2**30:,.1f} GiB of memory; check the Input shape",
+        )
 
 
 NORMALIZERS = {

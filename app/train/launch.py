@@ -15,8 +15,11 @@ from typing import Any
 
 from app.files import atomic_write_text
 from app.graph.document import GraphDocument, save
+from app.graph.problems import node_ref
+from app.graph.shapes import untrusted_nodes
 from app.paths import inside, workspace_root
 from app.train.settings import TrainingSettings
+from app.workspace import versions
 from app.workspace.runs import (
     CONTROL,
     GRAPH,
@@ -25,12 +28,14 @@ from app.workspace.runs import (
     RUN,
     SETTINGS,
     STATUS,
+    TEST_DIR,
     RunError,
     find_run,
     model_slug,
     models_dir,
     new_run_id,
     read_status,
+    register_elsewhere,
     spawn,
     status,
     status_lock,
@@ -45,12 +50,18 @@ def preflight(doc: GraphDocument, settings: TrainingSettings, dataset) -> list[s
     not suit it. Empty when the run can start."""
     from app.data.autoconfig import facts, mismatches
     from app.graph.analysis import analyze
-    from app.runtime.preprocessing import FittedState, PreprocessConfig, input_spec
+    from app.runtime.config import FittedState, PreprocessConfig
+    from app.runtime.transform import input_spec
     from app.train.settings import check
 
     meta = dataset.meta
     train_rows = len(dataset.splits.get("train", []))
     problems = [p.message for p in analyze(doc, data=facts(meta, train_rows)).errors]
+    problems += [
+        f"{node_ref(n.id, n.component)}: its code is not trusted in this workspace; read it, "
+        "then trust the graph (`layerflow trust GRAPH` or Trust on the Model page)"
+        for n in untrusted_nodes(doc)
+    ]
     if not train_rows:
         problems.append(f"Dataset '{dataset.name}' has no rows in its train split")
     config = PreprocessConfig.model_validate(meta["preprocessing"])
@@ -102,6 +113,10 @@ def create_run(
         if folder.exists() and any(folder.iterdir()):
             raise RunError([f"{run_dir}: the run directory exists and is not empty"])
     folder.mkdir(parents=True, exist_ok=True)
+    if run_dir is not None:
+        register_elsewhere(folder, root)
+        relative = folder.relative_to(root.resolve()).as_posix()
+        versions.ignore(root, f"/{relative}/{TEST_DIR}/")  # as IGNORED for runs under models/
     save(doc, folder / GRAPH)
     atomic_write_text(folder / SETTINGS, settings.model_dump_json(indent=2) + "\n")
     created = time.time()

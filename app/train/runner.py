@@ -44,16 +44,20 @@ from app.keras.builder import build_model
 from app.keras.livestats import LayerFlowCallback
 from app.keras.pipeline import make_dataset
 from app.paths import workspace_root
-from app.runtime.preprocessing import FittedState, PreprocessConfig, input_spec
+from app.runtime.config import FittedState, PreprocessConfig
+from app.runtime.finite import first_non_finite
+from app.runtime.training import (
+    balanced_class_weight,
+    callbacks,
+    effective_monitor,
+    monitor_mode,
+)
+from app.runtime.transform import input_spec
 from app.train.settings import (
     TrainingSettings,
     apply_precision,
-    balanced_class_weight,
-    callbacks,
     compile_model,
-    effective_monitor,
     make_strategy,
-    monitor_mode,
     params,
 )
 from app.workspace import runs, versions
@@ -177,7 +181,7 @@ class Training:
                 verbose=0,
             )
         if steering.failure:
-            return "failed", steering.failure
+            return "failed", data.explain(steering.failure)
         if steering.stopping:
             return "stopped", f"stopped at epoch {steering.epochs_done} of {settings.epochs}"
         self.write_reports(steering)
@@ -283,6 +287,22 @@ class Data:
             seed=self.settings.seed,
         )
         return self._shaped(dataset)
+
+    def explain(self, failure: str) -> str:
+        """A non-finite loss's reason: the data first (NaN or an infinity in the inputs or
+        targets, naming the column and row), and only if it is finite, the learning rate."""
+        for split in ("train", "validation"):
+            rows = self.splits.get(split, [])
+            found = first_non_finite(self.config, self.state, self.source, rows)
+            if found:
+                return (
+                    f"{failure}; the {split} data is not finite after preprocessing, at "
+                    f"{found} (fix or drop that value)"
+                )
+        return (
+            f"{failure}; the data is finite, so the learning rate is likely too high (lower it), "
+            "or the inputs are not normalized"
+        )
 
     def labels(self) -> list[int]:
         return [int(v) for _, y in self.batches("train") for v in np.asarray(y).reshape(-1)]

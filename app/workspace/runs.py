@@ -57,6 +57,7 @@ GRAPH, SETTINGS, RUN, STATUS, CONTROL = (
 )
 CHECKPOINTS, LAST, BEST, CHECKPOINT_STATE = "checkpoints", "last.keras", "best.keras", "state.json"
 LOG = "runner.log"
+TEST_DIR = "test"  # the run's test results (app.evaluate), left out of its DVC versions
 STATES = ("queued", "running", "paused", "stopping", "stopped", "finished", "failed", "interrupted")
 ACTIVE = ("queued", "running", "paused", "stopping")
 RESUMABLE = ("stopped", "failed", "interrupted")
@@ -93,6 +94,41 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
+ELSEWHERE = ".run-dirs.json"  # in models/: runs made with --run-dir, by path in the workspace
+
+
+def register_elsewhere(folder: Path, root: Path | None = None) -> None:
+    """Remember a run directory outside models/ (made with --run-dir), so that listings and
+    look-ups by id find it like any other run."""
+    root = root or workspace_root()
+    index = models_dir(root) / ELSEWHERE
+    with locked(index.with_suffix(".lock")):
+        known = _elsewhere_paths(root)
+        relative = folder.resolve().relative_to(root.resolve()).as_posix()
+        if relative not in known:
+            write_json(index, {"runs": [*known, relative]})
+
+
+def _elsewhere_paths(root: Path) -> list[str]:
+    try:
+        return list(json.loads((models_dir(root) / ELSEWHERE).read_text())["runs"])
+    except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError):
+        return []
+
+
+def _elsewhere(root: Path) -> list[Path]:
+    """The registered run directories outside models/ that still hold a run."""
+    folders = []
+    for relative in _elsewhere_paths(root):
+        try:
+            folder = inside(root, relative)
+        except ValueError:
+            continue
+        if (folder / RUN).is_file():
+            folders.append(folder)
+    return folders
+
+
 def find_run(run: str | os.PathLike, root: Path | None = None) -> Path:
     """The directory of a run given by its id or by its directory (inside the workspace)."""
     root = root or workspace_root()
@@ -101,7 +137,10 @@ def find_run(run: str | os.PathLike, root: Path | None = None) -> Path:
         found = sorted(models_dir(root).glob(f"*/runs/{text}"))
         if found:
             return found[0]
-    else:
+    named = [f for f in _elsewhere(root) if read_info(f).get("id") == text]
+    if named:
+        return named[0]
+    if not RUN_ID.fullmatch(text):
         path = inside(root, text)
         if (path / RUN).exists():
             return path
@@ -152,8 +191,13 @@ def update_status(run_dir: str | os.PathLike, **fields: Any) -> dict[str, Any]:
     status merge of run and test folders alike."""
     folder = Path(run_dir)
     with status_lock(folder):
-        new = {**read_status(folder), **fields, "updated": time.time()}
-        write_json(folder / STATUS, new)
+        return merge_status(folder, fields)
+
+
+def merge_status(folder: Path, fields: dict[str, Any]) -> dict[str, Any]:
+    """`update_status` for a caller that holds `status_lock(folder)` already."""
+    new = {**read_status(folder), **fields, "updated": time.time()}
+    write_json(folder / STATUS, new)
     return new
 
 
@@ -231,14 +275,18 @@ def get_run(run: str | os.PathLike) -> dict[str, Any]:
 
 
 def list_runs(model: str | None = None, root: Path | None = None) -> list[dict[str, Any]]:
-    """A summary of every run under models/, newest first; only `model`'s when given."""
-    base = models_dir(root)
+    """A summary of every run (under models/, and those made with --run-dir), newest first;
+    only `model`'s when given."""
+    root = root or workspace_root()
     pattern = f"{model_slug(model)}/runs/*" if model else "*/runs/*"
     rows = []
-    for folder in base.glob(pattern):
+    folders = {f.resolve(): f for f in [*models_dir(root).glob(pattern), *_elsewhere(root)]}
+    for folder in folders.values():
         if not (folder / RUN).is_file():
             continue
         info = read_info(folder)
+        if model and info.get("model") != model_slug(model):
+            continue
         current = status(folder)
         rows.append(
             {

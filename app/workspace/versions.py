@@ -65,19 +65,48 @@ def _quiet() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def ensure_repository(root: Path) -> None:
-    """Make root a git + DVC repository if it is not one yet."""
-    root.mkdir(parents=True, exist_ok=True)
-    if not (root / ".git").exists():
-        subprocess.run(["git", "init", "-q", str(root)], check=True)
-    if not (root / ".dvc").exists():
-        from dvc.repo import Repo
+# What DVC leaves out of a run directory's versions: its test results, written after the run is
+# recorded (a test must not make the trained run read as modified).
+IGNORED = ("/models/*/runs/*/test/",)
 
-        with _quiet():
-            Repo.init(str(root))
-            Repo(str(root)).config  # noqa: B018 - reading it validates the new config
-        with (root / ".dvc" / "config").open("a") as config:
-            config.write("[core]\n    analytics = false\n")
+
+def ensure_repository(root: Path) -> None:
+    """Make root a git + DVC repository if it is not one yet; one process at a time, so that
+    two first uses of a fresh workspace (two `data add` at once) do not both initialise it."""
+    root.mkdir(parents=True, exist_ok=True)
+    if (root / ".git").exists() and (root / ".dvc").exists():
+        _ensure_ignored(root)
+        return
+    with locked(root / ".layerflow" / "init.lock"):
+        if not (root / ".git").exists():
+            subprocess.run(["git", "init", "-q", str(root)], check=True)
+            atomic_write_text(root / ".gitignore", "/.layerflow/\n")
+        if not (root / ".dvc").exists():
+            from dvc.repo import Repo
+
+            with _quiet():
+                Repo.init(str(root))
+                Repo(str(root)).config  # noqa: B018 - reading it validates the new config
+            with (root / ".dvc" / "config").open("a") as config:
+                config.write("[core]\n    analytics = false\n")
+    _ensure_ignored(root)
+
+
+def _ensure_ignored(root: Path) -> None:
+    path = root / ".dvcignore"
+    lines = path.read_text().splitlines() if path.exists() else []
+    for pattern in IGNORED:
+        if pattern not in lines:
+            ignore(root, pattern)
+
+
+def ignore(root: Path, pattern: str) -> None:
+    """Add a pattern to the workspace's .dvcignore (once)."""
+    path = root / ".dvcignore"
+    with locked(root / ".layerflow" / "dvcignore.lock"):
+        lines = path.read_text().splitlines() if path.exists() else []
+        if pattern not in lines:
+            atomic_write_text(path, "\n".join([*lines, pattern]) + "\n")
 
 
 def _repo(root: Path):
@@ -101,17 +130,19 @@ def _read_index(folder: Path) -> list[dict]:
 
 
 def record(root: Path, folder: Path, note: str = "") -> Version:
-    """Track folder with DVC and record its current content as a version."""
-    with _quiet():
-        repo = _repo(root)
-        repo.add([str(folder)])
-    dvc_text = _dvc_file(folder).read_text()
-    out = _parse_dvc(dvc_text)
-    version = Version(out["md5"], time.time(), int(out.get("size", 0)), int(out.get("nfiles", 1)),
-                      note)  # fmt: skip
-    index = [v for v in _read_index(folder) if v["version"] != version.version]
-    index.append({**asdict(version), "dvc": dvc_text})
-    atomic_write_text(_index_path(folder), json.dumps(index, indent=2) + "\n")
+    """Track folder with DVC and record its current content as a version. One process records
+    at a time: DVC refuses a second writer of its repository rather than waiting."""
+    with locked(root / ".layerflow" / "dvc.lock"):
+        with _quiet():
+            repo = _repo(root)
+            repo.add([str(folder)])
+        dvc_text = _dvc_file(folder).read_text()
+        out = _parse_dvc(dvc_text)
+        version = Version(out["md5"], time.time(), int(out.get("size", 0)),
+                          int(out.get("nfiles", 1)), note)  # fmt: skip
+        index = [v for v in _read_index(folder) if v["version"] != version.version]
+        index.append({**asdict(version), "dvc": dvc_text})
+        atomic_write_text(_index_path(folder), json.dumps(index, indent=2) + "\n")
     return version
 
 
