@@ -47,7 +47,11 @@ doc = history.doc
 dataset = store.get(current.dataset) if current.dataset else None
 data_facts = facts(dataset.meta, len(dataset.splits["train"])) if dataset else None
 analysis = analyze(doc, data_facts)
-signature = hashlib.sha1(doc.model_dump_json().encode()).hexdigest()[:12]
+untrusted = untrusted_nodes(doc)
+# The canvas and the node widgets are redrawn when the graph changes, or when trusting its code
+# lets shapes be found.
+seen = doc.model_dump_json() + "".join(n.id for n in untrusted)
+signature = hashlib.sha1(seen.encode()).hexdigest()[:12]
 
 
 def change(new_doc, message: str | None = None) -> None:
@@ -89,7 +93,6 @@ bar[4].caption(
 )
 
 # A shared graph's code runs only once trusted: shown first, then trusted on request.
-untrusted = untrusted_nodes(doc)
 if untrusted:
     with st.expander(
         f"{len(untrusted)} node(s) carry code this workspace does not trust yet; it has not run",
