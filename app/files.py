@@ -5,6 +5,7 @@ replaces anything but a regular file: a link, a folder, a FIFO or a device at th
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import os
 import shutil
@@ -73,8 +74,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 def swap_in(staging: Path, final: Path) -> None:
     """Replace the folder `final` with `staging`, so that a reader sees the old folder or the
-    new one, whole (the old one is renamed away first, then removed)."""
+    new one, whole: the two are exchanged in one step (Linux renameat2), then the old one is
+    removed. Where that is not possible the old one is renamed away first, which leaves a
+    moment without `final`."""
     check_target(final, kind="folder")
+    if final.exists() and _exchange(staging, final):
+        shutil.rmtree(staging, ignore_errors=True)  # now the old folder
+        return
     trash = None
     if final.exists():
         trash = final.with_name(f".old-{final.name}-{int(time.time() * 1000)}")
@@ -82,6 +88,17 @@ def swap_in(staging: Path, final: Path) -> None:
     staging.rename(final)
     if trash is not None:
         shutil.rmtree(trash, ignore_errors=True)
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two paths atomically with renameat2(RENAME_EXCHANGE); False where unsupported."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_cwd, exchange = -100, 2  # AT_FDCWD, RENAME_EXCHANGE
+    done = renameat2(at_cwd, os.fsencode(first), at_cwd, os.fsencode(second), exchange)
+    return done == 0
 
 
 @contextlib.contextmanager

@@ -121,3 +121,14 @@ def test_a_keras_file_that_unpacks_to_far_more_than_it_weighs_is_refused(tmp_pat
     err = capsys.readouterr().err
     assert "model.keras: member 'config.json' unpacks" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "g.json").exists()
+
+
+def test_a_folder_swap_replaces_the_old_folder_whole_and_leaves_nothing_behind(tmp_path):
+    final, staging = tmp_path / "data", tmp_path / ".staging"
+    final.mkdir()
+    (final / "old.txt").write_text("old")
+    staging.mkdir()
+    (staging / "new.txt").write_text("new")
+    swap_in(staging, final)
+    assert [p.name for p in final.iterdir()] == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
