@@ -51,6 +51,6 @@ def trusted(doc: GraphDocument) -> GraphDocument:
     """The document, its code trusted in the current workspace (as code written here is)."""
     from app import trust
 
-    nodes = [*doc.nodes, *(n for b in doc.blocks.values() for n in b.nodes)]
+    nodes = doc.all_nodes()
     trust.trust(n.code for n in nodes if n.code is not None)
     return doc

@@ -76,7 +76,7 @@ def commit(current: Project, doc: GraphDocument) -> None:
 
 
 def _codes(doc: GraphDocument) -> set[str]:
-    nodes = [*doc.nodes, *(n for b in doc.blocks.values() for n in b.nodes)]
+    nodes = doc.all_nodes()
     return {n.code for n in nodes if n.code is not None}
 
 

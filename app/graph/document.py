@@ -82,6 +82,10 @@ class GraphDocument(_Strict):
     edges: list[Edge] = Field(default_factory=list)
     blocks: dict[str, BlockDef] = Field(default_factory=dict)
 
+    def all_nodes(self) -> list[Node]:
+        """The graph's nodes, then those inside its block definitions."""
+        return [*self.nodes, *(n for b in self.blocks.values() for n in b.nodes)]
+
     def node(self, node_id: str) -> Node:
         for node in self.nodes:
             if node.id == node_id:

@@ -56,7 +56,7 @@ class UntrustedCode(ShapeError):
 
 def untrusted_nodes(doc: GraphDocument) -> list[Node]:
     """The nodes, blocks' included, whose code this workspace has not trusted."""
-    nodes = [*doc.nodes, *(n for b in doc.blocks.values() for n in b.nodes)]
+    nodes = doc.all_nodes()
     coded = [n for n in nodes if n.code is not None]
     if not coded:
         return []
@@ -128,7 +128,7 @@ def block_shapes(doc: GraphDocument, name: str, inputs: list[Shape]) -> dict[str
 
 def needs_keras(doc: GraphDocument, untrusted: frozenset[str] = frozenset()) -> bool:
     """Whether some node's shape needs Keras: trusted code, or a generic Keras layer."""
-    nodes = [*doc.nodes, *(n for b in doc.blocks.values() for n in b.nodes)]
+    nodes = doc.all_nodes()
     return any(
         (n.code is not None and digest(n.code) not in untrusted) or _component_needs_keras(n)
         for n in nodes
