@@ -31,7 +31,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from app.graph.document import parse  # noqa: E402
 from app.graph.layout import layered_layout  # noqa: E402
-from app.workspace.project import create_project  # noqa: E402
+from app.workspace import Workspace  # noqa: E402
 
 ENTRY = str(ROOT / "app" / "streamlit_app.py")
 ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
@@ -121,7 +121,7 @@ def main() -> None:
     print("server-side script runs (median of 5):")
     for nodes in (50, 500):
         name = f"mlp{nodes}"
-        create_project(name, layered_layout(parse(residual_mlp(nodes))))
+        Workspace.current().create_project(name, layered_layout(parse(residual_mlp(nodes))))
         model = app_on("model", name)
         empty = app_on("start", name)
         switch = script_seconds(lambda m=model: m.switch_page(

@@ -11,13 +11,15 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app.data import store
 from app.data.samples import SAMPLES, make_sample
 from app.data.summaries import chart, summary
+from app.workspace import Workspace
+from app.workspace.datasets import NAME_PATTERN, refit_project
 from ui import session
 from ui.uploads import save_upload
 
 st.title("Data")
+workspace = Workspace.current()
 current = session.require_project()
 session.step_bar(current, "Data")
 session.notice()
@@ -25,13 +27,13 @@ session.notice()
 
 def add_dataset(path: Path, name: str, target: str | None) -> None:
     """Add and attach the dataset, with its steps shown as they happen."""
-    if not re.fullmatch(store.NAME_PATTERN, name):
+    if not re.fullmatch(NAME_PATTERN, name):
         st.error(f"Dataset name {name!r}: use a letter, then letters, digits, _ or -.")
         return
     with st.status(f"Adding dataset {name}...", expanded=True) as status:
         try:
-            store.add(path, name, target=target or None, progress=st.write)
-        except (ValueError, OSError) as error:  # store.DataError is a ValueError
+            workspace.add_dataset(path, name, target=target or None, progress=st.write)
+        except (ValueError, OSError) as error:  # a DataError is a ValueError
             status.update(label=f"Dataset {name} was not added", state="error")
             st.error(str(error))
             return
@@ -41,7 +43,7 @@ def add_dataset(path: Path, name: str, target: str | None) -> None:
     st.rerun()
 
 
-datasets = store.list_datasets()
+datasets = workspace.datasets()
 names = [row["name"] for row in datasets]
 
 with st.expander("Add a dataset", expanded=not names):
@@ -79,7 +81,7 @@ if chosen != current.dataset and chosen is not None:
 if current.dataset is None:
     st.stop()
 
-dataset = store.get(current.dataset)
+dataset = workspace.dataset(current.dataset)
 meta = dataset.meta
 profile = meta["profile"]
 cols = st.columns(5)
@@ -136,7 +138,7 @@ with preprocessing_tab:
         )
         if st.form_submit_button("Apply"):
             try:
-                store.refit_project(current, json.loads(text))
+                refit_project(current, json.loads(text))
             except json.JSONDecodeError as error:
                 st.error(f"Preprocessing settings: not JSON ({error.msg} at line {error.lineno})")
             except ValueError as error:
@@ -145,7 +147,7 @@ with preprocessing_tab:
                 session.notice("Preprocessing refitted; a new dataset version is recorded")
                 st.rerun()
 with versions_tab:
-    history = store.dataset_versions(current.dataset)
+    history = workspace.dataset_versions(current.dataset)
     st.dataframe(
         [{"version": v.version[:12], "note": v.note, "files": v.files, "size": v.size,
           "created": pd.Timestamp(v.created, unit="s")} for v in reversed(history)],
@@ -155,6 +157,6 @@ with versions_tab:
         back = st.selectbox("Restore version", [v.version for v in history[:-1]],
                             format_func=lambda v: v[:12])  # fmt: skip
         if st.button("Restore"):
-            store.restore(current.dataset, back)
+            workspace.restore_dataset(current.dataset, back)
             session.notice(f"Dataset {current.dataset} restored to {back[:12]}")
             st.rerun()

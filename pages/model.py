@@ -11,8 +11,6 @@ from streamlit_flow import streamlit_flow
 from streamlit_flow.elements import StreamlitFlowEdge, StreamlitFlowNode
 from streamlit_flow.state import StreamlitFlowState
 
-from app import trust
-from app.data import store
 from app.data.autoconfig import facts
 from app.graph import canvas
 from app.graph.analysis import analyze
@@ -33,18 +31,19 @@ from app.graph.edit import (
 )
 from app.graph.layout import layered_layout
 from app.graph.shapes import untrusted_nodes
-from app.workspace import blocks
+from app.workspace import Workspace
 from ui import session
 from ui.widgets import InvalidJSON, component_setting, problem_box
 
 st.title("Model")
+workspace = Workspace.current()
 current = session.require_project()
 session.step_bar(current, "Model")
 session.notice()
 
 history = session.history(current)
 doc = history.doc
-dataset = store.get(current.dataset) if current.dataset else None
+dataset = workspace.dataset(current.dataset) if current.dataset else None
 data_facts = facts(dataset.meta, len(dataset.splits["train"])) if dataset else None
 analysis = analyze(doc, data_facts)
 untrusted = untrusted_nodes(doc)
@@ -109,7 +108,7 @@ if untrusted:
             st.markdown(f"**{name}** ({component})")
             st.code(node.code or "", language="python")
         if st.button("Trust this code", icon=":material/verified_user:"):
-            trust.trust(node.code or "" for node in untrusted)
+            workspace.trust(node.code or "" for node in untrusted)
             session.notice("Code trusted")
             st.rerun()
 
@@ -309,12 +308,12 @@ with blocks_tab:
     block_name = st.text_input("Block name", "block")
     if st.button("Make block", disabled=not picked):
         attempt(make_block, doc, picked, block_name, message=f"Block {block_name} made")
-    saved = blocks.list_blocks()
+    saved = workspace.blocks()
     if saved:
         use = st.selectbox("Saved blocks", saved)
         if st.button("Use saved block"):
-            attempt(blocks.use_block, doc, use, message=f"Block {use} added")
+            attempt(workspace.use_block, doc, use, message=f"Block {use} added")
     for name, block in doc.blocks.items():
         if st.button(f"Save {name} to the library", key=f"save-block:{name}"):
-            blocks.save_block(name, block)
+            workspace.save_block(name, block)
             st.toast(f"Saved block {name}")

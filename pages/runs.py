@@ -8,8 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app.evaluate import compare
-from app.paths import workspace_root
-from app.workspace import runs, versions
+from app.workspace import Workspace, runs
 from ui import session
 
 st.title("Runs")
@@ -19,7 +18,8 @@ session.notice()
 
 doc = current.graph()
 everything = st.toggle("Runs of every model in the workspace", False)
-listed = runs.list_runs(model=None if everything else doc.meta.name)
+workspace = Workspace.current()
+listed = workspace.runs(model=None if everything else doc.meta.name)
 if not listed:
     st.info("No runs yet.")
     st.stop()
@@ -64,13 +64,13 @@ if len(picked) >= 2:
 st.subheader("Manage a run")
 run_id = st.selectbox("Run", ids, key="manage")
 folder = dirs[run_id]
-history = versions.versions(runs.find_run(folder))
+history = workspace.versions(folder)
 if history:
     version = st.selectbox("Recorded versions of its model", [v.version for v in history],
                            format_func=lambda v: v[:12])  # fmt: skip
     if st.button("Restore this version"):
         try:
-            versions.restore(workspace_root(), runs.find_run(folder), version)
+            workspace.restore(folder, version)
         except ValueError as error:
             st.error(str(error))
         else:
@@ -78,7 +78,7 @@ if history:
 confirm = st.checkbox(f"Yes, delete run {run_id} and its checkpoints")
 if st.button("Delete run", disabled=not confirm, type="secondary"):
     try:
-        runs.delete_run(folder)
+        workspace.delete_run(folder)
     except (runs.RunError, ValueError) as error:
         st.error(str(error))
     else:

@@ -19,8 +19,8 @@ from app.graph.canvas import escape_markdown
 from app.graph.components.base import fmt_shape
 from app.graph.document import load
 from app.graph.model_templates import list_templates, load_template
-from app.paths import workspace_root
-from app.workspace.project import NAME_PATTERN, create_project, list_projects
+from app.workspace import Workspace
+from app.workspace.project import NAME_PATTERN
 from ui import jobs, session
 from ui.uploads import save_upload
 
@@ -36,7 +36,7 @@ if current is not None:
 
 def suggested_name(title: str) -> str:
     base = re.sub(r"[^A-Za-z0-9_-]+", "-", title).strip("-").lower() or "project"
-    taken, name, n = set(list_projects()), base, 1
+    taken, name, n = set(Workspace.current().projects()), base, 1
     while name in taken:
         n += 1
         name = f"{base}-{n}"
@@ -62,7 +62,7 @@ def create(name: str, doc) -> None:
     doc = doc.model_copy(deep=True)
     doc.meta.name = name
     try:
-        create_project(name, doc)
+        Workspace.current().create_project(name, doc)
     except ValueError as error:
         st.error(str(error))
         return
@@ -100,9 +100,9 @@ def new_project() -> None:
 
 def open_existing() -> None:
     """A project already in the workspace."""
-    names = list_projects()
+    names = Workspace.current().projects()
     if not names:
-        st.caption(f"No projects yet in {workspace_root()}.")
+        st.caption(f"No projects yet in {Workspace.current().root}.")
     else:
         chosen = st.selectbox("Project", names)
         if st.button("Open", type="primary"):

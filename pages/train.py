@@ -13,7 +13,7 @@ import streamlit as st
 from app.graph.analysis import analyze
 from app.train import launch
 from app.train.settings import TrainingSettings, TrainingSettingsError
-from app.workspace import runs
+from app.workspace import Workspace, runs
 from app.workspace.events import read_events
 from ui import charts, session
 from ui.widgets import training_setting
@@ -36,7 +36,7 @@ if analyze(doc).errors:
 MAIN = ("optimizer", "learning_rate", "schedule", "batch_size", "epochs", "patience", "seed")
 
 saved = current.settings("training") or {}
-with st.expander("Training settings", expanded=not runs.list_runs(model=doc.meta.name)):
+with st.expander("Training settings", expanded=not Workspace.current().runs(model=doc.meta.name)):
     with st.form("training_settings"):
         defaults = TrainingSettings().model_dump()
         values = {**defaults, **saved}
@@ -62,7 +62,7 @@ with st.expander("Training settings", expanded=not runs.list_runs(model=doc.meta
                 current.save_settings("training", changed)
                 st.toast("Training settings saved")
 
-model_runs = runs.list_runs(model=doc.meta.name)
+model_runs = Workspace.current().runs(model=doc.meta.name)
 active = [row for row in model_runs if row["state"] in runs.ACTIVE]
 start = st.button("Start training", type="primary", disabled=bool(active),
                   help="A run is active already" if active else None)  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.graph.document import GraphDocument, parse
+from app.workspace import Workspace
 
 
 def chain(*nodes: tuple[str, str, dict[str, Any]], name: str = "test") -> GraphDocument:
@@ -49,8 +50,7 @@ def single(
 
 def trusted(doc: GraphDocument) -> GraphDocument:
     """The document, its code trusted in the current workspace (as code written here is)."""
-    from app import trust
 
     nodes = doc.all_nodes()
-    trust.trust(n.code for n in nodes if n.code is not None)
+    Workspace.current().trust(n.code for n in nodes if n.code is not None)
     return doc

@@ -11,9 +11,8 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from app.data import store
 from app.graph.model_templates import load_template
-from app.workspace.project import create_project, open_project
+from app.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 ENTRY = str(ROOT / "app" / "streamlit_app.py")
@@ -37,14 +36,14 @@ def button(app: AppTest, label: str):
 
 
 def new_project(name: str = "digits", template: str = "image_classification"):
-    return create_project(name, load_template(template).model_copy(update={}))
+    return Workspace.current().create_project(name, load_template(template).model_copy(update={}))
 
 
 def add_iris(name: str = "iris") -> None:
     from app.data.samples import make_sample
 
     with tempfile.TemporaryDirectory() as folder:
-        store.add(make_sample("iris", Path(folder) / "iris"), name)
+        Workspace.current().add_dataset(make_sample("iris", Path(folder) / "iris"), name)
 
 
 def test_start_page_shows_a_template_with_its_shapes_and_code(workspace):
@@ -78,7 +77,8 @@ def test_creating_a_project_saves_it_names_its_model_and_opens_the_data_step(wor
     assert not app.exception
     assert app.title[0].value == "Data"
     assert app.query_params["project"] == "flowers"
-    assert open_project("flowers").graph().meta.name == "flowers"  # its runs are its own
+    flowers = Workspace.current().project("flowers")
+    assert flowers.graph().meta.name == "flowers"  # its runs are its own
 
 
 def test_a_bad_project_name_is_refused_with_its_reason(workspace):
@@ -101,7 +101,7 @@ def test_the_data_page_adds_a_sample_and_attaches_it(workspace):
     app.selectbox[0].select("iris")
     button(app, "Add sample").click().run(timeout=120)
     assert not app.exception
-    assert open_project("flowers").dataset == "iris"
+    assert Workspace.current().project("flowers").dataset == "iris"
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["Rows"] == "150" and metrics["Classes"] == "3"
 
@@ -109,12 +109,12 @@ def test_the_data_page_adds_a_sample_and_attaches_it(workspace):
 def test_the_data_page_configures_the_model_from_the_data(workspace):
     new_project("flowers", "tabular_classification")
     add_iris()
-    open_project("flowers").use_dataset("iris")
+    Workspace.current().project("flowers").use_dataset("iris")
     app = page("data", "flowers")
     assert app.warning, "the template's head does not fit three classes yet"
     button(app, "Configure the model from the data").click().run()
     assert not app.exception
-    doc = open_project("flowers").graph()
+    doc = Workspace.current().project("flowers").graph()
     output = next(node for node in doc.nodes if node.component == "Output")
     assert output.settings["units"] == 3
     assert app.success[0].value.startswith("The model's inputs and outputs fit")
@@ -123,7 +123,7 @@ def test_the_data_page_configures_the_model_from_the_data(workspace):
 def test_the_data_page_profile_reads_as_text_not_json(workspace):
     new_project("flowers", "tabular_classification")
     add_iris()
-    open_project("flowers").use_dataset("iris")
+    Workspace.current().project("flowers").use_dataset("iris")
     app = page("data", "flowers")
     summaries = dict(app.dataframe[0].value[["column", "summary"]].itertuples(index=False))
     assert not any("{" in text or "}" in text for text in summaries.values()), summaries
@@ -140,7 +140,8 @@ def test_a_setting_edited_in_the_model_page_is_saved_and_changes_the_shape(works
     units = next(n for n in app.number_input if n.label == "units")
     units.set_value(40).run()
     assert not app.exception
-    dense = next(node for node in open_project("digits").graph().nodes if node.id == "dense")
+    nodes = Workspace.current().project("digits").graph().nodes
+    dense = next(node for node in nodes if node.id == "dense")
     assert dense.settings["units"] == 40
     assert any("Output (None, 40)" in c.value for c in app.caption)
 
@@ -151,7 +152,8 @@ def test_undo_brings_back_the_graph_before_the_edit(workspace):
     next(s for s in app.selectbox if s.label == "Selected node").select("dense").run()
     next(n for n in app.number_input if n.label == "units").set_value(40).run()
     button(app, "Undo").click().run()
-    dense = next(node for node in open_project("digits").graph().nodes if node.id == "dense")
+    nodes = Workspace.current().project("digits").graph().nodes
+    dense = next(node for node in nodes if node.id == "dense")
     assert dense.settings.get("units", 64) == 64
 
 
@@ -160,7 +162,7 @@ def test_a_component_added_from_the_palette_follows_the_selected_node(workspace)
     app = page("model", "digits")
     next(s for s in app.selectbox if s.label == "Selected node").select("flatten").run()
     button(app, "Dropout").click().run()
-    doc = open_project("digits").graph()
+    doc = Workspace.current().project("digits").graph()
     added = [node.id for node in doc.nodes if node.component == "Dropout" and node.id != "dropout"]
     assert len(added) == 1
     assert any(e.source == "flatten" and e.target == added[0] for e in doc.edges)
@@ -169,14 +171,14 @@ def test_a_component_added_from_the_palette_follows_the_selected_node(workspace)
 def test_a_fix_from_the_problems_panel_is_applied(workspace):
     new_project("flowers", "tabular_classification")
     add_iris()
-    open_project("flowers").use_dataset("iris")
+    Workspace.current().project("flowers").use_dataset("iris")
     app = page("model", "flowers")
     fixes = [b for b in app.button if (b.key or "").startswith("fix:")]
     assert fixes, "a head that does not fit the data has a fix"
-    before = open_project("flowers").graph()
+    before = Workspace.current().project("flowers").graph()
     fixes[0].click().run()
     assert not app.exception
-    assert open_project("flowers").graph() != before
+    assert Workspace.current().project("flowers").graph() != before
 
 
 def test_the_code_tab_shows_the_whole_model_and_a_custom_node_is_edited_in_place(workspace):
@@ -184,11 +186,11 @@ def test_the_code_tab_shows_the_whole_model_and_a_custom_node_is_edited_in_place
     app = page("model", "digits")
     assert any("def build_model() -> keras.Model:" in code.value for code in app.code)
     button(app, "Custom").click().run()
-    custom = next(node.id for node in open_project("digits").graph().nodes
+    custom = next(node.id for node in Workspace.current().project("digits").graph().nodes
                   if node.component == "Custom")  # fmt: skip
     app.text_area[0].set_value("x = inputs[0]\nreturn x *\n")
     button(app, "Apply code").click().run()
-    doc = open_project("digits").graph()
+    doc = Workspace.current().project("digits").graph()
     assert next(n for n in doc.nodes if n.id == custom).code == "x = inputs[0]\nreturn x *\n"
     assert any(custom in error.value for error in app.error)
 
@@ -226,9 +228,9 @@ def ready_to_train():
     """The tabular template fitted to iris, as a project ready for the Train page."""
     new_project("flowers", "tabular_classification")
     add_iris()
-    project = open_project("flowers")
+    project = Workspace.current().project("flowers")
     project.use_dataset("iris")
-    project.save_graph(store.get("iris").configure(project.graph())[0])
+    project.save_graph(Workspace.current().dataset("iris").configure(project.graph())[0])
     return project
 
 
@@ -275,7 +277,7 @@ def project_of_run(trained, name: str, project: str = "trained"):
     """A project whose model is the one the trained run `name` trained, on the run's data."""
     from app.graph.document import load
 
-    made = create_project(project, load(trained.runs[name] / "graph.json"))
+    made = Workspace.current().create_project(project, load(trained.runs[name] / "graph.json"))
     made.use_dataset(trained.data[name])
     return made
 
@@ -315,7 +317,7 @@ def test_the_test_page_shows_the_report_of_a_tested_run(trained_workspace):
     confusion = json.loads(app.get("plotly_chart")[0].proto.spec)["data"][0]
     assert confusion["type"] == "heatmap"
     assert confusion["x"] == ["setosa", "versicolor", "virginica"]
-    assert sum(map(sum, confusion["z"])) == len(store.get("iris").splits["test"])
+    assert sum(map(sum, confusion["z"])) == len(Workspace.current().dataset("iris").splits["test"])
 
 
 def test_the_export_page_refuses_an_untested_run_and_lists_nothing_yet(trained_workspace):

@@ -10,7 +10,7 @@ import pytest
 
 from app.graph.analysis import analyze
 from app.graph.document import BlockDef, GraphDocument, parse
-from app.workspace.blocks import list_blocks, load_block, save_block, use_block
+from app.workspace import Workspace
 
 CHANNELS = 8
 IMAGE = [16, 16, 3]
@@ -177,17 +177,17 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_saved_block_is_listed_and_loads_back_equal(workspace):
     cell = BlockDef.model_validate(residual_cell())
-    path = save_block("cell", cell)
+    path = Workspace.current().save_block("cell", cell)
     assert path == workspace / "blocks" / "cell.json"
-    assert list_blocks() == ["cell"]
-    assert load_block("cell") == cell
+    assert Workspace.current().blocks() == ["cell"]
+    assert Workspace.current().block("cell") == cell
 
 
 def test_used_block_lets_another_graph_analyse_ok(workspace):
-    save_block("cell", BlockDef.model_validate(residual_cell()))
+    Workspace.current().save_block("cell", BlockDef.model_validate(residual_cell()))
     without = parse(graph_data(blocks={}))
     assert not analyze(without).ok
-    with_block = use_block(without, "cell")
+    with_block = Workspace.current().use_block(without, "cell")
     analysis = analyze(with_block)
     assert analysis.ok, [p.message for p in analysis.errors]
     assert analysis.infos["res"].params == 3 * conv2d_params(3, CHANNELS, CHANNELS)
@@ -195,20 +195,20 @@ def test_used_block_lets_another_graph_analyse_ok(workspace):
 
 
 def test_empty_library_lists_no_blocks(workspace):
-    assert list_blocks() == []
+    assert Workspace.current().blocks() == []
 
 
 @pytest.mark.parametrize("name", ["../x", "a b"])
 def test_invalid_block_names_are_refused_on_save(workspace, name):
     with pytest.raises(ValueError):
-        save_block(name, BlockDef.model_validate(residual_cell()))
+        Workspace.current().save_block(name, BlockDef.model_validate(residual_cell()))
     assert list(workspace.rglob("*.json")) == []
 
 
 @pytest.mark.parametrize("name", ["../x", "a b"])
 def test_invalid_block_names_are_refused_on_load(workspace, name):
     with pytest.raises(ValueError, match="Invalid block name"):
-        load_block(name)
+        Workspace.current().block(name)
 
 
 @pytest.mark.parametrize("text", ['{"nodes": [', '{"nodes": [], "colour": 1}'])
@@ -217,7 +217,7 @@ def test_corrupt_block_file_gives_a_one_line_error_naming_the_file(workspace, te
     path.parent.mkdir()
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ValueError) as caught:
-        load_block("cell")
+        Workspace.current().block("cell")
     message = str(caught.value)
     assert str(path) in message
     assert "\n" not in message

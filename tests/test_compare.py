@@ -13,7 +13,7 @@ import pytest
 
 from app.cli.main import main
 from app.evaluate import compare
-from app.workspace import runs
+from app.workspace import Workspace, runs
 from app.workspace.events import EventWriter, read_events
 
 
@@ -37,7 +37,7 @@ def test_two_runs_side_by_side_with_their_data_settings_metrics_and_best(trained
     result = compare.compare_runs([first.name, second])
     assert [row["id"] for row in result["runs"]] == [first.name, second.name]
     for row, folder in zip(result["runs"], (first, second), strict=True):
-        info = runs.get_run(folder)
+        info = runs.get_run(Workspace.current().run(folder))
         assert row["data"] == info["data"] and row["state"] == "finished"
         assert row["metrics"] == info["metrics"] and row["best"] == info["best"]
         assert row["settings"]["epochs"] == info["settings"]["epochs"]
@@ -114,7 +114,8 @@ def test_cli_compare_marks_the_differing_rows(trained_workspace, capsys):
     assert rows["learning_rate"].startswith("* ") and rows["learning_rate"].split()[2:] == [
         "0.003", "0.01"]  # fmt: skip
     assert rows["epochs"].startswith("  ") and rows["data"].startswith("  ")
-    assert rows["val_loss"].split()[1] == f"{runs.get_run(folder)['metrics']['val_loss']:.4g}"
+    val_loss = runs.get_run(folder)["metrics"]["val_loss"]
+    assert rows["val_loss"].split()[1] == f"{val_loss:.4g}"
 
 
 def test_cli_compare_json_is_the_comparison(trained_workspace, capsys):

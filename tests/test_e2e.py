@@ -164,7 +164,7 @@ def test_an_imported_keras_model_opens_on_the_canvas_with_labels_as_text(browser
     import keras
 
     from app.graph.edit import set_label
-    from app.workspace.project import open_project
+    from app.workspace import Workspace
 
     model = keras.Sequential([
         keras.Input((6,)),
@@ -181,11 +181,11 @@ def test_an_imported_keras_model_opens_on_the_canvas_with_labels_as_text(browser
     page.get_by_label("Project name").last.fill("imported")
     page.get_by_role("button", name="Import").click()
     page.wait_for_selector("h1:has-text('Data')", timeout=120_000)
-    doc = open_project("imported").graph()
+    doc = Workspace.current().project("imported").graph()
     assert {node.id for node in doc.nodes} >= {"hidden", "probs"}
 
     hostile = '<img src=x onerror="document.title=\'owned\'"><b>bold</b>'
-    open_project("imported").save_graph(set_label(doc, "hidden", hostile))
+    Workspace.current().project("imported").save_graph(set_label(doc, "hidden", hostile))
     page.get_by_role("link", name="Model").first.click()
     page.wait_for_selector("h1:has-text('Model')")
     settle(page)

@@ -118,8 +118,8 @@ def layerflow_predictions(run_dir: Path, dataset, rows: list[int]) -> np.ndarray
 def exported(_trained_once, tmp_path_factory):
     """A copy of the trained workspace whose classification and image runs passed their tests,
     exported in every format once, and the exports' predictions made in a fresh process."""
-    from app.data import store
     from app.export import exporter as export
+    from app.workspace import Workspace
     from tests.trained import copy_trained
 
     base = tmp_path_factory.mktemp("exports")
@@ -134,7 +134,7 @@ def exported(_trained_once, tmp_path_factory):
         }
         raw, expected, jobs = {}, {}, []
         for run in ("classification", "image"):
-            dataset = store.get(made.data[run])
+            dataset = Workspace.current().dataset(made.data[run])
             raw[run], rows = raw_test_rows(run, dataset)
             expected[run] = layerflow_predictions(made.runs[run], dataset, rows)
             np.savez(base / f"{run}.npz", **raw[run])
@@ -191,10 +191,10 @@ def test_savedmodel_export_serves_a_signature_with_named_inputs(exported):
 
 
 def test_an_export_fills_a_missing_number_with_the_train_mean(exported):
-    from app.data import store
     from app.runtime.predictor import Predictor
+    from app.workspace import Workspace
 
-    state = store.get("iris").preprocessing()[1]
+    state = Workspace.current().dataset("iris").preprocessing()[1]
     raw = {name: values[:4].copy() for name, values in exported.raw["classification"].items()}
     column = next(iter(raw))
     raw[column][1] = np.nan
@@ -207,11 +207,13 @@ def test_an_export_fills_a_missing_number_with_the_train_mean(exported):
 # Metadata and versions
 
 
-def test_the_exports_of_a_model_are_listed_with_their_metadata(exported):
+def test_the_exports_of_a_model_are_listed_with_their_metadata(exported, monkeypatch):
     from app.export import records
 
+    monkeypatch.setenv("LAYERFLOW_WORKSPACE", str(exported.root))
+
     run = json.loads((exported.runs["classification"] / "run.json").read_text())
-    listed = records.list_exports(run["model"], root=exported.root)
+    listed = records.list_exports(run["model"])
     by_folder = {meta["folder"]: meta for meta in listed}
     mine = [f for f in exported.folders.values() if f.parent.parent.name == run["model"]]
     assert len(mine) > 1 and sorted(by_folder) == sorted(str(folder) for folder in mine)
@@ -322,11 +324,12 @@ def test_an_export_that_does_not_predict_as_the_model_is_refused_unless_forced(
     from app.export import exporter as export
     from app.export import parity
 
+    monkeypatch.setenv("LAYERFLOW_WORKSPACE", str(exported.root))
     monkeypatch.setitem(parity.TOLERANCES, "float16", 0.0)  # any difference fails parity
     run = exported.runs["classification"]
     with pytest.raises(export.ExportError, match="does not predict as the model does"):
-        export.export_run(run.name, "tflite", "float16", root=exported.root)
-    folder = export.export_run(run.name, "tflite", "float16", force=True, root=exported.root)
+        export.export_run(run.name, "tflite", "float16")
+    folder = export.export_run(run.name, "tflite", "float16", force=True)
     meta = json.loads((folder / "metadata.json").read_text())
     assert meta["forced"] is True and meta["parity"]["passed"] is False
     assert "does not predict as the model does" in meta["forced_reason"]

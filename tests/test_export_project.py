@@ -91,10 +91,10 @@ def test_the_scripts_run_where_layerflow_cannot_be_imported(tmp_path):
 
 @pytest.mark.parametrize("task", TASKS)
 def test_project_predicts_raw_test_rows_as_layerflows_predictor(projects, task, tmp_path):
-    from app.data import store
     from app.export.exporter import run_predictor
+    from app.workspace import Workspace
 
-    dataset = store.get(projects.data[task])
+    dataset = Workspace.current().dataset(projects.data[task])
     rows = sorted(dataset.splits["test"])[: ROWS.get(task, 16)]
     expected = run_predictor(projects.runs[task]).predict_rows(dataset.source(), rows)
     done = predict_script(projects.folders[task], tmp_path, rows)
@@ -109,11 +109,11 @@ def test_project_predicts_raw_test_rows_as_layerflows_predictor(projects, task, 
 def test_a_window_that_does_not_fit_is_said_alike_by_the_project_and_layerflow(
     projects, gap, tmp_path
 ):
-    from app.data import store
     from app.export.exporter import run_predictor
     from app.runtime.errors import DataError
+    from app.workspace import Workspace
 
-    dataset = store.get(projects.data["forecasting"])
+    dataset = Workspace.current().dataset(projects.data["forecasting"])
     test = sorted(dataset.splits["test"])
     # window 24, horizon 1: 20 rows are too few; so are two runs of 20 with a gap between
     rows = test[:20] + test[21:41] if gap else test[:20]

@@ -317,13 +317,13 @@ def test_model_name_makes_a_finished_run_in_the_workspace(tmp_path, monkeypatch)
 
 
 def test_a_script_run_is_listed_with_the_runners_runs(tmp_path, monkeypatch):
-    from app.workspace.runs import list_runs
+    from app.workspace import Workspace
 
     monkeypatch.setenv("LAYERFLOW_WORKSPACE", str(tmp_path))
     x, y = classifier_data(40)
     callback = LayerFlowCallback(model_name="mine")
     fit(classifier(0.01), x, y, callback, validation_data=(x, y))
-    [row] = list_runs("mine")
+    [row] = Workspace.current().runs("mine")
     assert row["dir"] == str(callback.run_dir) and row["state"] == "finished"
     assert row["best"]["monitor"] == "val_loss"
 

@@ -14,6 +14,7 @@ import pytest
 
 from app.graph.analysis import Analysis, analyze
 from app.graph.document import GraphDocument, parse
+from app.workspace import Workspace
 from tests.graphs import single, trusted
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -172,11 +173,10 @@ def test_an_untrusted_node_takes_its_declared_output_shape_and_still_does_not_ru
 
 
 def test_trusting_the_code_lets_it_run(workspace, tmp_path):
-    from app import trust
 
     code = "x = inputs[0]\nreturn layers.Dense(4)(x)"
     assert "mine" not in analyze(custom(code, trust=False)).infos
-    trust.trust([code])
+    Workspace.current().trust([code])
     assert analyze(custom(code, trust=False)).infos["mine"].shape == (None, 4)
 
 

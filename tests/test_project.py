@@ -4,37 +4,36 @@ from __future__ import annotations
 
 import pytest
 
-from app.data import store
 from app.data.samples import make_sample
 from app.graph.model_templates import load_template
-from app.workspace.project import create_project, list_projects, open_project
+from app.workspace import Workspace, datasets
 
 
 def test_a_project_keeps_its_graph_and_reopens(workspace):
     doc = load_template("tabular_regression")
-    project = create_project("house", doc)
-    assert open_project("house").graph() == doc
-    assert list_projects() == ["house"]
+    project = Workspace.current().create_project("house", doc)
+    assert Workspace.current().project("house").graph() == doc
+    assert Workspace.current().projects() == ["house"]
     with pytest.raises(ValueError, match="exists already"):
-        create_project("house", doc)
+        Workspace.current().create_project("house", doc)
     with pytest.raises(ValueError, match=r"No project named 'flat' \(projects: house\)"):
-        open_project("flat")
+        Workspace.current().project("flat")
     assert project.folder == workspace / "projects" / "house"
 
 
 def test_new_preprocessing_is_refitted_into_a_new_dataset_version(workspace, tmp_path):
-    store.add(make_sample("diabetes", tmp_path / "src"), "diabetes")
-    project = create_project("sugar", load_template("tabular_regression"))
+    Workspace.current().add_dataset(make_sample("diabetes", tmp_path / "src"), "diabetes")
+    project = Workspace.current().create_project("sugar", load_template("tabular_regression"))
     project.use_dataset("diabetes")
-    config = store.get("diabetes").meta["preprocessing"]
+    config = Workspace.current().dataset("diabetes").meta["preprocessing"]
     numeric = [f for f in config["features"] if f["kind"] == "numeric"]
     first = numeric[0]["column"]
     for feature in numeric:
         feature["method"] = "minmax"
-    store.refit_project(project, config)
+    datasets.refit_project(project, config)
 
-    dataset = store.get("diabetes")
-    assert len(store.dataset_versions("diabetes")) == 2
+    dataset = Workspace.current().dataset("diabetes")
+    assert len(Workspace.current().dataset_versions("diabetes")) == 2
     saved = {f["column"]: f["method"] for f in project.settings("preprocessing")["features"]}
     assert saved[first] == "minmax"
     values = dataset.source().frame[first].iloc[dataset.splits["train"]]
@@ -42,14 +41,14 @@ def test_new_preprocessing_is_refitted_into_a_new_dataset_version(workspace, tmp
 
 
 def test_impossible_preprocessing_is_refused_and_records_nothing(workspace, tmp_path):
-    store.add(make_sample("texts", tmp_path / "src"), "texts")
-    project = create_project("words", load_template("text_classification"))
+    Workspace.current().add_dataset(make_sample("texts", tmp_path / "src"), "texts")
+    project = Workspace.current().create_project("words", load_template("text_classification"))
     project.use_dataset("texts")
-    config = store.get("texts").meta["preprocessing"]
+    config = Workspace.current().dataset("texts").meta["preprocessing"]
     config["features"] = [{"column": "text", "kind": "numeric", "method": "standardize"}]
     with pytest.raises(ValueError, match="Column 'text' holds text values"):
-        store.refit_project(project, config)
-    assert len(store.dataset_versions("texts")) == 1
+        datasets.refit_project(project, config)
+    assert len(Workspace.current().dataset_versions("texts")) == 1
     assert project.settings("preprocessing") is None
 
 
@@ -60,7 +59,8 @@ def test_cli_overrides_a_column_type(workspace, tmp_path, capsys):
     path.write_text("code,size,label\n" + "".join(f"{i % 3},{i},{'ab'[i % 2]}\n"
                                                     for i in range(40)))  # fmt: skip
     assert main(["data", "add", str(path), "--name", "codes", "--type", "code=categorical"]) == 0
-    columns = {c["name"]: c["type"] for c in store.get("codes").meta["profile"]["columns"]}
+    profile = Workspace.current().dataset("codes").meta["profile"]
+    columns = {c["name"]: c["type"] for c in profile["columns"]}
     assert columns["code"] == "categorical"
     assert main(["data", "add", str(path), "--name", "codes", "--type", "code"]) == 1
     assert "--type takes COLUMN=TYPE" in capsys.readouterr().err

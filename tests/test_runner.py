@@ -23,7 +23,7 @@ from app.cli.main import main
 from app.graph.document import parse, save
 from app.keras import builder
 from app.train import launch
-from app.workspace import runs, versions
+from app.workspace import Workspace, runs, versions
 from app.workspace.events import read_events
 from tests import test_runs
 from tests.graphs import chain_data, trusted
@@ -96,7 +96,7 @@ def test_a_finished_run_writes_its_params_and_final_metrics_for_dvc(twins, monke
     metrics = json.loads((first / "metrics.json").read_text())
     assert metrics["epoch"] == 3
     assert metrics["val_loss"] == epoch_events(first)[-1]["metrics"]["val_loss"]
-    assert metrics["best_val_loss"] == runs.get_run(first)["best"]["value"]
+    assert metrics["best_val_loss"] == runs.get_run(Workspace.current().run(first))["best"]["value"]
 
 
 def test_a_finished_run_is_a_dvc_version_and_restores_byte_identical(twins, monkeypatch):
@@ -104,7 +104,7 @@ def test_a_finished_run_is_a_dvc_version_and_restores_byte_identical(twins, monk
     monkeypatch.setenv("LAYERFLOW_WORKSPACE", str(root))
     for folder in folders:  # both finished together: one waited for the other's DVC lock
         (version,) = versions.versions(folder)
-        assert runs.get_run(folder)["version"] == version.version
+        assert runs.get_run(Workspace.current().run(folder))["version"] == version.version
     folder = folders[0]
     recorded = snapshot(folder)
     (folder / "checkpoints" / "best.keras").write_bytes(b"overwritten")
@@ -127,9 +127,9 @@ def test_dvc_exp_show_lists_each_finished_run_with_its_params_and_metrics(twins,
     assert set(experiments) == {folder.name for folder in folders}  # both, finished together
     for folder in folders:
         params = experiments[folder.name]["params"]["params.yaml"]["data"]
-        settings = runs.get_run(folder)["settings"]
+        settings = runs.get_run(Workspace.current().run(folder))["settings"]
         assert (params["learning_rate"], params["epochs"]) == (settings["learning_rate"], 3)
-        assert params["data"] == runs.get_run(folder)["data"]
+        assert params["data"] == runs.get_run(Workspace.current().run(folder))["data"]
         metrics = experiments[folder.name]["metrics"]["metrics.json"]["data"]
         assert metrics == json.loads((folder / "metrics.json").read_text())
     # Saved beside the workspace, not in it: nothing staged or changed there.
@@ -139,11 +139,11 @@ def test_dvc_exp_show_lists_each_finished_run_with_its_params_and_metrics(twins,
 
 
 def test_the_status_tells_the_batches_per_epoch(twins, monkeypatch):
-    from app.data import store
+    from app.workspace import Workspace
 
     root, (first, _) = twins
     monkeypatch.setenv("LAYERFLOW_WORKSPACE", str(root))
-    train_rows = len(store.get("tiny").splits["train"])
+    train_rows = len(Workspace.current().dataset("tiny").splits["train"])
     assert runs.read_status(first)["steps"] == -(-train_rows // 16)
     assert epoch_events(first)[0]["step"] == runs.read_status(first)["steps"]
 
@@ -161,7 +161,7 @@ def test_the_checkpoints_hold_the_last_and_the_best_epoch(twins, monkeypatch):
     root, (first, _) = twins
     monkeypatch.setenv("LAYERFLOW_WORKSPACE", str(root))
     state = json.loads((first / "checkpoints" / "state.json").read_text())
-    info = runs.get_run(first)
+    info = runs.get_run(Workspace.current().run(first))
     assert state["epoch"] == 3 and state["best"] == info["best"]
     assert set(info["checkpoints"]) == {"last", "best"}
 
@@ -248,12 +248,12 @@ def test_a_nan_loss_fails_the_run_and_keeps_the_last_checkpoint(workspace):
 
 
 def test_a_nan_loss_from_the_data_names_the_column_before_the_learning_rate(workspace, tmp_path):
-    from app.data import store
+    from app.workspace import Workspace
 
     # 1e39 is a float64 but too large for float32: standardized, it becomes NaN.
     rows = "".join(f"{1e39 if i < 10 else i % 7},{i % 5},{i % 3 * 1.5}\n" for i in range(60))
     (tmp_path / "huge.csv").write_text("big,small,y\n" + rows)
-    store.add(tmp_path / "huge.csv", "huge", target="y")
+    Workspace.current().add_dataset(tmp_path / "huge.csv", "huge", target="y")
     doc = parse(chain_data(
         ("features", "Input", {"shape": [2]}),
         ("dense", "Dense", {"units": 8, "activation": "linear"}),  # ReLU would hide a NaN
@@ -285,13 +285,13 @@ def test_an_out_of_memory_error_fails_the_run_with_its_one_line_reason(workspace
 
 
 def test_a_dataset_changed_since_the_run_was_made_fails_it(workspace):
-    from app.data import store
+    from app.workspace import Workspace
 
     folder = launch.create_run(tiny_classifier(), {"epochs": 1}, "tiny")
-    made_with = runs.get_run(folder)["data"]["version"]
-    shutil.rmtree(store.get("tiny").folder)
+    made_with = runs.get_run(Workspace.current().run(folder))["data"]["version"]
+    shutil.rmtree(Workspace.current().dataset("tiny").folder)
     add_tiny_dataset()  # the same rows, split and fitted again: another version
-    assert store.get("tiny").version != made_with
+    assert Workspace.current().dataset("tiny").version != made_with
     finish(launch.start_run(folder))
     status = runs.status(folder)
     assert status["state"] == "failed"
@@ -337,9 +337,9 @@ def test_cli_train_prints_each_epoch_and_exits_with_the_final_state(workspace, c
     out = capsys.readouterr().out
     assert re.search(r"^epoch 1/2  .*loss \d", out, re.MULTILINE)
     assert re.search(r"^epoch 2/2  .*val_loss \d.*ETA 0s$", out, re.MULTILINE)
-    (run,) = runs.list_runs()
+    (run,) = Workspace.current().runs()
     assert f"run {run['id']} finished after 2 epoch(s)" in out
-    assert runs.get_run(run["id"])["settings"]["learning_rate"] == 0.01
+    assert runs.get_run(Workspace.current().run(run["id"]))["settings"]["learning_rate"] == 0.01
 
 
 def test_cli_train_detached_prints_the_run_id_and_the_run_goes_on(workspace, capsys):
@@ -348,31 +348,31 @@ def test_cli_train_detached_prints_the_run_id_and_the_run_goes_on(workspace, cap
     assert main(["train", str(graph), "--data", "tiny", "--epochs", "1", "--detach"]) == 0
     run_id = capsys.readouterr().out.strip()
     assert runs.RUN_ID.match(run_id)
-    folder = runs.find_run(run_id)
+    folder = Workspace.current().run(run_id)
     wait_until(lambda: bool(versions.versions(folder)))  # recorded: the runner is done
-    assert runs.status(run_id)["state"] == "finished"
+    assert runs.status(Workspace.current().run(run_id))["state"] == "finished"
 
 
 # Real data: the templates on the samples, with the default settings
 
 
 def add_sample(name: str, **options) -> None:
-    from app.data import store
     from app.data.samples import make_sample
+    from app.workspace import Workspace
 
     with tempfile.TemporaryDirectory() as folder:
-        store.add(make_sample(name, Path(folder) / name), name, **options)
+        Workspace.current().add_dataset(make_sample(name, Path(folder) / name), name, **options)
 
 
 def configured(template: str, data: str):
     """The template with its Input and Output set from the dataset."""
-    from app.data import store
     from app.data.autoconfig import configure
     from app.graph.model_templates import load_template
     from app.runtime.config import FittedState, PreprocessConfig
     from app.runtime.transform import input_spec
+    from app.workspace import Workspace
 
-    dataset = store.get(data)
+    dataset = Workspace.current().dataset(data)
     config = PreprocessConfig.model_validate(dataset.meta["preprocessing"])
     state = FittedState.model_validate(dataset.state)
     doc, _ = configure(load_template(template), input_spec(config, state), dataset.meta["task"],
@@ -383,16 +383,16 @@ def configured(template: str, data: str):
 def train_and_predict_test_split(template: str, data: str) -> tuple[np.ndarray, np.ndarray]:
     """Train the configured template with the default settings (within two minutes); the test
     split's targets and the best checkpoint's predictions of them."""
-    from app.data import store
     from app.runtime.config import FittedState, PreprocessConfig
     from app.runtime.transform import transform
+    from app.workspace import Workspace
 
     folder = launch.create_run(configured(template, data), {}, data)
     started = time.monotonic()
     finish(launch.start_run(folder))
     assert time.monotonic() - started < RUN_SECONDS
     assert runs.status(folder)["state"] == "finished"
-    dataset = store.get(data)
+    dataset = Workspace.current().dataset(data)
     config = PreprocessConfig.model_validate(dataset.meta["preprocessing"])
     state = FittedState.model_validate(dataset.state)
     inputs, targets = transform(config, state, dataset.source(), dataset.splits["test"])

@@ -21,7 +21,7 @@ from app.cli.main import main
 from app.graph.document import save
 from app.train import launch
 from app.train.settings import TrainingSettingsError
-from app.workspace import runs
+from app.workspace import Workspace, runs
 from tests.graphs import chain
 
 
@@ -37,7 +37,7 @@ def tiny_classifier(name: str = "Tiny classifier", units: int = 1, shape: int = 
 
 def add_tiny_dataset(name: str = "tiny") -> None:
     """120 rows of 4 numbers and a yes/no label, added to the current workspace."""
-    from app.data import store
+    from app.workspace import Workspace
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(120, 4)).round(4)
@@ -46,7 +46,7 @@ def add_tiny_dataset(name: str = "tiny") -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"{name}.csv"
         frame.to_csv(path, index=False)
-        store.add(path, name, target="label")
+        Workspace.current().add_dataset(path, name, target="label")
 
 
 @pytest.fixture(scope="module")
@@ -149,14 +149,15 @@ def test_a_run_directory_outside_the_workspace_is_refused(workspace, tmp_path):
 def test_a_run_directory_inside_the_workspace_is_used_and_found(workspace):
     folder = launch.create_run(tiny_classifier(), {}, "tiny", run_dir="experiments/first")
     assert folder == workspace / "experiments" / "first"
-    assert runs.find_run("experiments/first") == folder
-    assert runs.get_run("experiments/first")["id"] == "first"
+    assert Workspace.current().run("experiments/first") == folder
+    assert runs.get_run(Workspace.current().run("experiments/first"))["id"] == "first"
     # listed, and found by its id, like a run under models/
-    assert [r["dir"] for r in runs.list_runs()] == [str(folder)]
-    assert [r["id"] for r in runs.list_runs(model=tiny_classifier().meta.name)] == ["first"]
-    assert runs.find_run("first") == folder
+    assert [r["dir"] for r in Workspace.current().runs()] == [str(folder)]
+    model = tiny_classifier().meta.name
+    assert [r["id"] for r in Workspace.current().runs(model=model)] == ["first"]
+    assert Workspace.current().run("first") == folder
     shutil.rmtree(folder)  # gone by hand: no longer listed
-    assert runs.list_runs() == []
+    assert Workspace.current().runs() == []
 
 
 # Status and reading
@@ -188,16 +189,16 @@ def test_a_reused_pid_does_not_pass_for_the_runner(workspace):
 def test_runs_are_listed_newest_first_and_by_model(workspace):
     first = launch.create_run(tiny_classifier("Alpha"), {}, "tiny")
     second = launch.create_run(tiny_classifier("Beta"), {}, "tiny")
-    assert [r["id"] for r in runs.list_runs()] == [second.name, first.name]
-    assert [r["id"] for r in runs.list_runs(model="alpha")] == [first.name]
-    assert runs.list_runs()[0]["state"] == "queued"
+    assert [r["id"] for r in Workspace.current().runs()] == [second.name, first.name]
+    assert [r["id"] for r in Workspace.current().runs(model="alpha")] == [first.name]
+    assert Workspace.current().runs()[0]["state"] == "queued"
 
 
 def test_get_run_tells_status_settings_data_and_last_metrics(workspace):
     folder = launch.create_run(tiny_classifier(), {"epochs": 5}, "tiny")
     runs.update_status(folder, epoch=2, metrics={"loss": 0.5}, best={"monitor": "val_loss",
                        "value": 0.6, "epoch": 2})  # fmt: skip
-    info = runs.get_run(folder.name)
+    info = runs.get_run(Workspace.current().run(folder.name))
     assert (info["state"], info["epoch"], info["epochs"]) == ("queued", 2, 5)
     assert info["metrics"] == {"loss": 0.5} and info["best"]["value"] == 0.6
     assert info["settings"]["epochs"] == 5 and info["data"]["name"] == "tiny"
@@ -207,7 +208,7 @@ def test_get_run_tells_status_settings_data_and_last_metrics(workspace):
 def test_an_unknown_run_is_refused_naming_the_latest(workspace):
     folder = launch.create_run(tiny_classifier(), {}, "tiny")
     with pytest.raises(ValueError, match=f"No run '20000101-000000-abcdef'.*{folder.name}"):
-        runs.find_run("20000101-000000-abcdef")
+        Workspace.current().run("20000101-000000-abcdef")
 
 
 # Steering
@@ -306,13 +307,13 @@ def experiment_refs(root: Path) -> list[str]:
 
 def test_deleting_a_finished_run_removes_its_directory_and_its_dvc_records(trained_workspace):
     root, folder = trained_workspace.root, trained_workspace.runs["classification"]
-    others = sorted(r["id"] for r in runs.list_runs() if r["id"] != folder.name)
+    others = sorted(r["id"] for r in Workspace.current().runs() if r["id"] != folder.name)
     assert (folder.parent / f"{folder.name}.dvc").exists()
     assert any(ref.endswith("/" + folder.name) for ref in experiment_refs(root))
 
-    assert runs.delete_run(folder.name) == folder
+    assert Workspace.current().delete_run(folder.name) == folder
     assert not folder.exists()
-    assert sorted(r["id"] for r in runs.list_runs()) == others
+    assert sorted(r["id"] for r in Workspace.current().runs()) == others
     for name in (f"{folder.name}.dvc", f"{folder.name}.versions.json", ".gitignore"):
         assert not (folder.parent / name).exists(), name
     assert not folder.parent.parent.exists()  # the model had no other run
@@ -327,8 +328,8 @@ def test_deleting_a_finished_run_removes_its_directory_and_its_dvc_records(train
 def test_a_run_never_recorded_is_deleted(workspace):
     folder = launch.create_run(tiny_classifier(), {}, "tiny")
     runs.update_status(folder, state="failed", reason="it broke")
-    runs.delete_run(folder)
-    assert not folder.exists() and runs.list_runs() == []
+    Workspace.current().delete_run(folder)
+    assert not folder.exists() and Workspace.current().runs() == []
 
 
 def test_an_active_run_is_not_deleted(workspace):
@@ -336,7 +337,7 @@ def test_an_active_run_is_not_deleted(workspace):
     me = psutil.Process()
     runs.update_status(folder, state="running", pid=me.pid, pid_started=me.create_time())
     with pytest.raises(runs.RunError, match="is running; stop it before deleting it"):
-        runs.delete_run(folder)
+        Workspace.current().delete_run(folder)
     assert (folder / "run.json").exists()
 
 
@@ -345,7 +346,7 @@ def test_a_finished_run_whose_runner_still_records_it_is_not_deleted(workspace):
     me = psutil.Process()
     runs.update_status(folder, state="finished", pid=me.pid, pid_started=me.create_time())
     with pytest.raises(runs.RunError, match=f"runner .pid {me.pid}. is still recording it"):
-        runs.delete_run(folder)
+        Workspace.current().delete_run(folder)
     assert (folder / "run.json").exists()
 
 

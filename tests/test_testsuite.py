@@ -31,7 +31,7 @@ from app.evaluate.settings import (
     save_gates,
 )
 from app.keras import builder
-from app.workspace import runs
+from app.workspace import Workspace, runs
 
 # Few latency repeats and permutations: the tests check what is measured, not how well.
 FAST = {"latency_repeats": 3, "importance_repeats": 2, "parity_formats": []}
@@ -67,11 +67,11 @@ def tested(_trained_once, tmp_path_factory):
 def predictions(run: Path) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """The test split's inputs and targets, and the best checkpoint's predictions of them,
     made here without the suite."""
-    from app.data import store
     from app.runtime.transform import transform
+    from app.workspace import Workspace
 
     info = json.loads((run / runs.RUN).read_text())
-    dataset = store.get(info["data"]["name"])
+    dataset = Workspace.current().dataset(info["data"]["name"])
     config, state = dataset.preprocessing()
     inputs, targets = transform(config, state, dataset.source(), sorted(dataset.splits["test"]))
     model = builder.load_run_model(run, "best")
@@ -217,11 +217,11 @@ def test_segmentation_iou_and_dice_agree_with_sklearn(tested):
 
 
 def test_samples_are_the_best_worst_and_misclassified_rows_of_the_test_split(tested):
-    from app.data import store
+    from app.workspace import Workspace
 
     report = tested.reports["image"]
     samples = report["samples"]
-    test_rows = set(store.get(tested.data["image"]).splits["test"])
+    test_rows = set(Workspace.current().dataset(tested.data["image"]).splits["test"])
     best, worst, wrong = samples["best"], samples["worst"], samples["misclassified"]
     assert len(best) == len(worst) == 8
     assert max(s["loss"] for s in best) <= min(s["loss"] for s in worst)
@@ -236,11 +236,11 @@ def test_samples_are_the_best_worst_and_misclassified_rows_of_the_test_split(tes
 
 
 def test_permutation_importance_names_the_original_columns(tested):
-    from app.data import store
+    from app.workspace import Workspace
 
     explanations = tested.reports["regression"]["explanations"]
     assert explanations["method"] == "permutation_importance"
-    config, _ = store.get(tested.data["regression"]).preprocessing()
+    config, _ = Workspace.current().dataset(tested.data["regression"]).preprocessing()
     items = explanations["permutation_importance"]
     assert sorted(item["feature"] for item in items) == sorted(s.column for s in config.features)
     widths = {item["feature"]: item["columns"] for item in items}
@@ -315,7 +315,7 @@ def test_saved_gates_judge_the_next_report(tested):
     mae = tested.reports["regression"]["summary"]["mae"]
     path = save_gates(model, [Gate("mae", "<=", mae / 2), Gate("r2", ">=", -1e9)])
     try:
-        assert path == runs.models_dir() / model / "gates.json"
+        assert path == Workspace.current().models_dir / model / "gates.json"
         assert load_gates(model) == [Gate("mae", "<=", mae / 2), Gate("r2", ">=", -1e9)]
         report = testsuite.run_suite(run, {**FAST, "explanations": False}, write=False)
         assert [r["passed"] for r in report["gates"]["results"]] == [False, True]

@@ -43,26 +43,25 @@ class TrainedWorkspace:
 
 def configured(template: str, data: str):
     """The model template with its Input and Output set from the dataset."""
-    from app.data import store
     from app.graph.model_templates import load_template
+    from app.workspace import Workspace
 
-    doc, _ = store.get(data).configure(load_template(template))
+    doc, _ = Workspace.current().dataset(data).configure(load_template(template))
     return doc
 
 
 def make_trained(root: Path, plan: dict[str, tuple[str, str, int]] = RUNS) -> TrainedWorkspace:
     """Add the samples to `root` (the current workspace) and train the runs of `plan` (name:
     (sample, template, epochs)), side by side."""
-    from app.data import store
     from app.data.samples import make_sample
     from app.train import launch
-    from app.workspace import runs
+    from app.workspace import Workspace, runs
 
     folders, processes = {}, []
     for name, (sample, template, epochs) in plan.items():
-        if sample not in [entry["name"] for entry in store.list_datasets()]:
+        if sample not in [entry["name"] for entry in Workspace.current().datasets()]:
             with tempfile.TemporaryDirectory() as folder:
-                store.add(make_sample(sample, Path(folder) / sample), sample)
+                Workspace.current().add_dataset(make_sample(sample, Path(folder) / sample), sample)
         doc = configured(template, sample).model_copy(deep=True)
         doc.meta.name = f"{name} model"
         folder = launch.create_run(doc, {"epochs": epochs, "seed": 1}, sample)

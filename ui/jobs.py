@@ -8,7 +8,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from app.paths import REPOSITORY, workspace_root
+from app.paths import REPOSITORY
+from app.workspace import Workspace
 
 
 @dataclass
@@ -19,7 +20,7 @@ class Outcome:
 
 def layerflow(*args: str, timeout: float = 900) -> Outcome:
     """Run `layerflow ARGS...` in a child process over the current workspace."""
-    env = {**os.environ, "LAYERFLOW_WORKSPACE": str(workspace_root()),
+    env = {**os.environ, "LAYERFLOW_WORKSPACE": str(Workspace.current().root),
            "TF_CPP_MIN_LOG_LEVEL": "3"}  # fmt: skip
     try:
         done = subprocess.run(

@@ -18,26 +18,27 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from app import trust
 from app.graph.analysis import Analysis, analyze
 from app.graph.canvas import escape_markdown
 from app.graph.document import GraphDocument
 from app.graph.edit import History
-from app.workspace.project import Project, list_projects, open_project
+from app.workspace import Workspace
+from app.workspace.project import Project
 from ui.nav import PAGES  # the pages link to each other through session.PAGES
 
 if TYPE_CHECKING:  # pandas comes with it; see progress()
-    from app.data.store import Dataset
+    from app.workspace.datasets import Dataset
 
 
 def project() -> Project | None:
     """The open project: the session's, else the URL's; None when there is none."""
     name = st.session_state.get("project") or st.query_params.get("project")
-    if not name or name not in list_projects():
+    workspace = Workspace.current()
+    if not name or name not in workspace.projects():
         return None
     st.session_state.project = name
     st.query_params["project"] = name
-    return open_project(name)
+    return workspace.project(name)
 
 
 def open_(name: str) -> None:
@@ -70,7 +71,7 @@ def commit(current: Project, doc: GraphDocument) -> None:
     """Make `doc` the project's graph: saved at once, and one step of undo. Code the user wrote
     or changed in this edit is trusted (app.trust); code that came with a shared graph is not."""
     before = _codes(history(current).doc)
-    trust.trust(code for code in _codes(doc) if code not in before)
+    Workspace.current().trust(code for code in _codes(doc) if code not in before)
     history(current).push(doc)
     current.save_graph(doc)
 
@@ -126,10 +127,9 @@ def progress(current: Project) -> Progress:
     # user does not need and which would delay its first drawing by about half a second.
     from app.evaluate import suite as testsuite
     from app.export import records
-    from app.workspace import runs
 
     doc = current.graph()
-    model_runs = runs.list_runs(model=doc.meta.name)
+    model_runs = Workspace.current().runs(model=doc.meta.name)
     finished = next((row for row in model_runs if row["state"] == "finished"), None)
     return Progress(
         analysis=analyze(doc),
@@ -158,10 +158,9 @@ def step_bar(current: Project, step: str) -> None:
 def choose_finished_run(current: Project) -> Path:
     """A select of the project's finished runs (newest first) and the chosen run's directory;
     without one, a pointer to the Train page and the end of the page's script."""
-    from app.workspace import runs  # see progress()
-
     model = current.graph().meta.name
-    finished = [row for row in runs.list_runs(model=model) if row["state"] == "finished"]
+    runs = Workspace.current().runs(model=model)
+    finished = [row for row in runs if row["state"] == "finished"]
     if not finished:
         st.info("Finish a training run first.")
         st.page_link(PAGES["train"], label="Go to Train", icon=":material/model_training:")

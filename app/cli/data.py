@@ -11,15 +11,17 @@ from app.graph.document import load, save
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from app.data import store
     from app.data.summaries import summary
+    from app.workspace import Workspace
+
+    workspace = Workspace.current()
 
     action = args.data_action
     if action == "samples":
         return _data_samples(args)
     if action == "add":
         overrides = dict(_pair(item) for item in args.type or [])
-        dataset = store.add(
+        dataset = workspace.add_dataset(
             args.path, args.name, target=args.target, overrides=overrides, progress=step
         )
         profile = dataset.meta["profile"]
@@ -32,17 +34,17 @@ def cmd_data(args: argparse.Namespace) -> int:
             print(f"  {note}")
         return 0
     if action == "list":
-        rows = store.list_datasets()
+        rows = workspace.datasets()
         shown = [{**row, "version": (row["version"] or "")[:10]} for row in rows]
         text = (
             table(shown, ["name", "kind", "rows", "target", "task", "version"])
             if rows
-            else (f"no datasets in {store.data_dir()}")
+            else (f"no datasets in {workspace.data_dir}")
         )
         emit(args, rows, text)
         return 0
     if action == "show":
-        dataset = store.get(args.name)
+        dataset = workspace.dataset(args.name)
         info = {
             **dataset.summary(),
             "splits": {k: len(v) for k, v in dataset.splits.items()},
@@ -70,16 +72,16 @@ def cmd_data(args: argparse.Namespace) -> int:
                 "size": v.size,
                 "note": v.note,
             }
-            for v in store.dataset_versions(args.name)
+            for v in workspace.dataset_versions(args.name)
         ]
         emit(args, rows, table(rows, ["version", "created", "files", "size", "note"]))
         return 0
     if action == "configure":
-        doc, changes = store.get(args.name).configure(load(args.graph, strict=False))
+        doc, changes = workspace.dataset(args.name).configure(load(args.graph, strict=False))
         save(doc, args.graph)
         print("\n".join(changes) if changes else f"{args.graph} already fits {args.name}")
         return 0
-    version = store.restore(args.name, args.version)
+    version = workspace.restore_dataset(args.name, args.version)
     print(f"restored {args.name} to version {version.version[:10]}")
     return 0
 
@@ -87,8 +89,8 @@ def cmd_data(args: argparse.Namespace) -> int:
 def _data_samples(args: argparse.Namespace) -> int:
     import tempfile
 
-    from app.data import store
     from app.data.samples import SAMPLES, make_sample
+    from app.workspace import Workspace
 
     if not args.name:
         rows = [{"name": k, "description": v} for k, v in SAMPLES.items()]
@@ -97,7 +99,7 @@ def _data_samples(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as folder:
         step(f"making sample {args.name}")
         path = make_sample(args.name, Path(folder))
-        dataset = store.add(path, args.name, progress=step)
+        dataset = Workspace.current().add_dataset(path, args.name, progress=step)
     print(
         f"added sample {args.name}: {dataset.meta['rows']:,} rows, task "
         f"{dataset.meta['task']}, version {dataset.version[:10]}"

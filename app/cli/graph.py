@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from app import trust
 from app.cli.command import CommandError, add_command
 from app.cli.output import emit, table, write_or_print
 from app.errors import printable
@@ -94,24 +93,26 @@ def cmd_import_keras(args: argparse.Namespace) -> int:
 
 
 def cmd_blocks(args: argparse.Namespace) -> int:
-    from app.workspace import blocks
+    from app.workspace import Workspace
+
+    workspace = Workspace.current()
 
     if args.action == "list":
-        names = blocks.list_blocks()
+        names = workspace.blocks()
         rows = [
             {
                 "name": n,
-                "nodes": len(blocks.load_block(n).nodes),
-                "description": blocks.load_block(n).description,
+                "nodes": len(block.nodes),
+                "description": block.description,
             }
-            for n in names
+            for n, block in ((n, workspace.block(n)) for n in names)
         ]
         emit(
             args,
             rows,
             table(rows, ["name", "nodes", "description"])
             if rows
-            else f"no blocks saved in {blocks.library_dir()}",
+            else f"no blocks saved in {workspace.blocks_dir}",
         )
         return 0
     if not args.graph or not args.name:
@@ -123,10 +124,10 @@ def cmd_blocks(args: argparse.Namespace) -> int:
                 f"{args.graph}: no block named {args.name!r} "
                 f"(blocks: {', '.join(doc.blocks) or 'none'})"
             )
-        path = blocks.save_block(args.name, doc.blocks[args.name])
+        path = workspace.save_block(args.name, doc.blocks[args.name])
         print(f"saved block {args.name} to {path}")
     else:
-        save(blocks.use_block(doc, args.name), args.graph)
+        save(workspace.use_block(doc, args.name), args.graph)
         print(f"added block {args.name} to {args.graph}")
     return 0
 
@@ -147,7 +148,9 @@ def cmd_trust(args: argparse.Namespace) -> int:
         if input("Trust this code and let LayerFlow run it? [y/N] ").strip().lower() != "y":
             print("not trusted")
             return 1
-    trust.trust(node.code or "" for node in nodes)
+    from app.workspace import Workspace
+
+    Workspace.current().trust(node.code or "" for node in nodes)
     print(f"{args.graph}: trusted the code of {len(nodes)} node(s)")
     return 0
 
@@ -158,8 +161,10 @@ def code_text(code: str) -> str:
 
 
 def _trust_if_asked(args: argparse.Namespace, doc) -> None:
+    from app.workspace import Workspace
+
     if getattr(args, "trust", False):
-        count = trust.trust(node.code or "" for node in untrusted_nodes(doc))
+        count = Workspace.current().trust(node.code or "" for node in untrusted_nodes(doc))
         if count:
             print(f"trusted the code of {count} node(s) of {args.graph}", file=sys.stderr)
 

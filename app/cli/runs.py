@@ -20,11 +20,13 @@ _SHOWN_SETTINGS = (
 
 def cmd_runs(args: argparse.Namespace) -> int:
     from app.train import launch
-    from app.workspace import runs
+    from app.workspace import Workspace, runs
+
+    workspace = Workspace.current()
 
     action = args.runs_action
     if action == "list":
-        rows = runs.list_runs()
+        rows = workspace.runs()
         shown = [
             {
                 **row,
@@ -39,12 +41,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
         text = (
             table(shown, ["id", "model", "state", "epoch", "data", "best", "created"])
             if rows
-            else f"no runs in {runs.models_dir()}"
+            else f"no runs in {workspace.models_dir}"
         )
         emit(args, rows, text)
         return 0
     if action == "show":
-        info = runs.get_run(args.run)
+        info = runs.get_run(workspace.run(args.run))
         lines = [f"{key}: {info[key]}" for key in ("id", "model", "dir", "state", "reason")]
         lines.append(f"epoch: {info['epoch']}/{info['epochs']}")
         lines.append(f"data: {info['data']['name']} (version {str(info['data']['version'])[:10]})")
@@ -58,9 +60,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
         lines.append("settings: " + ", ".join(f"{k}={v}" for k, v in changed.items()))
         emit(args, info, "\n".join(lines))
         return 0
-    folder = runs.find_run(args.run)
+    folder = workspace.run(args.run)
     if action == "delete":
-        runs.delete_run(folder)
+        workspace.delete_run(folder)
         print(f"deleted run {folder.name} ({folder})")
         return 0
     if action == "pause":

@@ -26,9 +26,9 @@ def cmd_test(args: argparse.Namespace) -> int:
 def _test(args: argparse.Namespace) -> int:
     from app.evaluate import suite as testsuite
     from app.evaluate.settings import Gate, TestSettings, save_gates
-    from app.workspace import runs
+    from app.workspace import Workspace, runs
 
-    folder = runs.find_run(args.run)
+    folder = Workspace.current().run(args.run)
     gates = [Gate.parse(text) for text in args.gate or []]
     if args.save_gates and not gates:
         raise CommandError("--save-gates needs at least one --gate")

@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from app.workspace import Workspace
 from app.workspace.events import iter_events
-from app.workspace.runs import GRAPH, find_run, get_run
+from app.workspace.runs import GRAPH, get_run
 
 _MISSING = object()  # a setting one run has and another has not
 
@@ -42,7 +43,8 @@ def compare_runs(runs: Sequence[str | os.PathLike]) -> dict[str, Any]:
     """
     if isinstance(runs, str | os.PathLike):
         runs = [runs]
-    folders = [find_run(run) for run in runs]
+    workspace = Workspace.current()
+    folders = [workspace.run(run) for run in runs]
     if len(set(folders)) < 2:
         raise ValueError(
             "Received an invalid value for `runs`, expected at least two different runs to "
@@ -73,7 +75,7 @@ def history(run: str | os.PathLike) -> dict[str, list]:
         count from 1; a metric (or the learning rate) an epoch did not log is None there. An
         epoch logged twice (a run resumed after it) counts once, as last logged.
     """
-    folder = find_run(run)
+    folder = Workspace.current().run(run)
     by_epoch: dict[int, dict[str, Any]] = {}
     for event in iter_events(folder, {"epoch"}):
         values = dict(event.get("metrics") or {})

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.evaluate.subject import Subject
 from app.files import atomic_write_text
-from app.workspace import inside, runs, workspace_root
+from app.workspace import Workspace, runs
 
 GATES = "gates.json"
 CLASSIFICATION_METRICS = (
@@ -234,14 +234,14 @@ def _messages(err: ValidationError, data: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(messages))
 
 
-def gates_path(model: str, root: Path | None = None) -> Path:
+def gates_path(model: str) -> Path:
     """Where a model's gates live: models/<model-slug>/gates.json."""
-    return inside(runs.models_dir(root or workspace_root()), runs.model_slug(model), GATES)
+    return Workspace.current().path("models", runs.model_slug(model), GATES)
 
 
-def load_gates(model: str, root: Path | None = None) -> list[Gate]:
+def load_gates(model: str) -> list[Gate]:
     """The gates saved for a model (its slug or name); none when it has none."""
-    path = gates_path(model, root)
+    path = gates_path(model)
     if not path.exists():
         return []
     try:
@@ -251,12 +251,12 @@ def load_gates(model: str, root: Path | None = None) -> list[Gate]:
         raise ValueError(f"{path}: not a gates file ({err})") from None
 
 
-def save_gates(model: str, gates: Sequence[Gate], root: Path | None = None) -> Path:
+def save_gates(model: str, gates: Sequence[Gate]) -> Path:
     """Save a model's gates (replacing any it had); an unknown metric is refused."""
     gates = [_gate(g) for g in gates]
     check_gates(gates, ALL_METRICS)
     data = {"gates": [g.model_dump() for g in gates], "updated": time.time()}
-    return atomic_write_text(gates_path(model, root), json.dumps(data, indent=2) + "\n")
+    return atomic_write_text(gates_path(model), json.dumps(data, indent=2) + "\n")
 
 
 def check_gates(gates: Sequence[Gate], known: Sequence[str]) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from app.workspace import runs
+from app.workspace import Workspace, runs
 from app.workspace.runs import RunError
 
 KINDS = {
@@ -49,18 +49,18 @@ class Subject:
     @classmethod
     def of(cls, run: str | os.PathLike) -> Subject:
         """The run's subject, or RunError when it cannot be tested."""
-        from app.data import store
         from app.graph.components import CATALOGUE
         from app.graph.document import load
 
-        folder = runs.find_run(run)
+        workspace = Workspace.current()
+        folder = workspace.run(run)
         info = runs.read_info(folder)
         name = f"Run '{info['id']}'"
         if not (folder / runs.CHECKPOINTS / runs.BEST).exists():
             raise RunError([f"{name} has no best checkpoint yet; test it after an epoch"])
         data = info["data"]["name"]
         try:
-            dataset = store.of_run(folder)
+            dataset = workspace.dataset_of_run(folder)
         except ValueError as err:  # DataError: gone, or at another version
             raise RunError([f"{err}; it is needed to test the run"]) from None
         task = dataset.meta.get("task")

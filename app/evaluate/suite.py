@@ -79,7 +79,7 @@ from app.evaluate.settings import (
 from app.evaluate.subject import Subject
 from app.files import atomic_write_text
 from app.jsonable import json_ready
-from app.workspace import runs
+from app.workspace import Workspace, runs
 from app.workspace.runs import RunError
 
 TEST_DIR = runs.TEST_DIR
@@ -214,7 +214,7 @@ def _metrics(
 
 def test_dir(run: str | os.PathLike) -> Path:
     """The run's test folder, <run>/test/."""
-    return runs.find_run(run) / TEST_DIR
+    return Workspace.current().run(run) / TEST_DIR
 
 
 def write_report(run: str | os.PathLike, report: dict[str, Any]) -> Path:
@@ -260,7 +260,7 @@ def test_status(run: str | os.PathLike) -> dict[str, Any]:
     """The state of the run's test: state (None when never tested; queued, running, finished
     or failed), progress (0..1), step, reason, pid, passed. A test whose process ended
     without saying so reads as failed."""
-    folder = runs.find_run(run)
+    folder = Workspace.current().run(run)
     path = _status_path(folder)
     if not path.exists():
         return {"state": None, "progress": 0.0, "step": None, "reason": None}
@@ -286,7 +286,7 @@ def start_test(
     What keeps the run from being tested (no best checkpoint, its dataset gone, a gate on an
     unknown metric, a test already running) is raised here, before anything starts.
     """
-    folder = runs.find_run(run)
+    folder = Workspace.current().run(run)
     settings = TestSettings.from_value(settings)
     subject = Subject.of(folder)
     gates = settings.gates if settings.gates is not None else load_gates(subject.info["model"])
@@ -310,7 +310,8 @@ def start_test(
             "started": time.time(),
         }
         runs.merge_status(folder / TEST_DIR, queued)
-    process, started = runs.spawn("app.evaluate.tester", folder, test / LOG)
+    root = Workspace.current().root
+    process, started = runs.spawn(root, "app.evaluate.tester", folder, test / LOG)
     # The tester writes the same pid when it starts; whichever comes first, both agree.
     update_status(folder, pid=process.pid, pid_started=started)
     return process

@@ -34,8 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from app.files import swap_in
-from app.paths import workspace_root
-from app.workspace import runs
+from app.workspace import Workspace, runs
 
 FORMATS = ("keras", "savedmodel", "tflite", "onnx", "project")
 QUANTIZATIONS = ("dynamic", "float16", "int8")
@@ -51,7 +50,6 @@ def export_run(
     fmt: str,
     quantize: str | None = None,
     force: bool = False,
-    root: Path | None = None,
 ) -> Path:
     """Export a run's best checkpoint, with its preprocessing, and return the export folder.
 
@@ -64,7 +62,6 @@ def export_run(
         quantize: for tflite only: dynamic (dynamic-range int8 weights), float16, or int8
             (weights and activations, calibrated on rows of the train split); None for float32.
         force: export even when the tests or the parity check failed.
-        root: the workspace (default: the current one).
     """
     from app.export import formats, parity, project, records
     from app.graph.document import load
@@ -72,20 +69,20 @@ def export_run(
     from app.runtime.predictor import Predictor, input_specs, output_names
     from app.runtime.serving import raw_columns
 
-    root = root or workspace_root()
+    workspace = Workspace.current()
     check_format(fmt, quantize)
-    folder = runs.find_run(run, root)
+    folder = workspace.run(run)
     info = runs.read_info(folder)
     gate = check_gate(folder)
     if not gate["passed"] and not force:
         raise ExportError(f"{gate['reason']} (--force exports it anyway)")
-    dataset = _dataset_of(folder, root)
+    dataset = _dataset_of(workspace, folder)
     config, state = dataset.preprocessing()
     doc = load(folder / runs.GRAPH)
     trained = builder.load_run_model(folder, "best")
     model = _with_preprocessing(trained, doc, config, state)
     name = f"{info['id']}-{fmt}" + (f"-{quantize}" if quantize else "")
-    exports = records.exports_dir(info["model"], root)
+    exports = records.exports_dir(info["model"])
     exports.mkdir(parents=True, exist_ok=True)
     records.keep_out_of_workspace_pipelines(exports)
     final = exports / name
@@ -142,7 +139,7 @@ def export_run(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    records.record(root, final, f"export of run {info['id']} as {_label(fmt, quantize)}")
+    records.record(workspace.root, final, f"export of run {info['id']} as {_label(fmt, quantize)}")
     return final
 
 
@@ -235,7 +232,7 @@ def _gate_text(result: dict[str, Any]) -> str:
 # A run's model of raw data
 
 
-def run_predictor(run: str | os.PathLike, which: str = "best", root: Path | None = None):
+def run_predictor(run: str | os.PathLike, which: str = "best"):
     """LayerFlow's Predictor of a run: its best (or last) checkpoint behind its dataset's
     preprocessing, taking raw inputs (one per table column, or the decoded image, or the text)
     or rows of a data set (`Predictor.predict_rows`) and giving what the trained model gives.
@@ -246,8 +243,9 @@ def run_predictor(run: str | os.PathLike, which: str = "best", root: Path | None
     from app.keras import builder
     from app.runtime.predictor import Predictor
 
-    folder = runs.find_run(run, root)
-    config, state = _dataset_of(folder, root).preprocessing()
+    workspace = Workspace.current()
+    folder = workspace.run(run)
+    config, state = _dataset_of(workspace, folder).preprocessing()
     trained = builder.load_run_model(folder, which)
     model = _with_preprocessing(trained, load(folder / runs.GRAPH), config, state)
     return Predictor.of_model(model, config, state)
@@ -263,11 +261,9 @@ def _with_preprocessing(trained, doc, config, state):
     return with_preprocessing(trained, config, state, inputs, outputs)
 
 
-def _dataset_of(folder: Path, root: Path | None):
+def _dataset_of(workspace: Workspace, folder: Path):
     """The run's dataset, at the version the run was trained on."""
-    from app.data import store
-
     try:
-        return store.of_run(folder, root)
+        return workspace.dataset_of_run(folder)
     except ValueError as err:  # DataError
         raise ExportError(str(err)) from None

@@ -20,8 +20,7 @@ from typing import Any
 from app.errors import printable
 from app.export.exporter import REPORT, ExportError
 from app.files import atomic_write_text
-from app.paths import inside, workspace_root
-from app.workspace import runs
+from app.workspace import Workspace, runs
 
 PROJECT_TEMPLATES = "project"
 RUNTIME = Path(__file__).resolve().parents[1] / "runtime"  # app/runtime, copied verbatim
@@ -35,7 +34,7 @@ def write_project(folder: Path, run_dir: Path, model, dataset, source=None) -> l
         folder: an empty folder.
         run_dir: the run's directory.
         model: the run's model behind its preprocessing (`serving.with_preprocessing`).
-        dataset: the run's dataset (app.data.store.Dataset) at the run's version.
+        dataset: the run's dataset (app.workspace.datasets.Dataset) at the run's version.
         source: the dataset's source, if already read.
     """
     import yaml
@@ -110,7 +109,7 @@ def copy_weights(doc, folder: Path) -> list[str]:
 
     copied = []
     for relative in weights_files(doc):
-        source = inside(workspace_root(), relative)
+        source = Workspace.current().path(relative)
         if not source.is_file():
             raise ExportError(f"{relative}: a Backbone's weights file, no longer in the workspace")
         copy = folder / WEIGHTS / relative
@@ -136,7 +135,7 @@ def _copy_data(dataset, target: Path, source=None) -> dict[str, Any]:
     """Copy the dataset's files (and its splits) into `target`; returns params.yaml's `data`:
     the table the rows are read from (for a folder of images, a table of the images' paths and
     labels written here) or the .npz file, and the splits."""
-    from app.data.store import META, SPLITS, STATE
+    from app.workspace.datasets import META, SPLITS, STATE
 
     shutil.copytree(
         dataset.folder, target, ignore=shutil.ignore_patterns(META, SPLITS, STATE), symlinks=False

@@ -14,19 +14,19 @@ from app.errors import one_line
 from app.export.exporter import ExportError
 from app.files import atomic_write_text
 from app.runtime.predictor import METADATA
-from app.workspace import runs, versions
+from app.workspace import Workspace, runs, versions
 
 
-def exports_dir(model: str, root: Path | None = None) -> Path:
+def exports_dir(model: str) -> Path:
     """The folder of a model's exports (by the model's name or slug)."""
-    return runs.models_dir(root) / runs.model_slug(model) / "exports"
+    return Workspace.current().models_dir / runs.model_slug(model) / "exports"
 
 
-def list_exports(model: str, root: Path | None = None) -> list[dict[str, Any]]:
+def list_exports(model: str) -> list[dict[str, Any]]:
     """The exports of a model (its name or slug), newest first: each one's metadata, with
     "folder" its path."""
     found = []
-    for path in exports_dir(model, root).glob(f"*/{METADATA}"):
+    for path in exports_dir(model).glob(f"*/{METADATA}"):
         found.append({**json.loads(path.read_text()), "folder": str(path.parent)})
     return sorted(found, key=lambda meta: meta.get("created") or 0, reverse=True)
 

@@ -17,7 +17,7 @@ from app.graph.codegen import generate_module
 from app.graph.document import GraphDocument, load
 from app.graph.problems import GraphError, Problem, node_ref
 from app.graph.shapes import untrusted_nodes
-from app.workspace import runs
+from app.workspace import Workspace, runs
 
 
 def load_module(source: str, name: str = "layerflow_generated") -> dict[str, Any]:
@@ -73,7 +73,7 @@ def load_run_model(run: str | os.PathLike, which: str = "best"):
             f"Received an invalid value for `which`, expected best or last. "
             f"Received: which={which!r}"
         )
-    folder = runs.find_run(run)
+    folder = Workspace.current().run(run)
     path = folder / runs.CHECKPOINTS / f"{which}.keras"
     if not path.exists():
         raise runs.RunError([f"Run '{folder.name}' has no {which} checkpoint yet"])

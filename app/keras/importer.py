@@ -33,7 +33,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from app import trust
 from app.errors import one_line
 from app.files import check_archive
 from app.graph.components import CATALOGUE, Component, ShapeError
@@ -41,6 +40,7 @@ from app.graph.components.core import DTYPES
 from app.graph.document import GraphDocument, parse
 from app.graph.layout import layered_layout
 from app.keras import probe
+from app.workspace import Workspace
 
 if TYPE_CHECKING:
     import keras
@@ -82,7 +82,7 @@ def import_keras(source: str | os.PathLike | keras.Model) -> GraphDocument:
     doc = layered_layout(_Importer().run(model, origin))
     # The Custom nodes an import makes are LayerFlow's own code (keras.ops calls with literal
     # arguments), written here for the user's model: trusted like code written in the app.
-    trust.trust(n.code for n in doc.nodes if n.code is not None)
+    Workspace.current().trust(n.code for n in doc.nodes if n.code is not None)
     return doc
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from app.files import atomic_write_text
-from app.workspace import runs
+from app.workspace import Workspace, runs
 from app.workspace.events import EventWriter
 
 
@@ -27,7 +27,8 @@ def check_model_name(name: Any) -> None:
 def new_run_dir(model_name: str) -> Path:
     """A new run directory named as LayerFlow's own runs are (app.workspace.runs): models/<model
     slug>/runs/<start time>-<random>/ in the workspace."""
-    run_dir = runs.models_dir() / runs.model_slug(model_name) / "runs" / runs.new_run_id()
+    models = Workspace.current().models_dir
+    run_dir = models / runs.model_slug(model_name) / "runs" / runs.new_run_id()
     run_dir.mkdir(parents=True)
     return run_dir
 

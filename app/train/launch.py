@@ -17,9 +17,8 @@ from app.files import atomic_write_text
 from app.graph.document import GraphDocument, save
 from app.graph.problems import node_ref
 from app.graph.shapes import untrusted_nodes
-from app.paths import inside, workspace_root
 from app.train.settings import TrainingSettings
-from app.workspace import versions
+from app.workspace import Workspace, versions
 from app.workspace.runs import (
     CONTROL,
     GRAPH,
@@ -30,12 +29,9 @@ from app.workspace.runs import (
     STATUS,
     TEST_DIR,
     RunError,
-    find_run,
     model_slug,
-    models_dir,
     new_run_id,
     read_status,
-    register_elsewhere,
     spawn,
     status,
     status_lock,
@@ -83,7 +79,6 @@ def create_run(
     data: str,
     run_dir: str | os.PathLike | None = None,
     command: list[str] | None = None,
-    root: Path | None = None,
 ) -> Path:
     """Check that the run can start, then write its directory (state queued); returns it.
 
@@ -95,28 +90,27 @@ def create_run(
         run_dir: the directory, inside the workspace (default models/<model>/runs/<run-id>).
         command: the command line that asked for the run, kept in run.json.
     """
-    from app.data import store
-
-    root = root or workspace_root()
+    workspace = Workspace.current()
     if not isinstance(settings, TrainingSettings):
         settings = TrainingSettings.from_dict(settings)
-    dataset = store.get(data, root)
+    dataset = workspace.dataset(data)
     problems = preflight(doc, settings, dataset)
     if problems:
         raise RunError(problems, source=doc.meta.name)
     run_id = new_run_id()
     model = model_slug(doc.meta.name)
     if run_dir is None:
-        folder = models_dir(root) / model / "runs" / run_id
+        folder = workspace.models_dir / model / "runs" / run_id
     else:
-        folder = inside(root, str(run_dir))
+        folder = workspace.path(str(run_dir))
         if folder.exists() and any(folder.iterdir()):
             raise RunError([f"{run_dir}: the run directory exists and is not empty"])
     folder.mkdir(parents=True, exist_ok=True)
     if run_dir is not None:
-        register_elsewhere(folder, root)
-        relative = folder.relative_to(root.resolve()).as_posix()
-        versions.ignore(root, f"/{relative}/{TEST_DIR}/")  # as IGNORED for runs under models/
+        workspace.register_run_dir(folder)
+        relative = folder.relative_to(workspace.root).as_posix()
+        # As versions.IGNORED does for runs under models/:
+        versions.ignore(workspace.root, f"/{relative}/{TEST_DIR}/")
     save(doc, folder / GRAPH)
     atomic_write_text(folder / SETTINGS, settings.model_dump_json(indent=2) + "\n")
     created = time.time()
@@ -149,8 +143,9 @@ def start_run(run: str | os.PathLike, env: dict[str, str] | None = None) -> subp
     Args:
         env: variables to add to the runner's environment (TF_CONFIG for a multi-worker run).
     """
-    folder = find_run(run)
-    process, started = spawn("app.train.runner", folder, folder / LOG, env)
+    workspace = Workspace.current()
+    folder = workspace.run(run)
+    process, started = spawn(workspace.root, "app.train.runner", folder, folder / LOG, env)
     with status_lock(folder):
         current = read_status(folder)
         if current.get("state") == "queued":  # the runner may already have said it runs
@@ -163,7 +158,7 @@ def resume_run(run: str | os.PathLike, env: dict[str, str] | None = None) -> sub
     """Start a stopped, failed or interrupted run again in a new process: it continues from its
     last checkpoint (or from the start when it never finished an epoch), counting epochs on and
     appending to the same event log."""
-    folder = find_run(run)
+    folder = Workspace.current().run(run)
     current = status(folder)
     if current["state"] not in RESUMABLE:
         raise RunError(

@@ -36,14 +36,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from app.data import store
 from app.errors import one_line
 from app.files import atomic_write_text
 from app.graph.document import GraphDocument, load
 from app.keras.builder import build_model
 from app.keras.livestats import LayerFlowCallback
 from app.keras.pipeline import make_dataset
-from app.paths import workspace_root
 from app.runtime.config import FittedState, PreprocessConfig
 from app.runtime.finite import first_non_finite
 from app.runtime.training import (
@@ -60,7 +58,7 @@ from app.train.settings import (
     make_strategy,
     params,
 )
-from app.workspace import runs, versions
+from app.workspace import Workspace, runs, versions
 from app.workspace.events import EventWriter
 
 POLL_SECONDS = 0.2
@@ -211,7 +209,7 @@ class Training:
     def record(self) -> None:
         """Record the finished run directory as a DVC version, and its params and metrics as
         the DVC experiment named after the run."""
-        root = workspace_root()
+        root = Workspace.current().root
         for attempt in range(RECORD_ATTEMPTS):
             try:
                 versions.record(root, self.run_dir, note=f"run {self.info['id']}")
@@ -243,7 +241,7 @@ class Data:
 
     def __init__(self, run_dir: Path, settings: TrainingSettings, doc: GraphDocument):
         try:
-            dataset = store.of_run(run_dir)
+            dataset = Workspace.current().dataset_of_run(run_dir)
         except ValueError as err:  # DataError
             raise RunFailure(str(err)) from None
         self.config = PreprocessConfig.model_validate(dataset.meta["preprocessing"])

@@ -1,8 +1,9 @@
 """The workspace: a user's projects, datasets, runs, blocks and their versions (DVC).
 
-Its modules own one kind of thing each: projects (project), runs and their directories (runs),
-the block library (blocks), versions and experiments in DVC (versions) and a run's event log
-(events). Where the workspace is comes from app.paths.
+`Workspace` (app.workspace.workspace) is the one object callers use: it knows the root and
+hands out each kind of thing. The modules beside it own one kind each and take the root
+explicitly: projects (project), datasets (datasets), run directories (runs), the block library
+(blocks), versions and experiments in DVC (versions) and a run's event log (events).
 """
 
-from app.paths import REPOSITORY, inside, workspace_root  # noqa: F401  (until callers move)
+from app.workspace.workspace import Workspace  # noqa: F401

@@ -15,28 +15,28 @@ from pydantic import ValidationError
 from app.files import atomic_write_text
 from app.graph.document import BLOCK_NAME_PATTERN, BlockDef, GraphDocument, check_block
 from app.graph.problems import GraphError
-from app.paths import inside, workspace_root
+from app.paths import inside
 
 
-def library_dir(root: Path | None = None) -> Path:
-    return (root or workspace_root()) / "blocks"
+def library_dir(root: Path) -> Path:
+    return root / "blocks"
 
 
-def _path(name: str, root: Path | None) -> Path:
+def _path(root: Path, name: str) -> Path:
     if not re.fullmatch(BLOCK_NAME_PATTERN, name):
         raise ValueError(f"Invalid block name {name!r}: use letters, digits and _")
     return inside(library_dir(root), f"{name}.json")
 
 
-def save_block(name: str, block: BlockDef, root: Path | None = None) -> Path:
+def save_block(root: Path, name: str, block: BlockDef) -> Path:
     problems = [p for p in check_block(name, block) if p.level == "error"]
     if problems:
         raise GraphError(problems, f"block {name}")
-    return atomic_write_text(_path(name, root), block.model_dump_json(indent=2) + "\n")
+    return atomic_write_text(_path(root, name), block.model_dump_json(indent=2) + "\n")
 
 
-def load_block(name: str, root: Path | None = None) -> BlockDef:
-    path = _path(name, root)
+def load_block(root: Path, name: str) -> BlockDef:
+    path = _path(root, name)
     if not path.exists():
         available = ", ".join(list_blocks(root)) or "none saved"
         raise ValueError(f"No block named {name!r} in {path.parent} (available: {available})")
@@ -46,12 +46,12 @@ def load_block(name: str, root: Path | None = None) -> BlockDef:
         raise ValueError(f"{path}: not a valid block: {str(err).splitlines()[0]}") from None
 
 
-def list_blocks(root: Path | None = None) -> list[str]:
+def list_blocks(root: Path) -> list[str]:
     folder = library_dir(root)
     return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
 
 
-def use_block(doc: GraphDocument, name: str, root: Path | None = None) -> GraphDocument:
+def use_block(root: Path, doc: GraphDocument, name: str) -> GraphDocument:
     """A copy of doc whose block definitions include the library's block `name`."""
-    block = load_block(name, root)
+    block = load_block(root, name)
     return doc.model_copy(update={"blocks": {**doc.blocks, name: block}}, deep=True)

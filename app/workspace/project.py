@@ -2,7 +2,7 @@
 
 It holds the graph document, the name of the dataset it is trained on, and the settings that
 belong beside the graph: preprocessing (fitted into the dataset's version by
-app.data.store.refit_project) and training.
+app.workspace.datasets.refit_project) and training.
 Every write is atomic; several projects can live in one workspace.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 
 from app.files import atomic_write_text
 from app.graph.document import GraphDocument, load, save
-from app.paths import inside, workspace_root
+from app.paths import inside
 
 NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_\-]{0,63}"
 PROJECT, GRAPH, PREPROCESSING, TRAINING = (
@@ -27,14 +27,19 @@ PROJECT, GRAPH, PREPROCESSING, TRAINING = (
 )
 
 
-def projects_dir(root: Path | None = None) -> Path:
-    return (root or workspace_root()) / "projects"
+def projects_dir(root: Path) -> Path:
+    return root / "projects"
 
 
 @dataclass
 class Project:
     name: str
     folder: Path
+
+    @property
+    def root(self) -> Path:
+        """The workspace the project is in (projects/<name>/ in it)."""
+        return self.folder.parent.parent
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -66,7 +71,7 @@ class Project:
         atomic_write_text(self.folder / PROJECT, json.dumps({**self.meta, **changes}, indent=2))
 
 
-def _folder(name: str, root: Path | None) -> Path:
+def _folder(root: Path, name: str) -> Path:
     if not re.fullmatch(NAME_PATTERN, name):
         raise ValueError(
             "Received an invalid value for `name`, expected a letter then letters, digits, _ "
@@ -75,8 +80,8 @@ def _folder(name: str, root: Path | None) -> Path:
     return inside(projects_dir(root), name)
 
 
-def create_project(name: str, doc: GraphDocument, root: Path | None = None) -> Project:
-    folder = _folder(name, root)
+def create_project(root: Path, name: str, doc: GraphDocument) -> Project:
+    folder = _folder(root, name)
     if (folder / PROJECT).exists():
         raise ValueError(f"A project named {name!r} exists already")
     save(doc, folder / GRAPH)
@@ -84,15 +89,15 @@ def create_project(name: str, doc: GraphDocument, root: Path | None = None) -> P
     return Project(name, folder)
 
 
-def open_project(name: str, root: Path | None = None) -> Project:
-    folder = _folder(name, root)
+def open_project(root: Path, name: str) -> Project:
+    folder = _folder(root, name)
     if not (folder / PROJECT).exists():
         known = ", ".join(list_projects(root)) or "none yet"
         raise ValueError(f"No project named {name!r} (projects: {known})")
     return Project(name, folder)
 
 
-def list_projects(root: Path | None = None) -> list[str]:
+def list_projects(root: Path) -> list[str]:
     folder = projects_dir(root)
     return (
         sorted(p.name for p in folder.iterdir() if (p / PROJECT).exists())

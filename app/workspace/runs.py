@@ -46,7 +46,7 @@ from typing import Any
 import psutil
 
 from app.files import atomic_write_text, locked
-from app.paths import REPOSITORY, inside, workspace_root
+from app.paths import REPOSITORY, inside
 
 GRAPH, SETTINGS, RUN, STATUS, CONTROL = (
     "graph.json",
@@ -80,8 +80,8 @@ class RunError(ValueError):
 # Where runs live
 
 
-def models_dir(root: Path | None = None) -> Path:
-    return (root or workspace_root()) / "models"
+def models_dir(root: Path) -> Path:
+    return root / "models"
 
 
 def model_slug(name: str) -> str:
@@ -97,10 +97,9 @@ def new_run_id() -> str:
 ELSEWHERE = ".run-dirs.json"  # in models/: runs made with --run-dir, by path in the workspace
 
 
-def register_elsewhere(folder: Path, root: Path | None = None) -> None:
+def register_elsewhere(root: Path, folder: Path) -> None:
     """Remember a run directory outside models/ (made with --run-dir), so that listings and
     look-ups by id find it like any other run."""
-    root = root or workspace_root()
     index = models_dir(root) / ELSEWHERE
     with locked(index.with_suffix(".lock")):
         known = _elsewhere_paths(root)
@@ -129,9 +128,8 @@ def _elsewhere(root: Path) -> list[Path]:
     return folders
 
 
-def find_run(run: str | os.PathLike, root: Path | None = None) -> Path:
+def find_run(root: Path, run: str | os.PathLike) -> Path:
     """The directory of a run given by its id or by its directory (inside the workspace)."""
-    root = root or workspace_root()
     text = str(run)
     if RUN_ID.fullmatch(text):
         found = sorted(models_dir(root).glob(f"*/runs/{text}"))
@@ -144,19 +142,19 @@ def find_run(run: str | os.PathLike, root: Path | None = None) -> Path:
         path = inside(root, text)
         if (path / RUN).exists():
             return path
-    known = ", ".join(r["id"] for r in list_runs(root=root)[:10]) or "none yet"
+    known = ", ".join(r["id"] for r in list_runs(root)[:10]) or "none yet"
     raise ValueError(f"No run {text!r} (latest runs: {known})")
 
 
 def spawn(
-    module: str, folder: Path, log: Path, env: dict[str, str] | None = None
+    root: Path, module: str, folder: Path, log: Path, env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen, float | None]:
     """Start `python -m MODULE FOLDER` in its own session (it outlives the caller), over the
-    current workspace, its output appended to `log`; the process and its start time (None when
+    workspace at root, its output appended to `log`; the process and its start time (None when
     it has ended already), which tell a later reader whether that pid is still this process."""
     variables = {
         **os.environ,
-        "LAYERFLOW_WORKSPACE": str(workspace_root()),
+        "LAYERFLOW_WORKSPACE": str(root),
         "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
         **(env or {}),
     }
@@ -207,10 +205,9 @@ def read_status(run_dir: str | os.PathLike) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def status(run: str | os.PathLike) -> dict[str, Any]:
+def status(run_dir: str | os.PathLike) -> dict[str, Any]:
     """The run's status; `interrupted` when it says it is active but its process is gone."""
-    folder = find_run(run)
-    current = read_status(folder)
+    current = read_status(run_dir)
     pid = current.get("pid")
     if (
         current.get("state") in ACTIVE
@@ -245,11 +242,11 @@ def read_info(run_dir: str | os.PathLike) -> dict[str, Any]:
     return json.loads((Path(run_dir) / RUN).read_text())
 
 
-def get_run(run: str | os.PathLike) -> dict[str, Any]:
+def get_run(run_dir: str | os.PathLike) -> dict[str, Any]:
     """All that is known of a run: its status, settings, data and version, last metrics."""
     from app.workspace import versions
 
-    folder = find_run(run)
+    folder = Path(run_dir)
     info = read_info(folder)
     current = status(folder)
     checkpoints = folder / CHECKPOINTS
@@ -274,10 +271,9 @@ def get_run(run: str | os.PathLike) -> dict[str, Any]:
     }
 
 
-def list_runs(model: str | None = None, root: Path | None = None) -> list[dict[str, Any]]:
+def list_runs(root: Path, model: str | None = None) -> list[dict[str, Any]]:
     """A summary of every run (under models/, and those made with --run-dir), newest first;
     only `model`'s when given."""
-    root = root or workspace_root()
     pattern = f"{model_slug(model)}/runs/*" if model else "*/runs/*"
     rows = []
     folders = {f.resolve(): f for f in [*models_dir(root).glob(pattern), *_elsewhere(root)]}
@@ -315,23 +311,23 @@ def read_control(run_dir: str | os.PathLike) -> str:
         return "run"
 
 
-def pause(run: str | os.PathLike) -> None:
+def pause(run_dir: str | os.PathLike) -> None:
     """Ask the runner to hold between two batches until `resume`."""
-    _ask(run, "pause", ("queued", "running", "paused"))
+    _ask(run_dir, "pause", ("queued", "running", "paused"))
 
 
-def resume(run: str | os.PathLike) -> None:
+def resume(run_dir: str | os.PathLike) -> None:
     """Let a paused run go on."""
-    _ask(run, "run", ("queued", "running", "paused"))
+    _ask(run_dir, "run", ("queued", "running", "paused"))
 
 
-def stop(run: str | os.PathLike) -> None:
+def stop(run_dir: str | os.PathLike) -> None:
     """Ask the runner to end after the current batch, saving a checkpoint; it can be resumed."""
-    _ask(run, "stop", ACTIVE)
+    _ask(run_dir, "stop", ACTIVE)
 
 
-def _ask(run: str | os.PathLike, action: str, states: tuple[str, ...]) -> None:
-    folder = find_run(run)
+def _ask(run_dir: str | os.PathLike, action: str, states: tuple[str, ...]) -> None:
+    folder = Path(run_dir)
     state = status(folder)["state"]
     if state not in states:
         verb = {"run": "resumed", "pause": "paused", "stop": "stopped"}[action]
@@ -347,7 +343,7 @@ def _ask(run: str | os.PathLike, action: str, states: tuple[str, ...]) -> None:
 # Deleting
 
 
-def delete_run(run: str | os.PathLike, root: Path | None = None) -> Path:
+def delete_run(root: Path, run: str | os.PathLike) -> Path:
     """Delete a run that is not active: its directory, its DVC version record (the `.dvc` file,
     its `.gitignore` line and the versions index beside the directory) and its DVC experiment.
     Returns the directory it had. Its recorded versions stay in the DVC cache until `dvc gc`.
@@ -357,8 +353,7 @@ def delete_run(run: str | os.PathLike, root: Path | None = None) -> Path:
     """
     from app.workspace import versions
 
-    root = root or workspace_root()
-    folder = find_run(run, root)
+    folder = find_run(root, run)
     run_id = read_info(folder)["id"]
     with status_lock(folder):  # the launcher cannot start it again meanwhile
         current = status(folder)

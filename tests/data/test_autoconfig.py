@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from app.data import store
 from app.data.autoconfig import suggest_template
 from app.data.samples import make_sample
 from app.graph.analysis import analyze
 from app.graph.model_templates import load_template
+from app.workspace import Workspace
 
 
 @pytest.fixture(scope="module")
 def datasets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("workspace")
+    workspace = Workspace(tmp_path_factory.mktemp("workspace"))
     made = {}
     for name in ("digits", "iris", "diabetes", "breast_cancer"):
         path = make_sample(name, tmp_path_factory.mktemp(name))
-        made[name] = store.add(path, name, root=root)
+        made[name] = workspace.add_dataset(path, name)
     return made
 
 

@@ -469,7 +469,7 @@ def test_a_column_missing_from_the_data_is_named(tmp_path):
 
 def test_importing_the_runtime_and_the_data_store_leaves_tensorflow_unloaded():
     code = (
-        "import importlib, pkgutil, sys, app.runtime, app.data.store, app.keras.pipeline; "
+        "import importlib, pkgutil, sys, app.runtime, app.workspace.datasets, app.keras.pipeline; "
         "[importlib.import_module(m.name) for m in "
         "pkgutil.iter_modules(app.runtime.__path__, 'app.runtime.')]; "
         "print(sorted({'tensorflow', 'keras'} & set(sys.modules)))"

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app.data import store
 from app.data.preprocess_config import default_config
 from app.data.profile import profile
 from app.data.sources import DataError, read_source
@@ -19,6 +18,7 @@ from app.runtime.dates import date_features, day_numbers
 from app.runtime.finite import first_non_finite
 from app.runtime.fit import fit
 from app.runtime.transform import input_spec, transform
+from app.workspace import Workspace
 
 MAKES = ("chevrolet", "ford", "plymouth", "amc", "toyota", "datsun")
 NO_TARGET = (3, 17, 40)
@@ -71,7 +71,9 @@ def test_rows_without_a_target_are_counted_and_said(tmp_path):
 
 
 def test_rows_without_a_target_are_in_no_split_and_never_transformed(workspace, tmp_path):
-    dataset = store.add(cars(tmp_path / "cars.csv"), "cars", target="Miles_per_Gallon")
+    dataset = Workspace.current().add_dataset(
+        cars(tmp_path / "cars.csv"), "cars", target="Miles_per_Gallon"
+    )
     used = sorted(sum(dataset.splits.values(), []))
     assert used == [i for i in range(60) if i not in NO_TARGET]
     assert (dataset.folder / "cars.csv").read_bytes() == (tmp_path / "cars.csv").read_bytes()
@@ -234,7 +236,7 @@ def test_a_file_no_encoding_decodes_is_refused_in_one_line(workspace, tmp_path):
     path = tmp_path / "binary.csv"
     path.write_bytes(b"a,b\n" + bytes(range(256)) * 16)
     with pytest.raises(DataError) as caught:
-        store.add(path, "binary")
+        Workspace.current().add_dataset(path, "binary")
     message = str(caught.value)
     assert message.startswith(f"{path}: not text in any encoding") and "\n" not in message
     assert not (workspace / "data" / "binary").exists()
@@ -242,7 +244,7 @@ def test_a_file_no_encoding_decodes_is_refused_in_one_line(workspace, tmp_path):
 
 def test_a_date_target_is_refused_and_nothing_is_written(workspace, tmp_path):
     with pytest.raises(DataError, match=r"column 'Year': holds dates, so it cannot be the target"):
-        store.add(cars(tmp_path / "cars.csv"), "cars", target="Year")
+        Workspace.current().add_dataset(cars(tmp_path / "cars.csv"), "cars", target="Year")
     assert not (workspace / "data" / "cars").exists()
 
 
@@ -255,7 +257,8 @@ def test_data_add_says_the_encoding_repeated_names_and_rows_left_out(workspace, 
     assert "read as cp1252 text" in printed
     assert "the columns are named 'price', 'price.1'" in printed
     assert "1 row has no target and is left out" in printed
-    assert sorted(sum(store.get("prices").splits.values(), [])) == [i for i in range(30) if i != 5]
+    splits = Workspace.current().dataset("prices").splits
+    assert sorted(sum(splits.values(), [])) == [i for i in range(30) if i != 5]
 
 
 @pytest.mark.parametrize(("make", "target"), [(cars, "Miles_per_Gallon"), (spreadsheet, "label")])

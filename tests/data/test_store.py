@@ -8,9 +8,9 @@ import zipfile
 
 import pytest
 
-from app.data import store
 from app.data.samples import make_sample
 from app.data.sources import DataError
+from app.workspace import Workspace
 
 
 def contents(folder):
@@ -19,7 +19,7 @@ def contents(folder):
 
 
 def test_adding_a_table_copies_it_with_profile_splits_and_fitted_state(workspace, tmp_path):
-    dataset = store.add(make_sample("iris", tmp_path / "src"), "iris")
+    dataset = Workspace.current().add_dataset(make_sample("iris", tmp_path / "src"), "iris")
     assert dataset.folder == workspace / "data" / "iris"
     assert (dataset.folder / "iris.csv").read_bytes() == (
         tmp_path / "src" / "iris.csv"
@@ -37,14 +37,14 @@ def test_adding_a_table_copies_it_with_profile_splits_and_fitted_state(workspace
 
 
 def test_splits_are_stratified(workspace, tmp_path):
-    dataset = store.add(make_sample("iris", tmp_path / "src"), "iris")
+    dataset = Workspace.current().add_dataset(make_sample("iris", tmp_path / "src"), "iris")
     labels = dataset.source().frame["target"]
     test_classes = labels.iloc[dataset.splits["test"]].value_counts().to_dict()
     assert test_classes == {"setosa": 5, "versicolor": 5, "virginica": 5}
 
 
 def test_an_image_folder_is_added_with_its_images(workspace, tmp_path):
-    dataset = store.add(make_sample("digits", tmp_path / "src"), "digits")
+    dataset = Workspace.current().add_dataset(make_sample("digits", tmp_path / "src"), "digits")
     assert dataset.meta["kind"] == "image_folder"
     assert len(list(dataset.folder.rglob("*.png"))) == 1797
     assert len(dataset.source().frame) == 1797
@@ -53,7 +53,7 @@ def test_an_image_folder_is_added_with_its_images(workspace, tmp_path):
 def test_a_zip_of_class_folders_is_unpacked_and_added(workspace, tmp_path):
     folder = make_sample("digits", tmp_path / "src")
     archive = shutil.make_archive(str(tmp_path / "digits"), "zip", folder.parent, folder.name)
-    dataset = store.add(archive, "zipped")
+    dataset = Workspace.current().add_dataset(archive, "zipped")
     assert dataset.meta["kind"] == "image_folder" and dataset.meta["rows"] == 1797
     assert len(list(dataset.folder.rglob("*.png"))) == 1797
 
@@ -63,41 +63,41 @@ def test_a_zip_member_pointing_outside_is_refused_before_anything_is_written(wor
     with zipfile.ZipFile(archive, "w") as zipped:
         zipped.writestr("../escaped.txt", "x")
     with pytest.raises(DataError, match=r"evil.zip: member '../escaped.txt' points outside"):
-        store.add(archive, "evil")
-    assert not (tmp_path / "escaped.txt").exists() and store.list_datasets() == []
+        Workspace.current().add_dataset(archive, "evil")
+    assert not (tmp_path / "escaped.txt").exists() and Workspace.current().datasets() == []
 
 
 def test_list_and_get(workspace, tmp_path):
-    store.add(make_sample("diabetes", tmp_path / "src"), "diabetes")
-    (row,) = store.list_datasets()
+    Workspace.current().add_dataset(make_sample("diabetes", tmp_path / "src"), "diabetes")
+    (row,) = Workspace.current().datasets()
     assert row["name"] == "diabetes" and row["task"] == "regression" and row["rows"] == 442
     with pytest.raises(ValueError, match=r"No dataset named 'nope' \(datasets: diabetes\)"):
-        store.get("nope")
+        Workspace.current().dataset("nope")
 
 
 def test_a_new_version_is_recorded_and_the_old_one_restored_byte_identical(workspace, tmp_path):
     first_csv = make_sample("iris", tmp_path / "one")
-    first = store.add(first_csv, "flowers")
+    first = Workspace.current().add_dataset(first_csv, "flowers")
     first_content = contents(first.folder)
     changed = tmp_path / "two" / "iris.csv"
     changed.parent.mkdir()
     lines = first_csv.read_text().splitlines()
     changed.write_text("\n".join(lines[:-30]) + "\n")
-    second = store.add(changed, "flowers")
+    second = Workspace.current().add_dataset(changed, "flowers")
     assert second.meta["rows"] == 120
 
-    history = store.dataset_versions("flowers")
+    history = Workspace.current().dataset_versions("flowers")
     assert len(history) == 2 and history[0].version != history[1].version
-    store.restore("flowers", history[0].version[:8])
+    Workspace.current().restore_dataset("flowers", history[0].version[:8])
     assert contents(workspace / "data" / "flowers") == first_content
-    assert store.get("flowers").meta["rows"] == 150
+    assert Workspace.current().dataset("flowers").meta["rows"] == 150
 
 
 def test_bad_input_leaves_nothing_behind(workspace, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n")
     with pytest.raises(DataError, match="bad.csv"):
-        store.add(bad, "bad")
+        Workspace.current().add_dataset(bad, "bad")
     assert not (workspace / "data" / "bad").exists()
     assert (
         not list((workspace / "data").glob(".staging-*")) if (workspace / "data").exists() else True
@@ -105,19 +105,19 @@ def test_bad_input_leaves_nothing_behind(workspace, tmp_path):
 
 
 def test_a_failed_replacement_keeps_the_previous_dataset(workspace, tmp_path):
-    store.add(make_sample("iris", tmp_path / "src"), "iris")
+    Workspace.current().add_dataset(make_sample("iris", tmp_path / "src"), "iris")
     before = contents(workspace / "data" / "iris")
     missing_target = tmp_path / "other.csv"
     missing_target.write_text("x,y\n1,2\n3,4\n")
     with pytest.raises(DataError):
-        store.add(missing_target, "iris", target="species")
+        Workspace.current().add_dataset(missing_target, "iris", target="species")
     assert contents(workspace / "data" / "iris") == before
 
 
 @pytest.mark.parametrize("name", ["../escape", "a/b", "", "9lives", "x" * 65])
 def test_dataset_names_are_checked(workspace, tmp_path, name):
     with pytest.raises(ValueError, match="`name`"):
-        store.add(make_sample("iris", tmp_path / "src"), name)
+        Workspace.current().add_dataset(make_sample("iris", tmp_path / "src"), name)
 
 
 def test_cli_data_commands(workspace, capsys):
@@ -157,7 +157,7 @@ def test_a_large_table_is_streamed_not_loaded_whole(workspace, tmp_path, monkeyp
         return read_csv(*args, **kwargs)
 
     monkeypatch.setattr(pd, "read_csv", watched)
-    dataset = store.add(path, "big", target="label", large_file_bytes=1000)
+    dataset = Workspace.current().add_dataset(path, "big", target="label", large_file_bytes=1000)
     assert whole_reads == []
     assert dataset.meta["rows"] == rows
     assert sum(len(v) for v in dataset.splits.values()) == rows
@@ -169,7 +169,7 @@ def test_a_large_table_is_streamed_not_loaded_whole(workspace, tmp_path, monkeyp
 def test_a_time_series_keeps_its_order_so_windows_can_be_cut(workspace, tmp_path):
     from app.keras.pipeline import make_dataset
 
-    dataset = store.add(make_sample("timeseries", tmp_path / "src"), "series")
+    dataset = Workspace.current().add_dataset(make_sample("timeseries", tmp_path / "src"), "series")
     assert dataset.meta["task"] == "forecasting"
     train = dataset.splits["train"]
     assert train == list(range(len(train)))
@@ -190,7 +190,7 @@ def test_cli_configures_a_graph_from_a_dataset(workspace, tmp_path, capsys):
     assert main(["data", "configure", str(graph), "iris"]) == 0
     assert "shape: [30] -> [4]" in capsys.readouterr().out
     doc = load(graph)
-    assert store.get("iris").mismatches(doc) == []
+    assert Workspace.current().dataset("iris").mismatches(doc) == []
     assert main(["data", "configure", str(graph), "iris"]) == 0
     assert "already fits iris" in capsys.readouterr().out
 
@@ -200,8 +200,8 @@ def test_a_zip_bomb_is_refused_before_anything_is_unpacked(workspace, tmp_path):
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
         zipped.writestr("images/a/huge.png", b"\0" * (64 * 2**20))
     with pytest.raises(DataError, match=r"bomb.zip: member 'images/a/huge.png' unpacks"):
-        store.add(archive, "bomb")
-    assert store.list_datasets() == []
+        Workspace.current().add_dataset(archive, "bomb")
+    assert Workspace.current().datasets() == []
 
 
 def test_adds_to_one_name_from_processes_started_together_lose_nothing(workspace, tmp_path):
@@ -223,6 +223,6 @@ def test_adds_to_one_name_from_processes_started_together_lose_nothing(workspace
     results = [(p.wait(timeout=600), p.stderr.read()) for p in processes]
     assert [code for code, _ in results] == [0, 0, 0], results
     # every add is a version of the dataset; the last one swapped in is what it holds
-    assert len(store.dataset_versions("same")) == 3
-    held = store.get("same").source().frame["x"].tolist()
+    assert len(Workspace.current().dataset_versions("same")) == 3
+    held = Workspace.current().dataset("same").source().frame["x"].tolist()
     assert held in [[(j * 7) % 13 + i / 10 for j in range(40)] for i in range(3)]

@@ -30,7 +30,7 @@ from app.data.sources import DataError, Source, read_source
 from app.files import ArchiveError, atomic_write_text, check_archive, locked, swap_in
 from app.graph.document import GraphDocument
 from app.graph.problems import Problem
-from app.paths import inside, workspace_root
+from app.paths import inside
 from app.runtime.tables import iter_table_chunks
 from app.workspace import runs, versions
 from app.workspace.project import Project
@@ -111,11 +111,11 @@ class Dataset:
         }
 
 
-def data_dir(root: Path | None = None) -> Path:
-    return (root or workspace_root()) / "data"
+def data_dir(root: Path) -> Path:
+    return root / "data"
 
 
-def _folder(name: str, root: Path | None) -> Path:
+def _folder(root: Path, name: str) -> Path:
     if not re.fullmatch(NAME_PATTERN, name):
         raise ValueError(
             f"Received an invalid value for `name`, expected a letter then letters, digits, _ "
@@ -124,15 +124,15 @@ def _folder(name: str, root: Path | None) -> Path:
     return inside(data_dir(root), name)
 
 
-def get(name: str, root: Path | None = None) -> Dataset:
-    folder = _folder(name, root)
+def get(root: Path, name: str) -> Dataset:
+    folder = _folder(root, name)
     if not (folder / META).exists():
         known = ", ".join(d["name"] for d in list_datasets(root)) or "none yet"
         raise ValueError(f"No dataset named {name!r} (datasets: {known})")
     return Dataset(name, folder)
 
 
-def list_datasets(root: Path | None = None) -> list[dict[str, Any]]:
+def list_datasets(root: Path) -> list[dict[str, Any]]:
     folder = data_dir(root)
     if not folder.is_dir():
         return []
@@ -140,13 +140,13 @@ def list_datasets(root: Path | None = None) -> list[dict[str, Any]]:
 
 
 def add(
+    root: Path,
     path: str | Path,
     name: str,
     target: str | None = None,
     overrides: dict[str, str] | None = None,
     fractions: tuple[float, float, float] = (0.7, 0.2, 0.1),
     seed: int = 0,
-    root: Path | None = None,
     progress: Progress | None = None,
     large_file_bytes: int = 256 * 2**20,
 ) -> Dataset:
@@ -158,14 +158,13 @@ def add(
     from app.runtime.fit import fit
 
     say = progress or (lambda step: None)
-    root = root or workspace_root()
-    final = _folder(name, root)
+    final = _folder(root, name)
     path = Path(path)
     if path.suffix.lower() == ".zip":  # a folder of class folders, packed
         with tempfile.TemporaryDirectory() as folder:
             say(f"unpacking {path.name}")
-            return add(unpack_archive(path, Path(folder)), name, target, overrides, fractions,
-                       seed, root, progress, large_file_bytes)  # fmt: skip
+            return add(root, unpack_archive(path, Path(folder)), name, target, overrides, fractions,
+                       seed, progress, large_file_bytes)  # fmt: skip
     say(f"reading {path}")
     large = path.is_file() and path.stat().st_size > large_file_bytes
     # A large table is never loaded whole: profile and fit stream it from disk in chunks.
@@ -249,7 +248,7 @@ def unpack_archive(path: Path, folder: Path) -> Path:
     return entries[0] if len(entries) == 1 and entries[0].is_dir() else target
 
 
-def refit(name: str, config: Any, root: Path | None = None) -> Dataset:
+def refit(root: Path, name: str, config: Any) -> Dataset:
     """Fit new preprocessing settings on the dataset's train split and record the result as a
     new version of the dataset (settings and fitted state travel with the data they fit)."""
     from app.data.preprocess_config import check_against_profile
@@ -257,18 +256,18 @@ def refit(name: str, config: Any, root: Path | None = None) -> Dataset:
     from app.runtime.config import PreprocessConfig
     from app.runtime.fit import fit
 
-    dataset = get(name, root)
+    dataset = get(root, name)
     config = PreprocessConfig.model_validate(config)
     check_against_profile(config, DatasetProfile.from_dict(dataset.meta["profile"]))
     state = fit(config, dataset.source(), dataset.splits["train"])
     meta = {**dataset.meta, "preprocessing": config.model_dump(mode="json")}
     atomic_write_text(dataset.folder / STATE, state.model_dump_json(indent=2) + "\n")
     atomic_write_text(dataset.folder / META, json.dumps(meta, indent=2) + "\n")
-    versions.record(root or workspace_root(), dataset.folder, note="preprocessing refitted")
+    versions.record(root, dataset.folder, note="preprocessing refitted")
     return Dataset(name, dataset.folder)
 
 
-def of_run(run_dir: Path, root: Path | None = None) -> Dataset:
+def of_run(root: Path, run_dir: Path) -> Dataset:
     """The dataset a run was trained on, at the version it was trained on; a DataError naming
     the run and the dataset (and how to restore that version) when the workspace no longer
     has it so."""
@@ -276,7 +275,7 @@ def of_run(run_dir: Path, root: Path | None = None) -> Dataset:
     name, version = info["data"]["name"], str(info["data"]["version"])
     run = f"Run '{info['id']}'"
     try:
-        dataset = get(name, root)
+        dataset = get(root, name)
     except ValueError:
         raise DataError(
             f"{run} was trained on dataset '{name}', which is no longer in the workspace; add "
@@ -296,18 +295,17 @@ def refit_project(project: Project, config: Any) -> Dataset:
     settings in the project."""
     if project.dataset is None:
         raise ValueError(f"Project {project.name!r} has no dataset to preprocess")
-    dataset = refit(project.dataset, config, root=project.folder.parent.parent)
+    dataset = refit(project.root, project.dataset, config)
     project.save_settings("preprocessing", dataset.meta["preprocessing"])
     return dataset
 
 
-def dataset_versions(name: str, root: Path | None = None) -> list[versions.Version]:
-    return versions.versions(get(name, root).folder)
+def dataset_versions(root: Path, name: str) -> list[versions.Version]:
+    return versions.versions(get(root, name).folder)
 
 
-def restore(name: str, version: str, root: Path | None = None) -> versions.Version:
-    dataset = get(name, root)
-    return versions.restore(root or workspace_root(), dataset.folder, version)
+def restore(root: Path, name: str, version: str) -> versions.Version:
+    return versions.restore(root, get(root, name).folder, version)
 
 
 def _targets(source: Source, target: str | None) -> pd.Series | np.ndarray | None:
