@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.evaluate.subject import Subject
 from app.files import atomic_write_text
+from app.paths import inside
 from app.workspace import Workspace, runs
 
 GATES = "gates.json"
@@ -236,7 +237,7 @@ def _messages(err: ValidationError, data: dict[str, Any]) -> list[str]:
 
 def gates_path(model: str) -> Path:
     """Where a model's gates live: models/<model-slug>/gates.json."""
-    return Workspace.current().path("models", runs.model_slug(model), GATES)
+    return inside(Workspace.current().models_dir, runs.model_slug(model), GATES)
 
 
 def load_gates(model: str) -> list[Gate]:

@@ -286,7 +286,8 @@ def start_test(
     What keeps the run from being tested (no best checkpoint, its dataset gone, a gate on an
     unknown metric, a test already running) is raised here, before anything starts.
     """
-    folder = Workspace.current().run(run)
+    workspace = Workspace.current()
+    folder = workspace.run(run)
     settings = TestSettings.from_value(settings)
     subject = Subject.of(folder)
     gates = settings.gates if settings.gates is not None else load_gates(subject.info["model"])
@@ -310,8 +311,7 @@ def start_test(
             "started": time.time(),
         }
         runs.merge_status(folder / TEST_DIR, queued)
-    root = Workspace.current().root
-    process, started = runs.spawn(root, "app.evaluate.tester", folder, test / LOG)
+    process, started = runs.spawn(workspace.root, "app.evaluate.tester", folder, test / LOG)
     # The tester writes the same pid when it starts; whichever comes first, both agree.
     update_status(folder, pid=process.pid, pid_started=started)
     return process
