@@ -495,7 +495,10 @@ def test_project_retrains_with_dvc_repro_without_layerflow(exported, tmp_path):
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     assert set(lock["stages"]) == {"prepare", "train", "evaluate"}
     history = json.loads((project / "model" / "history.json").read_text())
-    assert len(history["history"]["loss"]) == 1
+    assert len(history["history"]["loss"]) == 1 and history["best_epoch"] == 1
+    assert sorted(p.name for p in (project / "model").iterdir()) == [
+        "history.json", "model.keras", "preprocessing.json"
+    ]
     assert (project / "model" / "model.keras").read_bytes() != shipped
     metrics = json.loads((project / "metrics.json").read_text())
     assert metrics["split"] == "test" and 0.0 <= metrics["accuracy"] <= 1.0

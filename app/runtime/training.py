@@ -1,7 +1,8 @@
 """Training helpers an exported project shares with LayerFlow: the optimizer with its
 learning-rate schedule, a model compiled with each output's loss and metrics, the callbacks that
 watch `monitor` (early stopping, reduce on plateau), balanced class weights and the random
-flips, rotations and zooms of images in training (`augmenter`).
+flips, rotations and zooms of images in training (`augmenter`), and Normalization layers adapted
+to the train split (`adapt_normalization`).
 
 Settings are plain values by name, as the `train` section of a project's params.yaml holds them
 (LayerFlow's TrainingSettings dumped as JSON; a TrainingSettings itself will do too). A setting
@@ -11,7 +12,7 @@ imported inside the functions.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
 from .config import PreprocessConfig, input_names
@@ -217,6 +218,20 @@ def callbacks(settings: Settings, validation: bool = True) -> list:
             )
         )
     return found
+
+
+def adapt_normalization(model: Any, batches: Callable[[], Iterable[Any]]) -> None:
+    """Adapt every Normalization layer of the model that has no given mean to the train split,
+    as the templates ask: each sees the values its own input layer gives. `batches()` yields the
+    model's inputs over the train split, batch by batch (called once per such layer)."""
+    import keras
+    import numpy as np
+
+    for layer in model.layers:
+        if not isinstance(layer, keras.layers.Normalization) or layer.input_mean is not None:
+            continue
+        before = keras.Model(model.inputs, layer.input)
+        layer.adapt(np.concatenate([np.asarray(before(x, training=False)) for x in batches()]))
 
 
 def balanced_class_weight(labels: Sequence[int]) -> dict[int, float]:

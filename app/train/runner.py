@@ -45,6 +45,7 @@ from app.keras.pipeline import make_dataset
 from app.runtime.config import FittedState, PreprocessConfig
 from app.runtime.finite import first_non_finite
 from app.runtime.training import (
+    adapt_normalization,
     balanced_class_weight,
     callbacks,
     effective_monitor,
@@ -153,7 +154,7 @@ class Training:
                 model.optimizer.build(model.trainable_variables)
             model.load_weights(self.checkpoints / runs.LAST)
         else:
-            adapt_normalization(model, data)
+            adapt_normalization(model, lambda: (x for x, _ in data.batches("train")))
         if state["epoch"] >= settings.epochs:
             return "finished", None
         steering = Steering(self, state, data.has_validation)
@@ -356,19 +357,6 @@ def work_around_keras_multi_worker(model, strategy) -> None:
 
     reduce_per_replica.layerflow = True
     trainer.reduce_per_replica = reduce_per_replica
-
-
-def adapt_normalization(model, data: Data) -> None:
-    """Adapt every Normalization layer without a given mean to the train split, as the
-    templates ask: the values it sees are those its input layer gives."""
-    for layer in model.layers:
-        if not isinstance(layer, keras.layers.Normalization) or layer.input_mean is not None:
-            continue
-        features = keras.Model(model.inputs, layer.input)
-        values = np.concatenate(
-            [np.asarray(features(x, training=False)) for x, _ in data.batches("train")]
-        )
-        layer.adapt(values)
 
 
 def _numbers(logs: dict[str, Any] | None) -> dict[str, float]:

@@ -16,6 +16,7 @@ import argparse
 import json
 import math
 import shutil
+import tempfile
 from pathlib import Path
 
 import keras
@@ -26,6 +27,7 @@ from model import build_model
 from runtime.config import FittedState, PreprocessConfig
 from runtime.serving import arranged, raw_model_inputs, with_preprocessing
 from runtime.training import (
+    adapt_normalization,
     augmenter,
     balanced_class_weight,
     callbacks,
@@ -84,42 +86,22 @@ def batches(inputs, target, outputs, config, settings, training: bool):
     return data.prefetch(tf.data.AUTOTUNE)
 
 
-def adapt_normalization(network, config, state, inputs: dict) -> None:
-    """Adapt every Normalization layer of the network that has no given mean to the train
-    split, as the templates ask: it sees what its input layer gives."""
+def prepared_batches(network, config, state, inputs: dict):
+    """The network's inputs over the raw train split, 1024 rows at a time: the raw rows through
+    the fitted preprocessing, arranged as the network takes them."""
     raw, features = raw_model_inputs(config, state)
     prepare = keras.Model(raw, arranged(features, input_names(network)))
     rows = len(next(iter(inputs.values())))
-    for layer in network.layers:
-        if not isinstance(layer, keras.layers.Normalization) or layer.input_mean is not None:
-            continue
-        before = keras.Model(network.inputs, layer.input)
-        values = []
-        for start in range(0, rows, 1024):
-            part = {k: v[start : start + 1024] for k, v in inputs.items()}
-            values.append(np.asarray(before(prepare(part), training=False)))
-        layer.adapt(np.concatenate(values))
+    for start in range(0, rows, 1024):
+        yield prepare({k: v[start : start + 1024] for k, v in inputs.items()})
 
 
-class KeepBest(keras.callbacks.Callback):
-    """Keeps the weights of the best epoch by `monitor` and restores them at the end (LayerFlow
-    exports a run's best checkpoint)."""
-
-    def __init__(self, monitor: str, mode: str):
-        super().__init__()
-        self.monitor, self.mode = monitor, mode
-        self.best, self.weights, self.epoch = None, None, None
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        value = (logs or {}).get(self.monitor)
-        if value is None or not math.isfinite(value):
-            return
-        if self.best is None or (value < self.best if self.mode == "min" else value > self.best):
-            self.best, self.weights, self.epoch = value, self.model.get_weights(), epoch + 1
-
-    def on_train_end(self, logs: dict | None = None) -> None:
-        if self.weights is not None:
-            self.model.set_weights(self.weights)
+def best_epoch(values: list[float], mode: str) -> int | None:
+    """The epoch (from 1) of the best finite value, as Keras' ModelCheckpoint chose it."""
+    finite = [(v, epoch) for epoch, v in enumerate(values, 1) if math.isfinite(v)]
+    if not finite:
+        return None
+    return (min if mode == "min" else max)(finite, key=lambda pair: pair[0])[1]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -143,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     network = build_model()
     keras.mixed_precision.set_global_policy("float32")  # preprocessing computes in float32
-    adapt_normalization(network, config, state, train[0])
+    adapt_normalization(network, lambda: prepared_batches(network, config, state, train[0]))
     model = with_preprocessing(network, config, state, input_names(network), outputs)
     train_data = batches(*train, outputs, config, settings, training=True)
     validation_data = None
@@ -152,27 +134,34 @@ def main(argv: list[str] | None = None) -> None:
     steps = max(1, math.ceil(len(train[1]) / settings["batch_size"]))
     compile_model(model, settings, settings["outputs"], steps)
     monitor = effective_monitor(settings, validation_data is not None)
-    keep = KeepBest(monitor, monitor_mode(monitor))
     class_weight = None
     if settings["class_weight"] == "balanced":
         class_weight = balanced_class_weight(train[1])
-    history = model.fit(
-        train_data,
-        validation_data=validation_data,
-        epochs=settings["epochs"],
-        class_weight=class_weight,
-        callbacks=[keep, *callbacks(settings, validation_data is not None)],
-        verbose=2,
-    )
+    # The best epoch's weights are the model kept, as LayerFlow exports a run's best checkpoint;
+    # they wait outside model/ so that a stopped run leaves nothing half-made there.
+    with tempfile.TemporaryDirectory() as scratch:
+        best = Path(scratch) / "best.weights.h5"
+        keep = keras.callbacks.ModelCheckpoint(
+            best, monitor, mode=monitor_mode(monitor), save_best_only=True, save_weights_only=True
+        )
+        history = model.fit(
+            train_data,
+            validation_data=validation_data,
+            epochs=settings["epochs"],
+            class_weight=class_weight,
+            callbacks=[keep, *callbacks(settings, validation_data is not None)],
+            verbose=2,
+        )
+        if best.exists():
+            model.load_weights(best)
     MODEL.mkdir(exist_ok=True)
     model.save(MODEL / "model.keras")
     shutil.copyfile(PREPARED / "preprocessing.json", MODEL / "preprocessing.json")
     values = {key: [float(v) for v in found] for key, found in history.history.items()}
-    (MODEL / "history.json").write_text(
-        json.dumps({"monitor": monitor, "best_epoch": keep.epoch, "history": values}, indent=2)
-        + "\n"
-    )
-    print(f"saved {MODEL / 'model.keras'} (best epoch by {monitor}: {keep.epoch})")
+    epoch = best_epoch(values.get(monitor, []), monitor_mode(monitor))
+    summary = {"monitor": monitor, "best_epoch": epoch, "history": values}
+    (MODEL / "history.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"saved {MODEL / 'model.keras'} (best epoch by {monitor}: {epoch})")
 
 
 if __name__ == "__main__":
