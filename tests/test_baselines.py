@@ -8,14 +8,13 @@ its own scores are known too.
 
 from __future__ import annotations
 
-import html
-import json
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from markupsafe import escape
 
 from app.data import store
 from app.evaluate.baselines import (
@@ -320,8 +319,8 @@ def test_layerflow_test_reports_baselines_and_gates_on_beating_them(trained_work
 
     run = trained_workspace.runs["binary"]
     quick = ["--parity", "none", "--latency-repeats", "2"]
-    code = main(["test", str(run), "--gate", "beats_baseline", "--json", *quick])
-    out = json.loads(capsys.readouterr().out)
+    code = main(["test", str(run), "--gate", "beats_baseline", *quick])
+    out = capsys.readouterr().out
     report = testsuite.read_report(run)
     baselines = report["baselines"]
 
@@ -341,14 +340,15 @@ def test_layerflow_test_reports_baselines_and_gates_on_beating_them(trained_work
     beats = baselines["margin"] > 0
     assert gate["metric"] == "beats_baseline" and gate["passed"] is beats
     assert baselines["best"] in gate["detail"]
-    assert out["gates"]["results"][0]["passed"] is beats
+    assert f"baselines (accuracy)\n  {headline(baselines)}" in out
+    assert f"  {'pass' if beats else 'FAIL'}  accuracy {baselines['model']:.4g} against" in out
     assert code == (0 if report["passed"] else 1)
     if not beats:
         assert "gate beats_baseline > 0" in check_gate(run)["reason"]
 
     page = (run / "test" / "report.html").read_text()
     assert "Model vs baselines" in page and 'id="chart-baselines"' in page
-    assert html.escape(headline(baselines)) in page
+    assert str(escape(headline(baselines))) in page
     for name in found:
         assert name in page
     assert f"{found['majority class']['value']:.4g}" in page

@@ -21,8 +21,8 @@ The season of seasonal naive is not recorded with a dataset, so it is detected i
 series (`detect_period`): the shortest lag, from 2 to the window's size, where the
 autocorrelation of its first differences (differences, so that a trend does not hide it) peaks
 near its highest, when that is clear (above 0.2 and 3/sqrt(n): white noise stays below it
-over the lags tried). A season longer than the window
-is not looked for: the window would not hold the value one season back.
+over the lags tried). A season longer than the window is not looked for: the window would not
+hold the value one season back.
 
 A baseline that cannot be computed is reported as skipped, with one line saying why.
 Importing this module does not import TensorFlow or scikit-learn.

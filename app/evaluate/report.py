@@ -119,11 +119,11 @@ def _label(text: Any) -> str:
     return html.escape(str(text))
 
 
-def _figure_html(figure) -> Markup:
+def _figure_html(figure, height: int = 380) -> Markup:
     import plotly.io as pio
 
     figure.update_layout(
-        margin={"l": 50, "r": 20, "t": 50, "b": 50}, height=380, template="plotly_white"
+        margin={"l": 50, "r": 20, "t": 50, "b": 50}, height=height, template="plotly_white"
     )
     # plotly writes the figure's data as JSON with <, > and & escaped, so labels cannot end
     # the script element.
@@ -320,7 +320,7 @@ def _baseline_chart(baselines: dict[str, Any]) -> Markup | None:
         xaxis_title=metric,
         yaxis={"type": "category", "autorange": "reversed"},
     )
-    return _figure_html(figure)
+    return _figure_html(figure, height=120 + 45 * len(values))
 
 
 def _importance_chart(explanations: dict[str, Any]) -> Markup:
