@@ -446,11 +446,11 @@ pre { background: white; padding: 12px; overflow: auto; font-size: 0.8rem; }
 {% endfor %}
 </table>
 <p class="meta">Baselines score the same test split as the model.
-{% if baselines.fit %}Fitted on {{ baselines.fit.rows|number }} of the
+{% if baselines.fit %} Fitted on {{ baselines.fit.rows|number }} of the
 {{ baselines.fit.of|number }} train rows.{% endif %}
-{% if baselines.season %}{{ baselines.season.detail }}.{% endif %}
-{% if "mase" in baselines.columns %}MASE: mean absolute error over the naive forecast's, on the
-test split.{% endif %}</p>
+{% if baselines.season %} Seasonal naive: {{ baselines.season.detail }}.{% endif %}
+{% if "mase" in baselines.columns %} MASE: mean absolute error over the naive forecast's, on
+the test split.{% endif %}</p>
 {% if baselines.chart %}
 <div class="chart" id="chart-baselines">{{ baselines.chart }}</div>
 {% endif %}

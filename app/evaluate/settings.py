@@ -360,7 +360,10 @@ def _against_baseline(baselines: dict[str, Any], passed: bool, gate: Gate) -> st
 def _no_baseline(baselines: dict[str, Any]) -> str:
     if not baselines:
         return "this report has no baselines; test the run again"
-    reasons = [f"{r['name']}: {r['skipped']}" for r in baselines.get("results") or []]
+    if baselines.get("model") is None:
+        return f"the model's {baselines.get('metric')} was not measured in this test"
+    results = baselines.get("results") or []
+    reasons = [f"{r['name']}: {r['skipped']}" for r in results if r.get("skipped")]
     return "no baseline could be computed" + (f" ({'; '.join(reasons)})" if reasons else "")
 
 
