@@ -9,7 +9,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app.evaluate import suite as testsuite
-from app.evaluate.settings import Gate, load_gates, save_gates
+from app.evaluate.baselines import headline
+from app.evaluate.settings import OPS, Gate, load_gates, save_gates
 from app.workspace import runs
 from ui import session
 
@@ -29,7 +30,7 @@ with st.expander("Gates: what the model must reach before it may be exported"):
         pd.DataFrame(rows, columns=["metric", "op", "value"]),
         num_rows="dynamic",
         column_config={
-            "op": st.column_config.SelectboxColumn("op", options=[">=", "<="], required=True),
+            "op": st.column_config.SelectboxColumn("op", options=list(OPS), required=True),
             "value": st.column_config.NumberColumn("value", required=True),
         },
         key="gates",
@@ -72,13 +73,28 @@ if report is None:
     "The run passed its gates and checks." if report["passed"] else
     "The run failed its gates or checks; export is refused unless forced."
 )  # fmt: skip
+baselines = report.get("baselines")
+if baselines and baselines.get("model") is not None:
+    st.subheader("Your model vs the baseline")
+    st.caption(headline(baselines))
+    best = baselines.get("best")
+    margin = baselines["margin"]
+    left, right = st.columns(2)
+    left.metric(
+        f"your model: {baselines['metric']}",
+        f"{baselines['model']:.4g}",
+        delta=None if best is None else f"{margin:+.4g} vs {best}",
+        delta_color="off" if margin == 0 else "normal",
+    )
+    if best is not None:
+        right.metric(f"best baseline: {best}", f"{baselines['best_value']:.4g}")
 summary = report["summary"]
 columns = st.columns(min(len(summary), 6) or 1)
 for n, (name, value) in enumerate(summary.items()):
     columns[n % len(columns)].metric(name, f"{value:.4g}" if isinstance(value, float) else value)
 
-gates_tab, checks_tab, metrics_tab, samples_tab, explain_tab = st.tabs(
-    ["Gates", "Production checks", "Metrics", "Samples", "Explanations"]
+gates_tab, baselines_tab, checks_tab, metrics_tab, samples_tab, explain_tab = st.tabs(
+    ["Gates", "Baselines", "Production checks", "Metrics", "Samples", "Explanations"]
 )
 with gates_tab:
     results = report["gates"]["results"]
@@ -86,6 +102,22 @@ with gates_tab:
         st.dataframe(results, hide_index=True)
     else:
         st.caption("No gates set: the report passes when no production check fails.")
+with baselines_tab:
+    if baselines:
+        st.dataframe(
+            [{"": "your model", **baselines["model_metrics"]}]
+            + [{"": r["name"], **r["metrics"], "detail": r["detail"] or f"skipped: {r['skipped']}"}
+               for r in baselines["results"]],
+            hide_index=True, width="stretch",
+        )  # fmt: skip
+        season, fit = baselines.get("season"), baselines.get("fit")
+        if season:
+            st.caption(season["detail"])
+        if fit:
+            st.caption(f"Fitted on {fit['rows']:,} of the {fit['of']:,} train rows; scored on "
+                       "the same test split as the model.")  # fmt: skip
+    else:
+        st.caption("This report has no baselines; run the test suite again.")
 with checks_tab:
     st.dataframe(
         [{k: check.get(k) for k in ("name", "passed", "value", "detail")}

@@ -312,6 +312,12 @@ def test_the_test_page_shows_the_report_of_a_tested_run(trained_workspace):
     assert app.error[0].value.startswith("The run failed its gates or checks")
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["accuracy"] == f"{report['summary']['accuracy']:.4g}"
+    baselines = report["baselines"]  # headlined above the other figures
+    assert app.subheader[0].value == "Your model vs the baseline"
+    assert metrics["your model: accuracy"] == f"{report['summary']['accuracy']:.4g}"
+    assert metrics[f"best baseline: {baselines['best']}"] == f"{baselines['best_value']:.4g}"
+    shown = next(m for m in app.metric if m.label == "your model: accuracy")
+    assert shown.proto.delta == f"{baselines['margin']:+.4g} vs {baselines['best']}"
     gates = app.dataframe[1].value  # [0] is the gates editor
     assert list(gates["metric"]) == ["accuracy"] and not gates["passed"].iloc[0]
     confusion = json.loads(app.get("plotly_chart")[0].proto.spec)["data"][0]

@@ -337,10 +337,11 @@ def test_a_gate_on_an_unknown_metric_is_an_error_naming_the_known_ones(tested):
 
 
 def test_bad_gates_and_settings_read_like_keras_errors():
-    with pytest.raises(ValueError, match=r"expected METRIC>=VALUE .* Received: gate='acc>0.9'"):
-        Gate.parse("acc>0.9")
-    with pytest.raises(ValueError, match=r"`op`, expected '>=' or '<='. Received: op='=='"):
+    with pytest.raises(ValueError, match=r"expected METRIC>=VALUE.* Received: gate='acc=0.9'"):
+        Gate.parse("acc=0.9")
+    with pytest.raises(ValueError, match=r"`op`, expected '>=', '<=', '>' or '<'. Received: op="):
         Gate("accuracy", "==", 0.9)
+    assert Gate.parse("acc>0.9") == Gate("acc", ">", 0.9)  # a strict threshold
     with pytest.raises(ValueError, match=r"`top_k`, expected an integer >= 1. Received: top_k=0"):
         TestSettings.from_value({"top_k": 0})
     with pytest.raises(ValueError, match="Unknown test setting `topk`"):

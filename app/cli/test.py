@@ -58,7 +58,7 @@ def _test(args: argparse.Namespace) -> int:
         raise CommandError(f"the test of run {folder.name} {status['state']}: {status['reason']}")
     report = testsuite.read_report(folder)
     if args.json:
-        shown = ("run", "passed", "summary", "performance", "gates", "checks")
+        shown = ("run", "passed", "summary", "baselines", "performance", "gates", "checks")
         print(json.dumps({key: report.get(key) for key in shown}, indent=2))
     else:
         print(_report_text(report, test / testsuite.REPORT_HTML))
@@ -107,7 +107,9 @@ def _follow_test(folder: Path, process: Any) -> dict[str, Any]:
 
 
 def _report_text(report: dict[str, Any], page: Path) -> str:
-    """The verdict, the summary, the checks and the gates of a test report."""
+    """The verdict, the summary, the baselines, the checks and the gates of a test report."""
+    from app.evaluate.baselines import headline
+
     data = report["data"]
     lines = [
         f"run {report['run']} ({report['model']}) on {data['name']}, {data['split']} split, "
@@ -125,6 +127,14 @@ def _report_text(report: dict[str, Any], page: Path) -> str:
     )
     width = max(len(name) for name in values)
     lines += [f"  {name.ljust(width)}  {value:.4g}" for name, value in values.items()]
+    baselines = report.get("baselines")
+    if baselines:
+        lines += ["", f"baselines ({baselines['metric']})", f"  {headline(baselines)}"]
+        width = max(len(result["name"]) for result in baselines["results"])
+        for result in baselines["results"]:
+            value = result["value"]
+            shown = f"skipped: {result['skipped']}" if value is None else f"{value:.4g}"
+            lines.append(f"  {result['name'].ljust(width)}  {shown}")
     lines += ["", "checks"]
     width = max(len(check["name"]) for check in report["checks"])
     for check in report["checks"]:

@@ -2,7 +2,8 @@
 
 The page holds everything it shows: plotly's JavaScript once, inline, then the charts (confusion
 matrix, ROC and precision-recall curves, calibration; predicted against actual and residuals;
-IoU and Dice per class; feature importance), summary cards, the per-class table, the samples and
+IoU and Dice per class; feature importance), summary cards, the model against its baselines (a
+sentence, a table and a bar chart), the per-class table, the samples and
 saliency maps as inline PNGs, and the production checks and gates with pass or fail.
 
 Every string that comes from the user's data or settings (class names, column names, run and
@@ -21,6 +22,8 @@ from typing import Any
 
 from jinja2 import Environment
 from markupsafe import Markup
+
+from app.evaluate.baselines import headline
 
 BASE64 = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
 SAMPLE_GROUPS = (
@@ -48,6 +51,7 @@ def render(report: dict[str, Any]) -> str:
         ],
         created=_when(report.get("created")),
         per_class_columns=_per_class_columns(report),
+        baselines=_baselines(report),
     )
 
 
@@ -88,6 +92,20 @@ def _template():
     return environment.from_string(TEMPLATE)
 
 
+def _baselines(report: dict[str, Any]) -> dict[str, Any] | None:
+    """What the page shows of the baselines: the sentence, the table's columns (the model's
+    metrics) and the chart; None for a report without them."""
+    baselines = report.get("baselines")
+    if not baselines:
+        return None
+    return {
+        **baselines,
+        "headline": headline(baselines),
+        "columns": list(baselines.get("model_metrics") or {}),
+        "chart": _baseline_chart(baselines),
+    }
+
+
 def _per_class_columns(report: dict[str, Any]) -> list[str]:
     rows = report.get("metrics", {}).get("per_class") or []
     return [key for key in rows[0] if key != "class"] if rows else []
@@ -101,11 +119,11 @@ def _label(text: Any) -> str:
     return html.escape(str(text))
 
 
-def _figure_html(figure) -> Markup:
+def _figure_html(figure, height: int = 380) -> Markup:
     import plotly.io as pio
 
     figure.update_layout(
-        margin={"l": 50, "r": 20, "t": 50, "b": 50}, height=380, template="plotly_white"
+        margin={"l": 50, "r": 20, "t": 50, "b": 50}, height=height, template="plotly_white"
     )
     # plotly writes the figure's data as JSON with <, > and & escaped, so labels cannot end
     # the script element.
@@ -278,6 +296,33 @@ def _segmentation_charts(metrics: dict[str, Any]) -> dict[str, Markup]:
     return {"per_class": _figure_html(figure)}
 
 
+def _baseline_chart(baselines: dict[str, Any]) -> Markup | None:
+    import plotly.graph_objects as go
+
+    computed = [r for r in baselines.get("results") or [] if r.get("value") is not None]
+    if baselines.get("model") is None or not computed:
+        return None
+    names = ["your model"] + [_label(r["name"]) for r in computed]
+    values = [baselines["model"]] + [r["value"] for r in computed]
+    figure = go.Figure(
+        go.Bar(
+            x=values,
+            y=names,
+            orientation="h",
+            marker_color=["#2f6fdf"] + ["#9aa3ad"] * len(computed),
+            text=[f"{v:.4g}" for v in values],
+            textposition="auto",
+        )
+    )
+    metric = _label(baselines["metric"])
+    figure.update_layout(
+        title=f"{metric}: the model and its baselines",
+        xaxis_title=metric,
+        yaxis={"type": "category", "autorange": "reversed"},
+    )
+    return _figure_html(figure, height=120 + 45 * len(values))
+
+
 def _importance_chart(explanations: dict[str, Any]) -> Markup:
     import plotly.graph_objects as go
 
@@ -378,6 +423,38 @@ pre { background: white; padding: 12px; overflow: auto; font-size: 0.8rem; }
   {% endif %}
 {% endfor %}
 </div>
+
+{% if baselines %}
+<h2 id="baselines">Model vs baselines</h2>
+<p><b>{{ baselines.headline }}</b></p>
+<table>
+<tr><th></th>{% for column in baselines.columns %}<th>{{ column }}</th>{% endfor %}
+  <th>detail</th></tr>
+<tr><td><b>your model</b></td>
+  {% for column in baselines.columns %}
+  <td class="num"><b>{{ baselines.model_metrics[column]|number }}</b></td>
+  {% endfor %}<td></td></tr>
+{% for result in baselines.results %}
+<tr><td>{{ result.name }}{% if result.name == baselines.best %} (best){% endif %}</td>
+  {% if result.skipped %}
+  <td colspan="{{ baselines.columns|length + 1 }}" class="meta">skipped: {{ result.skipped }}</td>
+  {% else %}
+  {% for column in baselines.columns %}
+  <td class="num">{{ result.metrics[column]|number }}</td>
+  {% endfor %}<td>{{ result.detail }}</td>
+  {% endif %}</tr>
+{% endfor %}
+</table>
+<p class="meta">Baselines score the same test split as the model.
+{% if baselines.fit %} Fitted on {{ baselines.fit.rows|number }} of the
+{{ baselines.fit.of|number }} train rows.{% endif %}
+{% if baselines.season %} Seasonal naive: {{ baselines.season.detail }}.{% endif %}
+{% if "mase" in baselines.columns %} MASE: mean absolute error over the naive forecast's, on
+the test split.{% endif %}</p>
+{% if baselines.chart %}
+<div class="chart" id="chart-baselines">{{ baselines.chart }}</div>
+{% endif %}
+{% endif %}
 
 <h2>Gates <span class="badge {{ report.gates.passed|verdict }}">
   {{ "passed" if report.gates.passed else "failed" }}</span></h2>

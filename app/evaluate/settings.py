@@ -2,10 +2,13 @@
 per model (`metric op value`, such as accuracy >= 0.9), kept in `models/<model>/gates.json`.
 
 The metric names a gate can use are the task's summary metrics (CLASSIFICATION_METRICS, with
-TOP_K_METRIC when there are more classes than k; REGRESSION_METRICS; SEGMENTATION_METRICS) and
-PERFORMANCE_METRICS. `evaluate_gates` judges a report's summary and performance against gates;
-`report_passed` says whether a report passed: its gates, and no production check that failed
-(informational ones never fail it).
+TOP_K_METRIC when there are more classes than k; REGRESSION_METRICS; SEGMENTATION_METRICS),
+PERFORMANCE_METRICS and BASELINE_METRIC, `beats_baseline`: the margin by which the model's
+headline metric beats the best baseline of the report (app.evaluate.baselines), so that
+`beats_baseline > 0` (or `beats_baseline` alone) asks the model to beat it and
+`beats_baseline >= 0.02` to beat it by 0.02. `evaluate_gates` judges a report's summary,
+performance and baselines against gates; `report_passed` says whether a report passed: its
+gates, and no production check that failed (informational ones never fail it).
 
 Settings and gates that are not valid raise ValueError with Keras-like messages that name the
 setting, what was expected and what was received. Importing this module does not import
@@ -47,12 +50,16 @@ TOP_K_METRIC = "top_k_accuracy"
 REGRESSION_METRICS = ("mae", "mse", "rmse", "r2")
 SEGMENTATION_METRICS = ("mean_iou", "mean_dice", "pixel_accuracy")
 PERFORMANCE_METRICS = ("latency_p50_ms", "latency_p95_ms", "model_size_mb")
+BASELINE_METRIC = "beats_baseline"
+BARE_GATES = {BASELINE_METRIC: (">", 0.0)}  # a gate written as its metric alone
+OPS = (">=", "<=", ">", "<")
 ALL_METRICS = (
     *CLASSIFICATION_METRICS,
     TOP_K_METRIC,
     *REGRESSION_METRICS,
     *SEGMENTATION_METRICS,
     *PERFORMANCE_METRICS,
+    BASELINE_METRIC,
 )
 PARITY_FORMATS = ("savedmodel", "tflite", "onnx")
 
@@ -74,24 +81,24 @@ class Gate(BaseModel):
     """A threshold a report must meet: `metric op value`, such as accuracy >= 0.9.
 
     Args:
-        metric: a key of the report's summary (accuracy, f1_macro, r2, mae, mean_iou, ...)
-            or latency_p50_ms, latency_p95_ms, model_size_mb.
-        op: ">=" (at least) or "<=" (at most).
+        metric: a key of the report's summary (accuracy, f1_macro, r2, mae, mean_iou, ...),
+            latency_p50_ms, latency_p95_ms, model_size_mb or beats_baseline.
+        op: ">=" (at least), "<=" (at most), ">" (more than) or "<" (less than).
         value: the threshold, a finite number.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     metric: str
-    op: Literal[">=", "<="]
+    op: Literal[">=", "<=", ">", "<"]
     value: float
 
     def __init__(self, metric: Any = None, op: Any = None, value: Any = None) -> None:
         # Checked here, so that a bad gate reads like a Keras error, not a pydantic report.
         if not isinstance(metric, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", metric):
             raise ValueError(_invalid("metric", "a metric name such as accuracy", metric))
-        if op not in (">=", "<="):
-            raise ValueError(_invalid("op", "'>=' or '<='", op))
+        if op not in OPS:
+            raise ValueError(_invalid("op", "'>=', '<=', '>' or '<'", op))
         if (
             isinstance(value, bool)
             or not isinstance(value, int | float)
@@ -102,8 +109,12 @@ class Gate(BaseModel):
 
     @classmethod
     def parse(cls, text: str) -> Gate:
-        """'accuracy>=0.9' -> Gate('accuracy', '>=', 0.9)."""
-        found = re.fullmatch(r"\s*([A-Za-z][A-Za-z0-9_]*)\s*(>=|<=)\s*(\S+)\s*", text)
+        """'accuracy>=0.9' -> Gate('accuracy', '>=', 0.9); 'beats_baseline' -> Gate(
+        'beats_baseline', '>', 0.0) (BARE_GATES)."""
+        bare = BARE_GATES.get(text.strip().lower()) if isinstance(text, str) else None
+        if bare is not None:
+            return cls(text.strip().lower(), *bare)
+        found = re.fullmatch(r"\s*([A-Za-z][A-Za-z0-9_]*)\s*(>=|<=|>|<)\s*(\S+)\s*", text)
         value = None
         if found:
             try:
@@ -112,12 +123,22 @@ class Gate(BaseModel):
                 value = None
         if value is None or not math.isfinite(value):
             raise ValueError(
-                _invalid("gate", "METRIC>=VALUE or METRIC<=VALUE (e.g. accuracy>=0.9)", text)
+                _invalid(
+                    "gate",
+                    "METRIC>=VALUE, METRIC<=VALUE, METRIC>VALUE or METRIC<VALUE (e.g. "
+                    "accuracy>=0.9), or beats_baseline",
+                    text,
+                )
             )
         return cls(found.group(1).lower(), found.group(2), value)  # type: ignore[union-attr]
 
     def holds(self, actual: float) -> bool:
-        return actual >= self.value if self.op == ">=" else actual <= self.value
+        return {
+            ">=": actual >= self.value,
+            "<=": actual <= self.value,
+            ">": actual > self.value,
+            "<": actual < self.value,
+        }[self.op]
 
     def __str__(self) -> str:
         return f"{self.metric} {self.op} {self.value:g}"
@@ -279,7 +300,7 @@ def known_metrics(kind: str, classes: int = 0, top_k: int = 3) -> list[str]:
         "regression": list(REGRESSION_METRICS),
         "segmentation": list(SEGMENTATION_METRICS),
     }[kind]
-    return task + list(PERFORMANCE_METRICS)
+    return task + list(PERFORMANCE_METRICS) + [BASELINE_METRIC]
 
 
 def gate_metrics(run: str | os.PathLike, settings: TestSettings | dict | None = None) -> list[str]:
@@ -290,23 +311,32 @@ def gate_metrics(run: str | os.PathLike, settings: TestSettings | dict | None = 
 
 
 def evaluate_gates(report: dict[str, Any], gates: Sequence[Gate]) -> dict[str, Any]:
-    """{passed, results} of the gates against a report's summary and performance; an unknown
-    metric is a ValueError naming the known ones."""
+    """{passed, results} of the gates against a report's summary, performance and baselines;
+    an unknown metric is a ValueError naming the known ones."""
     metrics = report.get("metrics", {})
     check_gates(
         gates,
         known_metrics(report["kind"], len(metrics.get("classes", [])), metrics.get("top_k", 3)),
     )
-    values = {**report.get("summary", {}), **_performance_values(report.get("performance", {}))}
+    baselines = report.get("baselines") or {}
+    values = {
+        **report.get("summary", {}),
+        **_performance_values(report.get("performance", {})),
+        BASELINE_METRIC: baselines.get("margin"),
+    }
     results = []
     for gate in gates:
         actual = values.get(gate.metric)
         if actual is None:
             passed = False
             detail = f"{gate.metric} was not measured in this test"
+            if gate.metric == BASELINE_METRIC:
+                detail = _no_baseline(baselines)
         else:
             passed = gate.holds(actual)
             detail = f"{gate.metric} is {actual:.6g}, {'meets' if passed else 'misses'} {gate}"
+            if gate.metric == BASELINE_METRIC:
+                detail = _against_baseline(baselines, passed, gate)
         results.append({**gate.model_dump(), "actual": actual, "passed": passed, "detail": detail})
     return {"passed": all(r["passed"] for r in results), "results": results}
 
@@ -316,6 +346,26 @@ def apply_gates(report: dict[str, Any], gates: Sequence[Gate]) -> dict[str, Any]
     judged = {**report, "gates": evaluate_gates(report, gates)}
     judged["passed"] = report_passed(judged)
     return judged
+
+
+def _against_baseline(baselines: dict[str, Any], passed: bool, gate: Gate) -> str:
+    """'accuracy 0.93 against the best baseline, logistic regression (0.9): +0.03, meets
+    beats_baseline > 0'."""
+    metric, best, value = baselines["metric"], baselines["best"], baselines["best_value"]
+    return (
+        f"{metric} {baselines['model']:.4g} against the best baseline, {best} ({value:.4g}): "
+        f"{baselines['margin']:+.4g}, {'meets' if passed else 'misses'} {gate}"
+    )
+
+
+def _no_baseline(baselines: dict[str, Any]) -> str:
+    if not baselines:
+        return "this report has no baselines; test the run again"
+    if baselines.get("model") is None:
+        return f"the model's {baselines.get('metric')} was not measured in this test"
+    results = baselines.get("results") or []
+    reasons = [f"{r['name']}: {r['skipped']}" for r in results if r.get("skipped")]
+    return "no baseline could be computed" + (f" ({'; '.join(reasons)})" if reasons else "")
 
 
 def _performance_values(performance: dict[str, Any]) -> dict[str, float]:

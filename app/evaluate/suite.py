@@ -23,6 +23,11 @@ report.json holds:
                 both classes, is left out)
   metrics       the task's detail: per-class table, confusion matrix, ROC and precision-recall
                 curves, calibration; residuals and predicted against actual; IoU and Dice
+  baselines     simple models scored on the same test split, beside the model, on its headline
+                metric (accuracy, r2 or mean_iou; app.evaluate.baselines): metric, model,
+                model_metrics, results [{name, value, metrics, detail, skipped}], best,
+                best_value, margin (the model's metric minus the best baseline's), fit or
+                season
   samples       best, worst and misclassified: lists of {index (the row in the dataset),
                 target, prediction, confidence, loss, values (the row as read), image (a
                 base64 PNG of an image input), mask and target_mask (segmentation)}
@@ -42,7 +47,8 @@ export` refuses a run whose report is missing or did not pass.
 
 The suite's parts live beside it in app.evaluate: settings (TestSettings, gates and the metric
 names), subject and predictions (the run tested and what its model made of the test split),
-classification, regression and segmentation (the metrics of each task), samples and images
+classification, regression and segmentation (the metrics of each task), baselines (simple
+models beside the model), samples and images
 (the samples shown and their pictures), checks (the production checks) and explain (saliency
 maps and permutation importance). This module runs them and owns the test folder.
 
@@ -61,6 +67,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from app.evaluate.baselines import compute_baselines
 from app.evaluate.checks import behaviour_checks, measure_performance, parity_checks
 from app.evaluate.classification import classification_metrics
 from app.evaluate.explain import explain
@@ -130,6 +137,8 @@ def run_suite(
     )
     say(0.45, "computing the metrics")
     summary, metrics = _metrics(subject, predictions, settings)
+    say(0.47, "computing the baselines")
+    baselines = compute_baselines(subject, predictions, summary, settings.seed)
     say(0.5, "choosing samples")
     samples = choose_samples(subject, predictions, settings)
 
@@ -167,6 +176,7 @@ def run_suite(
         "settings": settings.to_dict(),
         "summary": summary,
         "metrics": metrics,
+        "baselines": baselines,
         "samples": samples,
         "explanations": explanations,
         "performance": performance,
