@@ -16,7 +16,6 @@ import pandas as pd
 import pytest
 from markupsafe import escape
 
-from app.data import store
 from app.evaluate.baselines import (
     compute_baselines,
     detect_period,
@@ -28,22 +27,24 @@ from app.evaluate.baselines import (
 from app.evaluate.predictions import Predictions
 from app.evaluate.settings import Gate, evaluate_gates, known_metrics, save_gates
 from app.evaluate.subject import KINDS, Inputs, Subject
+from app.workspace import Workspace
+from app.workspace.datasets import Dataset
 
 
-def add_table(folder: Path, name: str, frame: pd.DataFrame, target: str) -> store.Dataset:
+def add_table(folder: Path, name: str, frame: pd.DataFrame, target: str) -> Dataset:
     path = folder / f"{name}.csv"
     frame.to_csv(path, index=False)
-    return store.add(path, name, target=target)
+    return Workspace.current().add_dataset(path, name, target=target)
 
 
-def add_sample(name: str) -> store.Dataset:
+def add_sample(name: str) -> Dataset:
     from app.data.samples import make_sample
 
     with tempfile.TemporaryDirectory() as folder:
-        return store.add(make_sample(name, Path(folder) / name), name)
+        return Workspace.current().add_dataset(make_sample(name, Path(folder) / name), name)
 
 
-def subject_of(dataset: store.Dataset) -> Subject:
+def subject_of(dataset: Dataset) -> Subject:
     """A Subject of the dataset as Subject.of makes one for a run, without a run."""
     config, state = dataset.preprocessing()
     task = dataset.meta["task"]
@@ -324,7 +325,7 @@ def test_layerflow_test_reports_baselines_and_gates_on_beating_them(trained_work
     report = testsuite.read_report(run)
     baselines = report["baselines"]
 
-    dataset = store.get(trained_workspace.data["binary"])
+    dataset = Workspace.current().dataset(trained_workspace.data["binary"])
     config, state = dataset.preprocessing()
     _, train = transform(config, state, dataset.source(), sorted(dataset.splits["train"]))
     _, test = transform(config, state, dataset.source(), sorted(dataset.splits["test"]))
