@@ -37,6 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from app.data import store
+from app.data.anomaly import normal_rows, reconstructs
 from app.errors import one_line
 from app.files import atomic_write_text
 from app.graph.document import GraphDocument, load
@@ -251,6 +252,14 @@ class Data:
         self.source = dataset.source()
         self.splits = dataset.splits
         self.settings = settings
+        # An autoencoder trains on its input, on the normal rows alone.
+        self.reconstructs = reconstructs(doc)
+        if self.reconstructs:
+            fitting = {s: self.splits[s] for s in ("train", "validation") if s in self.splits}
+            cut, _ = normal_rows(
+                self.config, self.state, self.source, fitting, settings.normal_class
+            )
+            self.splits = {**self.splits, **cut}
         self.inputs = [n.id for n in doc.nodes if n.component == "Input"]
         self.outputs = [n.id for n in doc.nodes if n.component == "Output"]
         self.has_validation = bool(self.splits.get("validation"))
@@ -318,7 +327,7 @@ class Data:
     def _shaped(self, dataset):
         """(inputs by data name, target) -> what the model takes: its one input as a tensor, or
         a dict by Input node id; the target as a tensor, or a dict by Output node id."""
-        doc_inputs, doc_outputs = self.inputs, self.outputs
+        doc_inputs, doc_outputs, reconstructs = self.inputs, self.outputs, self.reconstructs
         data_inputs = list(input_spec(self.config, self.state))
 
         def shape(inputs, target):
@@ -326,6 +335,8 @@ class Data:
                 x = inputs[data_inputs[0]]
             else:
                 x = {node: inputs[node] for node in doc_inputs}
+            if reconstructs:
+                target = x[reconstructs] if isinstance(x, dict) else x
             y = target if len(doc_outputs) == 1 else {node: target for node in doc_outputs}
             return x, y
 

@@ -1,0 +1,83 @@
+"""Anomaly detection: the metrics of reconstruction errors (on errors whose answers are worked
+out by hand), and the autoencoder template trained on breast cancer and tested end to end."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.evaluate.anomaly import anomaly_metrics, error_threshold, reconstruction_errors
+
+# Normal rows' errors 1, 2, 3, 4; anomalous ones' 2.5, 5, 6.
+ERRORS = np.array([1.0, 2.0, 3.0, 4.0, 2.5, 5.0, 6.0])
+ANOMALOUS = np.array([False, False, False, False, True, True, True])
+
+
+def test_reconstruction_error_is_the_mean_squared_difference_per_row():
+    inputs = np.array([[0.0, 0.0], [1.0, 2.0]])
+    outputs = np.array([[1.0, 1.0], [1.0, 0.0]])
+    assert reconstruction_errors(outputs, inputs).tolist() == [1.0, 2.0]
+
+
+def test_the_threshold_is_a_percentile_of_the_normal_errors():
+    # 95th percentile of 1..20, interpolated: rank 0.95 * 19 = 18.05, between 19 and 20
+    assert error_threshold(np.arange(1.0, 21.0), 95) == pytest.approx(19.05)
+    assert error_threshold(np.arange(1.0, 21.0), 50) == pytest.approx(10.5)
+
+
+def test_anomaly_metrics_on_errors_with_known_answers():
+    summary, detail = anomaly_metrics(ERRORS, ANOMALOUS, threshold=3.5)
+    # AUC: of the 12 (anomalous, normal) pairs, 2.5 beats 2, 5 and 6 beat all 4: 10 of 12
+    assert summary["roc_auc"] == pytest.approx(10 / 12)
+    # AP: ranked 6, 5, 4, 3, 2.5, ...: the anomalies come at ranks 1, 2 and 5
+    assert summary["average_precision"] == pytest.approx((1 + 1 + 3 / 5) / 3)
+    # flagged above 3.5: 4 (normal), 5 and 6 (anomalous); 2.5 is missed
+    assert summary["precision"] == pytest.approx(2 / 3)
+    assert summary["recall"] == pytest.approx(2 / 3)
+    assert summary["f1"] == pytest.approx(2 / 3)
+    assert summary["flagged_rate"] == pytest.approx(3 / 7)
+    assert detail["confusion"]["matrix"] == [[3, 1], [1, 2]]
+    histogram = detail["histogram"]
+    assert sum(histogram["normal"]) == 4 and sum(histogram["anomalous"]) == 3
+    assert detail["roc"][0]["auc"] == summary["roc_auc"]
+
+
+def test_without_labels_only_the_threshold_and_the_errors_are_reported():
+    summary, detail = anomaly_metrics(ERRORS, None, threshold=3.5)
+    assert set(summary) == {"threshold", "flagged_rate", "error_mean"}
+    assert sum(detail["histogram"]["all"]) == len(ERRORS)
+
+
+@pytest.mark.slow
+def test_the_autoencoder_template_tells_malignant_from_benign_tumours(workspace):
+    from app.data import store
+    from app.data.samples import make_sample
+    from app.evaluate.suite import read_report, run_suite
+    from app.graph.model_templates import load_template
+    from app.train import launch
+    from app.workspace import runs
+
+    with tempfile.TemporaryDirectory() as folder:
+        dataset = store.add(make_sample("breast_cancer", Path(folder) / "bc"), "breast_cancer")
+    doc, _ = dataset.configure(load_template("anomaly_autoencoder"))
+    folder = launch.create_run(doc, {"epochs": 10}, "breast_cancer")
+    launch.start_run(folder).wait(timeout=120)
+    assert runs.status(folder)["state"] == "finished", runs.status(folder)["reason"]
+    # it trained on the benign (normal) train rows only, 32 a batch
+    labels = dataset.source().frame["target"]
+    benign = sum(labels.iloc[r] == "benign" for r in dataset.splits["train"])
+    assert benign < len(dataset.splits["train"])
+    assert runs.status(folder)["steps"] == math.ceil(benign / 32)
+    run_suite(folder, {"parity_formats": [], "latency_repeats": 1, "explanations": False})
+    report = read_report(folder)
+    assert report["kind"] == "anomaly"
+    assert report["metrics"]["normal_class"] == "benign"
+    assert report["summary"]["roc_auc"] >= 0.85
+    assert report["summary"]["threshold"] == report["metrics"]["threshold"] > 0
+    assert report["metrics"]["threshold_split"] == "validation"
+    page = (folder / runs.TEST_DIR / "report.html").read_text()
+    assert "Reconstruction error on the test rows" in page
