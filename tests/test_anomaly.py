@@ -52,18 +52,33 @@ def test_without_labels_only_the_threshold_and_the_errors_are_reported():
     assert sum(detail["histogram"]["all"]) == len(ERRORS)
 
 
-@pytest.mark.slow
-def test_the_autoencoder_template_tells_malignant_from_benign_tumours(workspace):
+def breast_cancer_autoencoder():
+    """The breast cancer sample in the current workspace and the template configured for it."""
     from app.data import store
     from app.data.samples import make_sample
-    from app.evaluate.suite import read_report, run_suite
     from app.graph.model_templates import load_template
-    from app.train import launch
-    from app.workspace import runs
 
     with tempfile.TemporaryDirectory() as folder:
         dataset = store.add(make_sample("breast_cancer", Path(folder) / "bc"), "breast_cancer")
-    doc, _ = dataset.configure(load_template("anomaly_autoencoder"))
+    return dataset, dataset.configure(load_template("anomaly_autoencoder"))[0]
+
+
+def test_an_unknown_normal_class_is_refused_before_the_run_starts(workspace):
+    from app.train import launch
+    from app.workspace.runs import RunError
+
+    _, doc = breast_cancer_autoencoder()
+    with pytest.raises(RunError, match=r"\(benign, malignant\).*normal_class='healthy'"):
+        launch.create_run(doc, {"normal_class": "healthy"}, "breast_cancer")
+
+
+@pytest.mark.slow
+def test_the_autoencoder_template_tells_malignant_from_benign_tumours(workspace):
+    from app.evaluate.suite import read_report, run_suite
+    from app.train import launch
+    from app.workspace import runs
+
+    dataset, doc = breast_cancer_autoencoder()
     folder = launch.create_run(doc, {"epochs": 10}, "breast_cancer")
     launch.start_run(folder).wait(timeout=120)
     assert runs.status(folder)["state"] == "finished", runs.status(folder)["reason"]

@@ -86,7 +86,8 @@ class Subject:
         outputs = [node for node in doc.nodes if node.component == "Output"]
         output = outputs[0]
         activation = CATALOGUE["Output"].resolve(output.settings)[0].get("activation") or "linear"
-        settings = json.loads((folder / runs.SETTINGS).read_text())
+        settings_path = folder / runs.SETTINGS
+        settings = json.loads(settings_path.read_text()) if settings_path.exists() else {}
         return cls(
             folder, info, dataset, config, state, task, kind, classes, rows, output.id, activation,
             reconstructs=reconstructs, normal_class=settings.get("normal_class"),

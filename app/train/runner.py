@@ -256,9 +256,14 @@ class Data:
         self.reconstructs = reconstructs(doc)
         if self.reconstructs:
             fitting = {s: self.splits[s] for s in ("train", "validation") if s in self.splits}
-            cut, _ = normal_rows(
+            cut, normal = normal_rows(
                 self.config, self.state, self.source, fitting, settings.normal_class
             )
+            if normal is not None and not cut.get("train"):
+                raise RunFailure(
+                    f"Dataset '{dataset.name}' has no train rows of the normal class "
+                    f"{self.state.classes[normal]!r}; set `normal_class` to a class it has"
+                )
             self.splits = {**self.splits, **cut}
         self.inputs = [n.id for n in doc.nodes if n.component == "Input"]
         self.outputs = [n.id for n in doc.nodes if n.component == "Output"]
@@ -330,7 +335,7 @@ class Data:
         doc_inputs, doc_outputs, reconstructs = self.inputs, self.outputs, self.reconstructs
         data_inputs = list(input_spec(self.config, self.state))
 
-        def shape(inputs, target):
+        def shape(inputs, target=None):  # data without a target gives inputs alone
             if len(doc_inputs) == 1 and len(data_inputs) == 1:
                 x = inputs[data_inputs[0]]
             else:
