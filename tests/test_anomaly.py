@@ -3,6 +3,7 @@ out by hand), and the autoencoder template trained on breast cancer and tested e
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 from pathlib import Path
@@ -89,10 +90,28 @@ def test_the_autoencoder_template_tells_malignant_from_benign_tumours(workspace)
     assert runs.status(folder)["steps"] == math.ceil(benign / 32)
     run_suite(folder, {"parity_formats": [], "latency_repeats": 1, "explanations": False})
     report = read_report(folder)
-    assert report["kind"] == "anomaly"
+    assert (report["kind"], report["task"]) == ("anomaly", "anomaly_detection")
     assert report["metrics"]["normal_class"] == "benign"
     assert report["summary"]["roc_auc"] >= 0.85
     assert report["summary"]["threshold"] == report["metrics"]["threshold"] > 0
     assert report["metrics"]["threshold_split"] == "validation"
     page = (folder / runs.TEST_DIR / "report.html").read_text()
     assert "Reconstruction error on the test rows" in page
+    shows_the_report_on_the_test_page(folder, report)
+
+
+def shows_the_report_on_the_test_page(folder: Path, report: dict) -> None:
+    """The Test page of a project on the run's model and data shows the report's figures."""
+    from app.graph.document import load
+    from app.workspace.project import create_project
+    from tests.test_app import page
+
+    create_project("anomaly", load(folder / "graph.json")).use_dataset("breast_cancer")
+    app = page("test", "anomaly")
+    metrics = {m.label: m.value for m in app.metric}
+    for name in ("roc_auc", "average_precision", "threshold", "precision", "recall", "f1"):
+        assert metrics[name] == f"{report['summary'][name]:.4g}"
+    assert any(f"above {report['summary']['threshold']:.4g}" in c.value for c in app.caption)
+    figures = [json.loads(chart.proto.spec) for chart in app.get("plotly_chart")]
+    bars = [trace["name"] for trace in figures[0]["data"]]
+    assert bars == ["normal", "anomalous"]

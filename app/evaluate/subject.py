@@ -77,6 +77,7 @@ class Subject:
             raise RunError([f"{name}: dataset '{data}' has no rows in its test split"])
         config, state = dataset.preprocessing()
         kind = "anomaly" if reconstructs else KINDS[task]
+        task = anomaly.ANOMALY_TASK if reconstructs else task
         if kind in ("classification", "anomaly"):
             classes = list(state.classes or dataset.meta["profile"].get("classes") or [])
         elif kind == "segmentation":
