@@ -53,6 +53,15 @@ def test_without_labels_only_the_threshold_and_the_errors_are_reported():
     assert sum(detail["histogram"]["all"]) == len(ERRORS)
 
 
+def test_the_threshold_percentile_is_a_test_setting_checked_like_the_others():
+    from app.evaluate.settings import TestSettings
+
+    assert TestSettings().anomaly_percentile == 95
+    assert TestSettings.from_value({"anomaly_percentile": 99.5}).anomaly_percentile == 99.5
+    with pytest.raises(ValueError, match=r"`anomaly_percentile`, expected a number in \(0, 100\]"):
+        TestSettings.from_value({"anomaly_percentile": 0})
+
+
 def breast_cancer_autoencoder():
     """The breast cancer sample in the current workspace and the template configured for it."""
     from app.data import store
@@ -76,6 +85,8 @@ def test_an_unknown_normal_class_is_refused_before_the_run_starts(workspace):
 @pytest.mark.slow
 def test_the_autoencoder_template_tells_malignant_from_benign_tumours(workspace):
     from app.evaluate.suite import read_report, run_suite
+    from app.keras.builder import load_run_model
+    from app.runtime.transform import transform
     from app.train import launch
     from app.workspace import runs
 
@@ -95,6 +106,12 @@ def test_the_autoencoder_template_tells_malignant_from_benign_tumours(workspace)
     assert report["summary"]["roc_auc"] >= 0.85
     assert report["summary"]["threshold"] == report["metrics"]["threshold"] > 0
     assert report["metrics"]["threshold_split"] == "validation"
+    # the threshold is the 95th percentile of the errors on the benign validation rows
+    config, state = dataset.preprocessing()
+    rows = [r for r in dataset.splits["validation"] if labels.iloc[r] == "benign"]
+    x = transform(config, state, dataset.source(), rows)[0]["features"]
+    errors = ((load_run_model(folder, "best").predict(x, verbose=0) - x) ** 2).mean(axis=1)
+    assert report["summary"]["threshold"] == pytest.approx(np.percentile(errors, 95), rel=1e-5)
     page = (folder / runs.TEST_DIR / "report.html").read_text()
     assert "Reconstruction error on the test rows" in page
     shows_the_report_on_the_test_page(folder, report)
