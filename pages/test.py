@@ -10,6 +10,7 @@ import streamlit as st
 
 from app.evaluate import suite as testsuite
 from app.evaluate.baselines import headline
+from app.evaluate.report import error_histogram
 from app.evaluate.settings import OPS, Gate, load_gates, save_gates
 from app.workspace import runs
 from ui import session
@@ -126,6 +127,15 @@ with checks_tab:
     )  # fmt: skip
 with metrics_tab:
     metrics = report["metrics"]
+    if report.get("kind") == "anomaly":
+        normal = f" ({metrics['normal_class']})" if metrics.get("normal_class") else ""
+        st.caption(
+            f"A row is anomalous when its reconstruction error is above "
+            f"{metrics['threshold']:.4g}, the {metrics['percentile']:g}th percentile of the "
+            f"errors of {metrics['threshold_rows']} normal{normal} "
+            f"{metrics['threshold_split']} rows."
+        )
+        st.plotly_chart(error_histogram(metrics))
     confusion = metrics.get("confusion")
     if confusion:
         figure = go.Figure(go.Heatmap(z=confusion["matrix"], x=confusion["labels"],

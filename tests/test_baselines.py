@@ -179,6 +179,46 @@ def test_a_baseline_that_cannot_be_fitted_is_skipped_with_one_line(workspace, tm
     assert baselines["best"] is not None and baselines["margin"] is not None
 
 
+# Anomaly detection
+
+
+def test_anomaly_baselines_score_the_distance_from_normal_rows_and_an_isolation_forest(
+    workspace, tmp_path
+):
+    from dataclasses import replace
+
+    from sklearn.metrics import roc_auc_score
+
+    from app.runtime.transform import transform
+
+    rng = np.random.default_rng(3)
+    odd = rng.uniform(size=500) < 0.1
+    x = rng.normal(size=(500, 2)) + 4 * odd[:, None]
+    frame = pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "kind": np.where(odd, "odd", "ok")})
+    subject = replace(subject_of(add_table(tmp_path, "odd", frame, "kind")), kind="anomaly")
+    predictions = made_up_predictions(subject, lambda y: np.zeros(len(y)))
+    predictions.extra["normal_errors"] = {"normal": "ok"}
+    baselines = compute_baselines(subject, predictions, {"roc_auc": 0.5})
+
+    config, state, source = subject.config, subject.state, subject.source
+    normal = [r for r in sorted(subject.dataset.splits["train"]) if not odd[r]]
+    fitted = transform(config, state, source, normal)[0]["features"]
+    test = transform(config, state, source, subject.rows)[0]["features"]
+    distance = (((test - fitted.mean(axis=0)) / fitted.std(axis=0)) ** 2).mean(axis=1)
+    found = by_name(baselines)
+    assert baselines["metric"] == "roc_auc" and baselines["fit"]["rows"] == len(normal)
+    assert found["distance from the normal mean"]["value"] == pytest.approx(
+        roc_auc_score(odd[subject.rows], distance)
+    )
+    assert found["IsolationForest"]["value"] > 0.9
+    assert baselines["margin"] == pytest.approx(0.5 - baselines["best_value"])
+    # without labels there is nothing to score "anomalous" against
+    predictions.extra["normal_errors"] = {"normal": None}
+    unlabelled = compute_baselines(subject, predictions, {})
+    assert unlabelled["margin"] is None and unlabelled["best"] is None
+    assert all("no label column" in r["skipped"] for r in unlabelled["results"])
+
+
 # Forecasting
 
 

@@ -36,6 +36,7 @@ def _test(args: argparse.Namespace) -> int:
         "top_k": args.top_k,
         "samples": args.samples,
         "latency_repeats": args.latency_repeats,
+        "anomaly_percentile": args.percentile,
         "gates": gates or None,
     }
     if args.parity is not None:
@@ -177,6 +178,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     test.add_argument("--samples", type=int, help="best and worst samples shown (default 8)")
     test.add_argument(
         "--latency-repeats", type=int, help="timed predictions per latency measure (default 20)"
+    )
+    test.add_argument(
+        "--percentile",
+        type=float,
+        help="anomaly detection: the threshold's percentile of the reconstruction errors of "
+        "normal validation rows (default 95)",
     )
     test.add_argument(
         "--parity",

@@ -1,11 +1,16 @@
 """Configuring a graph from its data: the Input's shape, the Output's head and loss, the
 fitting template, and where graph and data disagree.
+
+A graph that reconstructs its Input (an autoencoder, app.data.anomaly) keeps doing so: its
+Output's target is that Input, with as many linear units as the Input has features and a
+mean squared error, whatever the dataset's task; the label column is not its target.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from app.data.anomaly import reconstructs
 from app.graph.components import CATALOGUE
 from app.graph.document import GraphDocument, Node
 from app.graph.problems import Fix, Problem, node_ref
@@ -57,6 +62,22 @@ def wanted_head(task: str | None, classes: list | None) -> dict[str, Any] | None
     return {"units": units or len(classes or []), "activation": activation, "loss": loss}
 
 
+def reconstruction_head(
+    doc: GraphDocument, inputs: dict[str, tuple[list[int], str]]
+) -> tuple[dict[str, Any], str] | None:
+    """An autoencoder's Output settings (its Input as target, one linear unit per feature,
+    mean squared error) and that Input's id; None for a graph that does not reconstruct its
+    Input, or whose Input the data does not provide."""
+    source = reconstructs(doc)
+    graph_inputs = [n.id for n in doc.nodes if n.component == "Input"]
+    name = next(iter(inputs)) if len(inputs) == 1 and len(graph_inputs) == 1 else source
+    if source is None or name not in inputs or not inputs[name][0]:
+        return None
+    units = inputs[name][0][-1]
+    head = {"target": source, "units": units, "activation": "linear", "loss": "mean_squared_error"}
+    return head, source
+
+
 def configure(
     doc: GraphDocument,
     inputs: dict[str, tuple[list[int], str]],
@@ -80,8 +101,12 @@ def configure(
         shape, dtype = inputs[name]
         update = {"shape": list(shape), "dtype": dtype}
         changes += _apply(node, update)
-    head = wanted_head(task, classes)
     outputs = [n for n in doc.nodes if n.component == "Output"]
+    reconstruction = reconstruction_head(doc, inputs)
+    if reconstruction:
+        changes += _apply(outputs[0], reconstruction[0])
+        return doc, changes
+    head = wanted_head(task, classes)
     if head and target and len(outputs) == 1:
         changes += _apply(outputs[0], {**head, "target": target})
     return doc, changes
@@ -135,6 +160,10 @@ def mismatches(
                 )
             )
     head = wanted_head(task, classes)
+    reconstruction = reconstruction_head(doc, inputs)
+    if reconstruction:  # an autoencoder's target is its Input, not the label column
+        head = {k: v for k, v in reconstruction[0].items() if k != "target"}
+        task, target = "reconstruction", reconstruction[1]
     for node in (n for n in doc.nodes if n.component == "Output"):
         settings = _settings(node)
         if target and settings.get("target", "label") != target:

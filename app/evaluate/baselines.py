@@ -11,6 +11,10 @@ comparison beside it.
                   naive (the value one season back); each with MASE, its MAE over the naive
                   forecast's MAE on the test split (the naive forecast's is 1)
   segmentation    all background: every pixel the first class (mask value), usually background
+  anomaly         scores that need no network, fitted on the normal train rows and judged as
+                  the autoencoder's error is (ROC AUC against the label column): each row's
+                  mean squared distance from the normal rows' mean in their standard
+                  deviations, and scikit-learn's IsolationForest
 
 Fitted baselines learn on the train split (an even random subset of at most TRAIN_ROWS rows,
 fewer when the inputs are large) and are scored on every test row the model was. They see the
@@ -42,7 +46,12 @@ from app.evaluate.regression import regression_metrics
 from app.evaluate.segmentation import segmentation_metrics
 from app.evaluate.subject import Subject
 
-HEADLINE = {"classification": "accuracy", "regression": "r2", "segmentation": "mean_iou"}
+HEADLINE = {
+    "classification": "accuracy",
+    "regression": "r2",
+    "segmentation": "mean_iou",
+    "anomaly": "roc_auc",
+}
 TRAIN_ROWS = 5000  # most train rows a baseline is fitted on
 MAX_ITER = 300  # logistic regression's iterations
 PEAK_SHARE = 0.8  # a season's autocorrelation peak is at least this share of the highest
@@ -70,6 +79,8 @@ def compute_baselines(
     try:
         if subject.kind == "segmentation":
             results = [_guarded("all background", lambda: all_background(predictions, subject))]
+        elif subject.kind == "anomaly":
+            results, extra = anomaly_baselines(subject, predictions, seed)
         elif subject.config.window is not None:
             results, extra = forecast_baselines(subject, predictions)
         else:
@@ -99,6 +110,8 @@ def _shown(subject: Subject) -> tuple[str, ...]:
         return ("accuracy", "balanced_accuracy")
     if subject.kind == "segmentation":
         return ("mean_iou", "pixel_accuracy")
+    if subject.kind == "anomaly":
+        return ("roc_auc", "average_precision")
     return ("r2", "mae", "rmse")
 
 
@@ -148,6 +161,69 @@ def all_background(predictions: Predictions, subject: Subject) -> tuple[dict[str
     names = subject.classes or ["0"]
     metrics = {k: summary[k] for k in ("mean_iou", "pixel_accuracy") if k in summary}
     return metrics, f"every pixel class '{names[0]}'"
+
+
+# Anomaly detection: scores fitted on the normal train rows
+
+
+def anomaly_baselines(
+    subject: Subject, predictions: Predictions, seed: int = 0
+) -> tuple[list[Baseline], dict[str, Any]]:
+    """The distance from the normal rows' mean and IsolationForest, fitted on (a subset of)
+    the train split's normal rows and scored by ROC AUC and average precision of "anomalous"
+    (not of the normal class) on the test rows, as the autoencoder's error is."""
+    from app.data.anomaly import normal_rows
+    from app.runtime.transform import transform
+
+    names = ("distance from the normal mean", "IsolationForest")
+    normal = (predictions.extra.get("normal_errors") or {}).get("normal")
+    if normal is None:
+        why = "the dataset has no label column to tell anomalous rows by"
+        return [_skipped(n, why) for n in names], {}
+    train = {"train": sorted(int(i) for i in subject.dataset.splits.get("train", []))}
+    cut, _ = normal_rows(subject.config, subject.state, subject.source, train, normal)
+    rows = cut["train"]
+    if not rows:
+        return [_skipped(n, f"the train split has no rows of class '{normal}'") for n in names], {}
+    if len(rows) > TRAIN_ROWS:
+        rows = sorted(np.random.default_rng(seed).choice(rows, TRAIN_ROWS, replace=False).tolist())
+    inputs, _ = transform(subject.config, subject.state, subject.source, rows)
+    design = Design({}, {})
+    x_train = np.asarray(design.fit(inputs), dtype=np.float64)
+    anomalous = np.asarray(predictions.targets).reshape(-1) != subject.classes.index(normal)
+    mean, spread = x_train.mean(axis=0), x_train.std(axis=0)
+    spread[spread == 0] = 1.0
+
+    def scored(score: Callable[[np.ndarray], np.ndarray]) -> dict[str, float]:
+        from sklearn.metrics import average_precision_score, roc_auc_score
+
+        parts = []
+        for start in range(0, len(predictions.rows), BATCH * 8):
+            positions = range(start, min(start + BATCH * 8, len(predictions.rows)))
+            chunk = predictions.inputs.take(positions)
+            parts.append(score(np.asarray(design.transform(chunk, {}), dtype=np.float64)))
+        values = np.concatenate(parts)
+        return {
+            "roc_auc": float(roc_auc_score(anomalous, values)),
+            "average_precision": float(average_precision_score(anomalous, values)),
+        }
+
+    def distance() -> tuple[dict[str, float], str]:
+        metrics = scored(lambda x: (((x - mean) / spread) ** 2).mean(axis=1))
+        return metrics, f"{design.described}, in standard deviations of the normal rows"
+
+    def forest() -> tuple[dict[str, float], str]:
+        from sklearn.ensemble import IsolationForest
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1):  # as score() in fitted_baselines
+            model = IsolationForest(random_state=seed).fit(x_train)
+            metrics = scored(lambda x: -model.score_samples(x))
+        return metrics, f"{design.described}; 100 trees"
+
+    results = [_guarded(names[0], distance), _guarded(names[1], forest)]
+    fit = {"rows": len(rows), "of": len(cut["train"]), "inputs": design.described}
+    return results, {"fit": fit}
 
 
 # Classification and regression: models fitted on the train split

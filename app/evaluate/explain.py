@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from app.evaluate.anomaly import reconstruction_errors
 from app.evaluate.images import image_png, saliency_png
 from app.evaluate.predictions import Predictions, probabilities
 from app.evaluate.samples import describe_samples, image_specs
@@ -119,10 +120,11 @@ def feature_columns(config: Any, state: Any) -> list[tuple[str, list[int]]]:
 def permutation_importance(
     model, subject: Subject, predictions: Predictions, settings: TestSettings
 ) -> dict[str, Any]:
-    """How much the main metric (accuracy, or r2 for regression) drops when one original
-    column's values are shuffled among the test rows, `importance_repeats` times each; the
-    columns a feature fills in the "features" input (one-hot categories: several) are
-    shuffled together. At most `max_points` rows are used."""
+    """How much the main metric (accuracy; r2 for regression; for anomaly detection the ROC
+    AUC of the reconstruction error) drops when one original column's values are shuffled
+    among the test rows, `importance_repeats` times each; the columns a feature fills in the
+    "features" input (one-hot categories: several) are shuffled together. At most
+    `max_points` rows are used."""
     inputs = predictions.inputs.held
     count = len(predictions.rows)
     rng = np.random.default_rng(settings.seed)
@@ -131,10 +133,19 @@ def permutation_importance(
         positions = np.sort(rng.choice(count, settings.max_points, replace=False))
     inputs = {name: values[positions] for name, values in inputs.items()}
     targets = predictions.targets[positions]
-    metric = "accuracy" if subject.kind == "classification" else "r2"
+    metric = {"classification": "accuracy", "anomaly": "roc_auc"}.get(subject.kind, "r2")
+    normal = (predictions.extra.get("normal_errors") or {}).get("normal")
+    anomalous = None if normal is None else targets != subject.classes.index(normal)
+    if metric == "roc_auc" and (anomalous is None or anomalous.min() == anomalous.max()):
+        return {"method": None, "detail": "no labels of both kinds for permutation importance"}
 
     def score(values: dict[str, np.ndarray]) -> float:
         out = first_output(keras_predict(model, values, batch_size=1024))
+        if subject.kind == "anomaly":  # how well the error still tells anomalies apart
+            from sklearn.metrics import roc_auc_score
+
+            errors = reconstruction_errors(out, values["features"])
+            return float(roc_auc_score(anomalous, errors))
         if subject.kind == "classification":
             probs = probabilities(out.reshape(len(out), -1), not subject.probabilities)
             return float((probs.argmax(axis=1) == targets).mean())

@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from app.evaluate.anomaly import reconstruction_errors
 from app.evaluate.subject import Inputs, Subject
-from app.runtime.predictor import first_output, structured
+from app.runtime.predictor import first_output, keras_predict, structured
 
 BATCH = 64  # predictions on the test split, and the batch of the batch checks
 HOLD_BYTES = 256 * 2**20  # test inputs up to this size stay in memory; larger are read again
@@ -76,9 +77,10 @@ def predict_split(model, subject: Subject, done: Callable[[float], None]) -> Pre
     classes = max(len(subject.classes), 2)
     confusion = np.zeros((classes, classes), dtype=np.int64)
     total = max(1, math.ceil(len(rows) / BATCH))
-    for step, (x, y) in enumerate(dataset):
+    for step, batch in enumerate(dataset):
+        x, y = batch if isinstance(batch, tuple) else (batch, None)  # no target: inputs alone
         x = {name: np.asarray(values) for name, values in x.items()}
-        y = np.asarray(y)
+        y = None if y is None else np.asarray(y)
         if hold:
             for name, values in x.items():
                 held.setdefault(name, []).append(values)
@@ -96,6 +98,9 @@ def predict_split(model, subject: Subject, done: Callable[[float], None]) -> Pre
             accuracy.append((predicted == true).mean(axis=(1, 2)))
             masks.append(predicted.astype(np.uint8 if classes <= 256 else np.int32))
             targets.append(true.astype(np.uint8 if classes <= 256 else np.int32))
+        elif subject.kind == "anomaly":
+            outputs.append(reconstruction_errors(out, _reconstructed(subject, x)))
+            targets.append(np.full(len(out), -1) if y is None else y)
         else:
             outputs.append(out)
             targets.append(y)
@@ -115,6 +120,10 @@ def predict_split(model, subject: Subject, done: Callable[[float], None]) -> Pre
         predictions.targets = true
         p_true = probs[np.arange(len(true)), np.clip(true, 0, probs.shape[1] - 1)]
         predictions.losses = -np.log(np.clip(p_true, EPSILON, 1))
+    elif subject.kind == "anomaly":
+        predictions.outputs = predictions.losses = np.concatenate(outputs)
+        predictions.targets = predictions.targets.astype(np.int64).reshape(-1)
+        predictions.extra["normal_errors"] = normal_validation_errors(model, subject)
     else:
         values = np.concatenate(outputs).astype(np.float64)
         predictions.outputs = values.reshape(len(values), -1)
@@ -124,3 +133,31 @@ def predict_split(model, subject: Subject, done: Callable[[float], None]) -> Pre
         subject, rows, {k: np.concatenate(v) for k, v in held.items()} if hold else None
     )
     return predictions
+
+
+def _reconstructed(subject: Subject, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    """The model input an autoencoder reconstructs, from the inputs by data name."""
+    return inputs[next(iter(inputs))] if len(inputs) == 1 else inputs[subject.reconstructs]
+
+
+def normal_validation_errors(model, subject: Subject) -> dict[str, Any]:
+    """An autoencoder's reconstruction errors on the normal rows of the validation split
+    (the split its threshold is set on; the train split when there is no validation split):
+    {split, rows, normal (the class, None without labels), errors}."""
+    from app.data.anomaly import normal_rows
+    from app.runtime.transform import transform
+
+    splits = subject.dataset.splits
+    split = "validation" if splits.get("validation") else "train"
+    fitting = {name: splits[name] for name in {"train", split}}
+    cut, normal = normal_rows(
+        subject.config, subject.state, subject.source, fitting, subject.normal_class
+    )
+    inputs, _ = transform(subject.config, subject.state, subject.source, cut[split])
+    out = first_output(keras_predict(model, inputs, batch_size=BATCH))
+    return {
+        "split": split,
+        "rows": len(cut[split]),
+        "normal": None if normal is None else subject.classes[normal],
+        "errors": reconstruction_errors(out, _reconstructed(subject, inputs)),
+    }

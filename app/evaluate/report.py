@@ -2,9 +2,10 @@
 
 The page holds everything it shows: plotly's JavaScript once, inline, then the charts (confusion
 matrix, ROC and precision-recall curves, calibration; predicted against actual and residuals;
-IoU and Dice per class; feature importance), summary cards, the model against its baselines (a
-sentence, a table and a bar chart), the per-class table, the samples and
-saliency maps as inline PNGs, and the production checks and gates with pass or fail.
+IoU and Dice per class; reconstruction errors against the threshold; feature importance),
+summary cards, the model against its baselines (a sentence, a table and a bar chart), the
+per-class table, the samples and saliency maps as inline PNGs, and the production checks and
+gates with pass or fail.
 
 Every string that comes from the user's data or settings (class names, column names, run and
 dataset names, details) is HTML-escaped: the template autoescapes, chart labels are escaped
@@ -142,6 +143,8 @@ def _charts(report: dict[str, Any]) -> dict[str, Markup]:
         charts.update(_regression_charts(metrics))
     elif kind == "segmentation":
         charts.update(_segmentation_charts(metrics))
+    elif kind == "anomaly":
+        charts.update(_anomaly_charts(metrics))
     explanations = report.get("explanations") or {}
     if explanations.get("permutation_importance"):
         charts["importance"] = _importance_chart(explanations)
@@ -275,6 +278,41 @@ def _regression_charts(metrics: dict[str, Any]) -> dict[str, Markup]:
         )
         charts["residual_histogram"] = _figure_html(figure)
     return charts
+
+
+def _anomaly_charts(metrics: dict[str, Any]) -> dict[str, Markup]:
+    """The reconstruction errors against the threshold, then the confusion at the threshold
+    and the ROC and precision-recall curves, drawn as a classifier's."""
+    charts = {}
+    if metrics.get("histogram"):
+        charts["error_histogram"] = _figure_html(error_histogram(metrics))
+    return {**charts, **_classification_charts(metrics)}
+
+
+def error_histogram(metrics: dict[str, Any]):
+    """A plotly figure of an anomaly report's reconstruction errors (normal and anomalous
+    rows overlaid, or all rows without labels) with its threshold."""
+    import plotly.graph_objects as go
+
+    histogram = metrics["histogram"]
+    edges = histogram["edges"]
+    centers = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    figure = go.Figure()
+    for name in ("all", "normal", "anomalous"):
+        if name in histogram:
+            figure.add_bar(x=centers, y=histogram[name], name=name, opacity=0.7)
+    figure.add_vline(
+        x=metrics["threshold"],
+        line={"dash": "dash", "color": "red"},
+        annotation_text=f"threshold {metrics['threshold']:.4g}",
+    )
+    figure.update_layout(
+        title="Reconstruction error on the test rows",
+        xaxis_title="reconstruction error (mean squared)",
+        yaxis_title="rows",
+        barmode="overlay",
+    )
+    return figure
 
 
 def _segmentation_charts(metrics: dict[str, Any]) -> dict[str, Markup]:

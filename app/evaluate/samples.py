@@ -24,7 +24,8 @@ def choose_samples(
     subject: Subject, predictions: Predictions, settings: TestSettings
 ) -> dict[str, list[dict[str, Any]]]:
     """The best and worst predicted samples (by their loss: cross-entropy of the true class,
-    absolute error, mean pixel cross-entropy) and the misclassified ones, worst first."""
+    absolute error, mean pixel cross-entropy, reconstruction error) and the misclassified ones
+    (for anomaly detection: flagged wrongly), worst first."""
     count = settings.samples
     order = np.argsort(predictions.losses, kind="stable")
     best = [int(p) for p in order[:count]]
@@ -34,6 +35,11 @@ def choose_samples(
         predicted = predictions.outputs.argmax(axis=1)
         wrong = [int(p) for p in order[::-1] if predicted[p] != predictions.targets[p]]
         wrong = wrong[: 2 * count]
+    normal = (predictions.extra.get("normal_errors") or {}).get("normal")
+    if subject.kind == "anomaly" and normal is not None:  # flagged wrongly, either way
+        flagged = predictions.outputs > predictions.extra["threshold"]
+        anomalous = predictions.targets != subject.classes.index(normal)
+        wrong = [int(p) for p in order[::-1] if flagged[p] != anomalous[p]][: 2 * count]
     chosen = sorted(set(best + worst + wrong))
     described = describe_samples(subject, predictions, chosen)
     return {
@@ -67,6 +73,17 @@ def describe_samples(
                 confidence=float(probs[guess]),
                 true_confidence=float(probs[true]) if 0 <= true < len(probs) else None,
                 correct=true == guess,
+            )
+        elif subject.kind == "anomaly":
+            error, threshold = float(predictions.outputs[p]), predictions.extra.get("threshold")
+            true = int(predictions.targets[p])
+            entry.update(
+                target=_class_name(subject.classes, true) if true >= 0 else None,
+                prediction=None
+                if threshold is None
+                else ("anomalous" if error > threshold else "normal"),
+                error=error,
+                confidence=None,
             )
         elif subject.kind == "regression":
             target, output = predictions.targets[p], predictions.outputs[p]

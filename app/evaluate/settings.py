@@ -2,10 +2,10 @@
 per model (`metric op value`, such as accuracy >= 0.9), kept in `models/<model>/gates.json`.
 
 The metric names a gate can use are the task's summary metrics (CLASSIFICATION_METRICS, with
-TOP_K_METRIC when there are more classes than k; REGRESSION_METRICS; SEGMENTATION_METRICS),
-PERFORMANCE_METRICS and BASELINE_METRIC, `beats_baseline`: the margin by which the model's
-headline metric beats the best baseline of the report (app.evaluate.baselines), so that
-`beats_baseline > 0` (or `beats_baseline` alone) asks the model to beat it and
+TOP_K_METRIC when there are more classes than k; REGRESSION_METRICS; SEGMENTATION_METRICS;
+ANOMALY_METRICS), PERFORMANCE_METRICS and BASELINE_METRIC, `beats_baseline`: the margin by which
+the model's headline metric beats the best baseline of the report (app.evaluate.baselines), so
+that `beats_baseline > 0` (or `beats_baseline` alone) asks the model to beat it and
 `beats_baseline >= 0.02` to beat it by 0.02. `evaluate_gates` judges a report's summary,
 performance and baselines against gates; `report_passed` says whether a report passed: its
 gates, and no production check that failed (informational ones never fail it).
@@ -49,6 +49,16 @@ CLASSIFICATION_METRICS = (
 TOP_K_METRIC = "top_k_accuracy"
 REGRESSION_METRICS = ("mae", "mse", "rmse", "r2")
 SEGMENTATION_METRICS = ("mean_iou", "mean_dice", "pixel_accuracy")
+ANOMALY_METRICS = (
+    "roc_auc",
+    "average_precision",
+    "precision",
+    "recall",
+    "f1",
+    "threshold",
+    "flagged_rate",
+    "error_mean",
+)
 PERFORMANCE_METRICS = ("latency_p50_ms", "latency_p95_ms", "model_size_mb")
 BASELINE_METRIC = "beats_baseline"
 BARE_GATES = {BASELINE_METRIC: (">", 0.0)}  # a gate written as its metric alone
@@ -58,6 +68,7 @@ ALL_METRICS = (
     TOP_K_METRIC,
     *REGRESSION_METRICS,
     *SEGMENTATION_METRICS,
+    *ANOMALY_METRICS,
     *PERFORMANCE_METRICS,
     BASELINE_METRIC,
 )
@@ -202,6 +213,14 @@ class TestSettings(BaseModel):
         le=100_000,
     )
     seed: int = _setting(0, "an integer >= 0", "Seed of the permutations and point samples.", ge=0)
+    anomaly_percentile: float = _setting(
+        95.0,
+        "a number in (0, 100]",
+        "Anomaly detection: the threshold is this percentile of the reconstruction errors of "
+        "normal validation rows.",
+        gt=0,
+        le=100,
+    )
 
     @classmethod
     def from_value(cls, value: TestSettings | dict[str, Any] | None) -> TestSettings:
@@ -293,12 +312,13 @@ def check_gates(gates: Sequence[Gate], known: Sequence[str]) -> None:
 
 def known_metrics(kind: str, classes: int = 0, top_k: int = 3) -> list[str]:
     """The metric names a gate can use for a task kind (classification, regression,
-    segmentation) with `classes` classes."""
+    segmentation, anomaly) with `classes` classes."""
     task = {
         "classification": list(CLASSIFICATION_METRICS)
         + ([TOP_K_METRIC] if classes > top_k else []),
         "regression": list(REGRESSION_METRICS),
         "segmentation": list(SEGMENTATION_METRICS),
+        "anomaly": list(ANOMALY_METRICS),
     }[kind]
     return task + list(PERFORMANCE_METRICS) + [BASELINE_METRIC]
 

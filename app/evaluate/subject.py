@@ -1,6 +1,7 @@
 """What a test is about: a trained run ready to test (Subject: its directory, run.json,
 dataset at the version it was trained on, preprocessing, task and test rows) and the model
-inputs of its test split (Inputs).
+inputs of its test split (Inputs). A run whose graph reconstructs its Input (an autoencoder,
+app.data.anomaly) is of kind "anomaly", whatever its dataset's task.
 
 `Subject.of(run)` raises RunError, with a message that says what to do, when a run cannot be
 tested: no best checkpoint, its dataset gone or at another version, a task with nothing to
@@ -9,6 +10,7 @@ test, no test rows. Importing this module does not import TensorFlow.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,10 +47,13 @@ class Subject:
     output: str
     activation: str
     source: Any = None  # the data as read, once the suite needs it
+    reconstructs: str | None = None  # anomaly: the Input the graph's Output reconstructs
+    normal_class: str | None = None  # anomaly: the run's setting of the normal class
 
     @classmethod
     def of(cls, run: str | os.PathLike) -> Subject:
         """The run's subject, or RunError when it cannot be tested."""
+        from app.data import anomaly
         from app.graph.components import CATALOGUE
         from app.graph.document import load
 
@@ -64,26 +69,31 @@ class Subject:
         except ValueError as err:  # DataError: gone, or at another version
             raise RunError([f"{err}; it is needed to test the run"]) from None
         task = dataset.meta.get("task")
-        if task not in KINDS:
+        doc = load(folder / runs.GRAPH)
+        reconstructs = anomaly.reconstructs(doc)
+        if task not in KINDS and not reconstructs:
             raise RunError([f"{name}: dataset '{data}' has task {task!r}; nothing to test"])
         rows = sorted(int(i) for i in dataset.splits.get("test", []))
         if not rows:
             raise RunError([f"{name}: dataset '{data}' has no rows in its test split"])
         config, state = dataset.preprocessing()
-        kind = KINDS[task]
-        if kind == "classification":
+        kind = "anomaly" if reconstructs else KINDS[task]
+        task = anomaly.ANOMALY_TASK if reconstructs else task
+        if kind in ("classification", "anomaly"):
             classes = list(state.classes or dataset.meta["profile"].get("classes") or [])
         elif kind == "segmentation":
             classes = [str(v) for v in state.mask_values or []]
         else:
             classes = []
-        doc = load(folder / runs.GRAPH)
         outputs = [node for node in doc.nodes if node.component == "Output"]
         output = outputs[0]
         activation = CATALOGUE["Output"].resolve(output.settings)[0].get("activation") or "linear"
+        settings_path = folder / runs.SETTINGS
+        settings = json.loads(settings_path.read_text()) if settings_path.exists() else {}
         return cls(
-            folder, info, dataset, config, state, task, kind, classes, rows, output.id, activation
-        )
+            folder, info, dataset, config, state, task, kind, classes, rows, output.id, activation,
+            reconstructs=reconstructs, normal_class=settings.get("normal_class"),
+        )  # fmt: skip
 
     @property
     def run_id(self) -> str:

@@ -13,7 +13,9 @@ which `start_test` starts; the caller, the pages and the CLI read its folder, `<
 
 The suite tests the run's best checkpoint on the test split of the dataset (and dataset
 version) it was trained on. The task comes from the dataset: binary and multiclass are
-classification, regression and forecasting are regression, segmentation is segmentation.
+classification, regression and forecasting are regression, segmentation is segmentation; a
+run whose graph reconstructs its Input (an autoencoder) is anomaly detection, scored by
+reconstruction error against a threshold set on normal validation rows (app.evaluate.anomaly).
 report.json holds:
 
   run, model, task, kind, created, checkpoint ("best"), checkpoint_state (its epoch), data
@@ -67,6 +69,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from app.evaluate.anomaly import anomaly_metrics, error_threshold
 from app.evaluate.baselines import compute_baselines
 from app.evaluate.checks import behaviour_checks, measure_performance, parity_checks
 from app.evaluate.classification import classification_metrics
@@ -216,7 +219,30 @@ def _metrics(
             settings.seed,
             rows=predictions.rows,
         )
+    if subject.kind == "anomaly":
+        return _anomaly_metrics(subject, predictions, settings)
     return segmentation_metrics(predictions.confusion, subject.classes)
+
+
+def _anomaly_metrics(
+    subject: Subject, predictions: Predictions, settings: TestSettings
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """An autoencoder's metrics: the threshold set on normal validation rows, the test rows'
+    errors against it and, with labels, against the rows that are not of the normal class."""
+    normal = predictions.extra["normal_errors"]
+    threshold = error_threshold(normal["errors"], settings.anomaly_percentile)
+    predictions.extra["threshold"] = threshold  # the samples say which rows it flags
+    anomalous = None
+    if normal["normal"] is not None:
+        anomalous = predictions.targets != subject.classes.index(normal["normal"])
+    summary, detail = anomaly_metrics(predictions.outputs, anomalous, threshold)
+    detail.update(
+        percentile=settings.anomaly_percentile,
+        threshold_split=normal["split"],
+        threshold_rows=normal["rows"],
+        normal_class=normal["normal"],
+    )
+    return summary, detail
 
 
 # The report on disk

@@ -44,6 +44,7 @@ def preflight(doc: GraphDocument, settings: TrainingSettings, dataset) -> list[s
     """Everything that keeps `doc` from training on `dataset` with `settings`: errors in the
     graph, the data not fitting it (input shape or type, classes, target) and settings that do
     not suit it. Empty when the run can start."""
+    from app.data.anomaly import normal_class, reconstructs
     from app.data.autoconfig import facts, mismatches
     from app.graph.analysis import analyze
     from app.runtime.config import FittedState, PreprocessConfig
@@ -68,6 +69,11 @@ def preflight(doc: GraphDocument, settings: TrainingSettings, dataset) -> list[s
         f"{p.message} (dataset '{dataset.name}')"
         for p in mismatches(doc, inputs, meta.get("task"), meta.get("target"), classes)
     ]
+    if reconstructs(doc) and settings.normal_class is not None:
+        try:
+            normal_class(classes, None, settings.normal_class)
+        except ValueError as err:
+            problems.append(f"{err} (dataset '{dataset.name}')")
     if not problems:  # the settings are judged against a graph that makes sense
         problems += check(settings, doc)
     return problems

@@ -36,6 +36,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from app.data.anomaly import normal_rows, reconstructs
 from app.errors import one_line
 from app.files import atomic_write_text
 from app.graph.document import GraphDocument, load
@@ -250,6 +251,19 @@ class Data:
         self.source = dataset.source()
         self.splits = dataset.splits
         self.settings = settings
+        # An autoencoder trains on its input, on the normal rows alone.
+        self.reconstructs = reconstructs(doc)
+        if self.reconstructs:
+            fitting = {s: self.splits[s] for s in ("train", "validation") if s in self.splits}
+            cut, normal = normal_rows(
+                self.config, self.state, self.source, fitting, settings.normal_class
+            )
+            if normal is not None and not cut.get("train"):
+                raise RunFailure(
+                    f"Dataset '{dataset.name}' has no train rows of the normal class "
+                    f"{self.state.classes[normal]!r}; set `normal_class` to a class it has"
+                )
+            self.splits = {**self.splits, **cut}
         self.inputs = [n.id for n in doc.nodes if n.component == "Input"]
         self.outputs = [n.id for n in doc.nodes if n.component == "Output"]
         self.has_validation = bool(self.splits.get("validation"))
@@ -317,14 +331,16 @@ class Data:
     def _shaped(self, dataset):
         """(inputs by data name, target) -> what the model takes: its one input as a tensor, or
         a dict by Input node id; the target as a tensor, or a dict by Output node id."""
-        doc_inputs, doc_outputs = self.inputs, self.outputs
+        doc_inputs, doc_outputs, reconstructs = self.inputs, self.outputs, self.reconstructs
         data_inputs = list(input_spec(self.config, self.state))
 
-        def shape(inputs, target):
+        def shape(inputs, target=None):  # data without a target gives inputs alone
             if len(doc_inputs) == 1 and len(data_inputs) == 1:
                 x = inputs[data_inputs[0]]
             else:
                 x = {node: inputs[node] for node in doc_inputs}
+            if reconstructs:
+                target = x[reconstructs] if isinstance(x, dict) else x
             y = target if len(doc_outputs) == 1 else {node: target for node in doc_outputs}
             return x, y
 

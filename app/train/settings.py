@@ -160,6 +160,12 @@ class TrainingSettings(BaseModel):
     class_weight: Literal["none", "balanced"] = _setting(
         "none", "one of none, balanced", "balanced: weigh classes inversely to their frequency."
     )
+    normal_class: str | None = _setting(
+        None,
+        "a class of the dataset or null",
+        "Anomaly detection: the class of the normal rows, the only ones an autoencoder trains "
+        "on; null: the train split's most common class.",
+    )
     mixed_precision: bool = _setting(
         False, "true or false", "Compute in float16, keep weights in float32 (mixed_float16)."
     )

@@ -78,3 +78,40 @@ def test_configure_reports_what_it_changed(datasets):
 )
 def test_suggest_template(kind, task, columns, expected):
     assert suggest_template(kind, task, columns) == expected
+
+
+def test_configure_keeps_an_autoencoder_reconstructing_its_input(datasets):
+    data = datasets["breast_cancer"]  # a binary dataset: a classifier's head would be sigmoid
+    doc, _ = data.configure(load_template("anomaly_autoencoder"))
+    ((shape, _),) = data.input_spec().values()
+    assert output_settings(doc) == {
+        "target": "features",
+        "units": shape[-1],
+        "activation": "linear",
+        "loss": "mean_squared_error",
+    }
+    assert data.mismatches(doc) == []
+    assert analyze(doc).ok
+
+
+def test_configure_turns_a_classifier_headed_autoencoder_back(datasets):
+    data = datasets["iris"]  # 4 features: the template's 30 units must follow the data
+    doc = load_template("anomaly_autoencoder")
+    output = next(n for n in doc.nodes if n.component == "Output")
+    output.settings.update(target="target", units=1, activation="sigmoid",
+                           loss="binary_crossentropy")  # fmt: skip
+    messages = " | ".join(p.message for p in data.mismatches(doc))
+    assert "the data's target is 'features'" in messages
+    assert "a reconstruction target wants units=4, activation='linear'" in messages
+    configured, _ = data.configure(doc)
+    assert output_settings(configured) == {
+        "target": "features", "units": 4, "activation": "linear", "loss": "mean_squared_error"
+    }  # fmt: skip
+
+
+def test_an_output_targeting_its_input_is_an_autoencoder_without_the_task(datasets):
+    doc = load_template("anomaly_autoencoder")
+    doc.meta.task = None
+    configured, _ = datasets["breast_cancer"].configure(doc)
+    assert output_settings(configured)["target"] == "features"
+    assert output_settings(configured)["loss"] == "mean_squared_error"
