@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.graph.analysis import analyze
 from app.graph.components import CATALOGUE
 from app.graph.document import GraphDocument, Node
 from app.graph.problems import Fix, Problem, node_ref
@@ -83,8 +84,21 @@ def configure(
     head = wanted_head(task, classes)
     outputs = [n for n in doc.nodes if n.component == "Output"]
     if head and target and len(outputs) == 1:
-        changes += _apply(outputs[0], {**head, "target": target})
+        changes += _apply(outputs[0], {**_head_of(doc, outputs[0], head), "target": target})
     return doc, changes
+
+
+def _head_of(doc: GraphDocument, node: Node, head: dict[str, Any]) -> dict[str, Any]:
+    """The head an Output needs: `head`, but no Dense head of its own where it has none and
+    its input already gives the values wanted (a graph that computes its prediction itself, as
+    the forecasting template adds a predicted change to the last value)."""
+    if _settings(node).get("units") is not None:
+        return head
+    sources = [edge.source for edge in doc.edges if edge.target == node.id]
+    info = analyze(doc).infos.get(sources[0]) if len(sources) == 1 else None
+    if info is None or info.shape[1:] != (head["units"],):
+        return head
+    return {key: value for key, value in head.items() if key != "units"}
 
 
 def _apply(node, update: dict[str, Any]) -> list[str]:
@@ -147,7 +161,8 @@ def mismatches(
                 )
             )
         if head:
-            wrong = {k: v for k, v in head.items() if settings.get(k) != v}
+            wanted = _head_of(doc, node, head)
+            wrong = {k: v for k, v in wanted.items() if settings.get(k) != v}
             if wrong:
                 described = ", ".join(f"{k}={v!r}" for k, v in wrong.items())
                 problems.append(_mismatch(node, f"a {task} target wants {described}", wrong))
