@@ -53,6 +53,7 @@ INPUT_RANKS = {
     "GRU": (2,),
     "LSTM": (2,),
     "Bidirectional": (2,),
+    "LastStep": (1, 2),
     "MultiHeadAttention": (2,),
     "Add": (2,),
     "Subtract": (1,),
@@ -170,3 +171,16 @@ def test_shape_rule_matches_keras(component):
         layers = node_layers(model, "under_test")
         assert tuple(layers[-1].output.shape) == ours.shape, case
         assert keras_counts(layers) == (ours.trainable, ours.non_trainable), case
+
+
+def test_last_step_is_kept_by_a_keras_save_and_load(tmp_path):
+    """LastStep is made of Keras' own layers: a saved model loads in safe mode, as exports and
+    exported projects load it, and gives each window's last step."""
+    import keras
+    import numpy as np
+
+    model = load_module(generate_module(single("LastStep", {}, [[5, 2]])))["build_model"]()
+    model.save(tmp_path / "last.keras")
+    loaded = keras.saving.load_model(tmp_path / "last.keras", compile=False)
+    windows = np.random.default_rng(0).normal(size=(3, 5, 2)).astype("float32")
+    np.testing.assert_array_equal(loaded.predict(windows, verbose=0), windows[:, -1, :])

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from sklearn.metrics import accuracy_score, r2_score
+from sklearn.metrics import accuracy_score, mean_absolute_error, r2_score
 
 from app.cli.main import main
 from app.graph.document import parse, save
@@ -380,14 +380,16 @@ def configured(template: str, data: str):
     return doc
 
 
-def train_and_predict_test_split(template: str, data: str) -> tuple[np.ndarray, np.ndarray]:
-    """Train the configured template with the default settings (within two minutes); the test
-    split's targets and the best checkpoint's predictions of them."""
+def train_and_predict_test_split(
+    template: str, data: str, settings: dict | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train the configured template with the default settings, but for `settings` (within two
+    minutes); the test split's targets and the best checkpoint's predictions of them."""
     from app.runtime.config import FittedState, PreprocessConfig
     from app.runtime.transform import transform
     from app.workspace import Workspace
 
-    folder = launch.create_run(configured(template, data), {}, data)
+    folder = launch.create_run(configured(template, data), settings or {}, data)
     started = time.monotonic()
     finish(launch.start_run(folder))
     assert time.monotonic() - started < RUN_SECONDS
@@ -419,3 +421,23 @@ def test_the_tabular_regressor_learns_the_diabetes_sample(workspace):
     add_sample("diabetes", fractions=(0.6, 0.2, 0.2), seed=4)
     targets, predicted = train_and_predict_test_split("tabular_regression", "diabetes")
     assert r2_score(targets, predicted.reshape(-1)) >= 0.40
+
+
+def test_the_forecasting_template_beats_the_naive_forecast(workspace):
+    # The sample's test split lies above the train range of its trending series: the template
+    # forecasts the change from each window's last value, and beats repeating that value
+    # (mean absolute scaled error < 1) within a few epochs.
+    from app.runtime.config import PreprocessConfig
+    from app.workspace import Workspace
+
+    add_sample("timeseries")
+    targets, predicted = train_and_predict_test_split(
+        "time_series_forecasting", "timeseries", {"epochs": 8}
+    )
+    dataset = Workspace.current().dataset("timeseries")
+    size = PreprocessConfig.model_validate(dataset.meta["preprocessing"]).window.size
+    test = sorted(dataset.splits["test"])
+    assert test == list(range(test[0], test[-1] + 1))  # one run of rows: windows at every row
+    naive = dataset.source().frame["value"].to_numpy()[test[size - 1 : -1]]  # each last value
+    scaled_error = mean_absolute_error(targets, predicted) / mean_absolute_error(targets, naive)
+    assert scaled_error < 1

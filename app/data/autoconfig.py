@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.data.anomaly import reconstructs
+from app.graph.analysis import analyze
 from app.graph.components import CATALOGUE
 from app.graph.document import GraphDocument, Node
 from app.graph.problems import Fix, Problem, node_ref
@@ -108,8 +109,21 @@ def configure(
         return doc, changes
     head = wanted_head(task, classes)
     if head and target and len(outputs) == 1:
-        changes += _apply(outputs[0], {**head, "target": target})
+        changes += _apply(outputs[0], {**_head_of(doc, outputs[0], head), "target": target})
     return doc, changes
+
+
+def _head_of(doc: GraphDocument, node: Node, head: dict[str, Any]) -> dict[str, Any]:
+    """The head an Output needs: `head`, but no Dense head of its own where it has none and
+    its input already gives the values wanted (a graph that computes its prediction itself, as
+    the forecasting template adds a predicted change to the last value)."""
+    if _settings(node).get("units") is not None:
+        return head
+    sources = [edge.source for edge in doc.edges if edge.target == node.id]
+    info = analyze(doc).infos.get(sources[0]) if len(sources) == 1 else None
+    if info is None or info.shape[1:] != (head["units"],):
+        return head
+    return {key: value for key, value in head.items() if key != "units"}
 
 
 def _apply(node, update: dict[str, Any]) -> list[str]:
@@ -176,7 +190,8 @@ def mismatches(
                 )
             )
         if head:
-            wrong = {k: v for k, v in head.items() if settings.get(k) != v}
+            wanted = _head_of(doc, node, head)
+            wrong = {k: v for k, v in wanted.items() if settings.get(k) != v}
             if wrong:
                 described = ", ".join(f"{k}={v!r}" for k, v in wrong.items())
                 problems.append(_mismatch(node, f"a {task} target wants {described}", wrong))

@@ -65,7 +65,8 @@ def _check_feature(spec: FeatureSpec, profile: DatasetProfile) -> None:
 def default_config(profile: DatasetProfile) -> PreprocessConfig:
     """Sensible settings for a profiled data set: numbers standardized, few categories one-hot
     and many as integer ids, images at their commonest size, text with a vocabulary and length
-    fitted to it, and for forecasting a window of 24 steps predicting the next one."""
+    fitted to it, and for forecasting a window of 24 steps predicting the next one, with the
+    forecast column unscaled."""
     target = profile.target
     features = []
     for column in profile.columns:
@@ -76,8 +77,10 @@ def default_config(profile: DatasetProfile) -> PreprocessConfig:
             features.append(spec)
     if profile.task == "forecasting" and target is not None:
         series = [f for f in features if f.kind == "numeric"]
-        if not any(f.column == target for f in series):
-            series.append(FeatureSpec(column=target, kind="numeric"))
+        # The forecast column enters its windows as it is: a forecasting model predicts the
+        # change from a window's last value and adds it back, which needs that value unscaled
+        # (the time_series_forecasting template normalises each window itself).
+        series.append(FeatureSpec(column=target, kind="numeric", method="none"))
         window = WindowSpec(size=DEFAULT_WINDOW, horizon=DEFAULT_HORIZON, column=target)
         return PreprocessConfig(features=series, target=target, target_kind="values", window=window)
     kind: TargetKind = "none"

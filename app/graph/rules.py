@@ -259,6 +259,8 @@ PASS_THROUGH = {
     "Permute",
     "Flatten",
     "Dropout",
+    "LastStep",
+    "Subtract",  # a window's change from its last value is normalized after it
 }
 
 

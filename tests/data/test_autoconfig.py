@@ -15,7 +15,7 @@ from app.workspace import Workspace
 def datasets(tmp_path_factory):
     workspace = Workspace(tmp_path_factory.mktemp("workspace"))
     made = {}
-    for name in ("digits", "iris", "diabetes", "breast_cancer"):
+    for name in ("digits", "iris", "diabetes", "breast_cancer", "timeseries"):
         path = make_sample(name, tmp_path_factory.mktemp(name))
         made[name] = workspace.add_dataset(path, name)
     return made
@@ -57,6 +57,25 @@ def test_mismatches_name_the_input_shape_and_the_class_count(datasets):
     assert "the data's samples have shape (4,), the Input expects (30,)" in messages
     assert "a multiclass target wants units=3" in messages
     assert all(p.level == "error" and p.fix is not None for p in problems)
+
+
+def test_a_graph_that_computes_its_forecast_keeps_its_output_without_a_head(datasets):
+    # the template adds a predicted change to the last value: a Dense head would undo that
+    data = datasets["timeseries"]
+    doc, _ = data.configure(load_template("time_series_forecasting"))
+    assert output_settings(doc)["units"] is None
+    assert output_settings(doc)["target"] == "value"
+    assert data.mismatches(doc) == []
+    assert analyze(doc).ok
+
+
+def test_an_output_without_a_head_on_many_values_is_given_one(datasets):
+    doc = load_template("tabular_regression")
+    output_settings(doc)["units"] = None  # its input is a Dense layer of 16 units
+    messages = " | ".join(p.message for p in datasets["diabetes"].mismatches(doc))
+    assert "a regression target wants units=1" in messages
+    configured, _ = datasets["diabetes"].configure(doc)
+    assert output_settings(configured)["units"] == 1
 
 
 def test_configure_reports_what_it_changed(datasets):

@@ -417,6 +417,16 @@ def test_default_config_for_a_time_series_has_a_window(tmp_path):
     assert [spec.column for spec in config.features] == ["value"]
 
 
+def test_a_time_series_enters_its_windows_unscaled(tmp_path):
+    # A forecast adds a predicted change to the window's last value: that value must be the
+    # series' own, not standardized over the train split.
+    source = series_source(tmp_path)
+    config = default_config(profile(source))
+    state = fit(config, source, range(len(source.frame)))
+    inputs, targets = transform(config, state, source, range(len(source.frame)))
+    np.testing.assert_allclose(inputs["features"][1:, -1, 0], targets[:-1, 0])
+
+
 # Bad settings
 
 

@@ -64,6 +64,13 @@ def _attention(s, inputs):
     return LayerInfo(query, params, 0, flops)
 
 
+def _last_step(s, inputs):
+    (shape,) = inputs
+    need_rank(shape, 3, what="sequence input (batch, time, features)")
+    known(shape[1], "number of time steps")
+    return LayerInfo((None, shape[2]))
+
+
 def _rnn_settings() -> tuple[Setting, ...]:
     return (
         Setting("units", "int", 64, "Size of the hidden state.", min=1, max=100_000),
@@ -127,5 +134,14 @@ COMPONENTS = [
         _attention,
         inputs=(1, 2),
         keras_class="MultiHeadAttention",
+    ),
+    Component(
+        "LastStep",
+        "Text & Sequence",
+        "The last time step of a sequence, (batch, time, features) -> (batch, features). "
+        "Subtract it from a window for the change since its last value, and add it to a "
+        "predicted change to forecast a value.",
+        (),
+        _last_step,
     ),
 ]
