@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from sklearn.metrics import accuracy_score, r2_score
+from sklearn.metrics import accuracy_score, confusion_matrix, r2_score
 
 from app.cli.main import main
+from app.evaluate.segmentation import segmentation_metrics
 from app.graph.document import parse, save
 from app.keras import builder
 from app.train import launch
@@ -28,6 +29,7 @@ from app.workspace.events import read_events
 from tests import test_runs
 from tests.graphs import chain_data, trusted
 from tests.test_runs import add_tiny_dataset, tiny_classifier
+from tests.trained import configured
 
 pytestmark = pytest.mark.slow
 
@@ -364,30 +366,16 @@ def add_sample(name: str, **options) -> None:
         store.add(make_sample(name, Path(folder) / name), name, **options)
 
 
-def configured(template: str, data: str):
-    """The template with its Input and Output set from the dataset."""
-    from app.data import store
-    from app.data.autoconfig import configure
-    from app.graph.model_templates import load_template
-    from app.runtime.config import FittedState, PreprocessConfig
-    from app.runtime.transform import input_spec
-
-    dataset = store.get(data)
-    config = PreprocessConfig.model_validate(dataset.meta["preprocessing"])
-    state = FittedState.model_validate(dataset.state)
-    doc, _ = configure(load_template(template), input_spec(config, state), dataset.meta["task"],
-                       dataset.meta["target"], state.classes)  # fmt: skip
-    return doc
-
-
-def train_and_predict_test_split(template: str, data: str) -> tuple[np.ndarray, np.ndarray]:
-    """Train the configured template with the default settings (within two minutes); the test
-    split's targets and the best checkpoint's predictions of them."""
+def train_and_predict_test_split(
+    template: str, data: str, settings: dict | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train the configured template with the default settings, or `settings` (within two
+    minutes); the test split's targets and the best checkpoint's predictions of them."""
     from app.data import store
     from app.runtime.config import FittedState, PreprocessConfig
     from app.runtime.transform import transform
 
-    folder = launch.create_run(configured(template, data), {}, data)
+    folder = launch.create_run(configured(template, data), settings or {}, data)
     started = time.monotonic()
     finish(launch.start_run(folder))
     assert time.monotonic() - started < RUN_SECONDS
@@ -404,6 +392,22 @@ def test_the_image_template_learns_the_digits(workspace):
     add_sample("digits")
     targets, predicted = train_and_predict_test_split("image_classification", "digits")
     assert accuracy_score(targets, predicted.argmax(axis=-1)) >= 0.95
+
+
+def test_the_segmentation_template_tells_circles_from_squares_in_a_third_of_its_epochs(workspace):
+    # 10 of the default 30 epochs. Predicting background everywhere scores a mean IoU of 0.29
+    # on this split (background 0.86, circles and squares 0); a model that finds the shapes but
+    # cannot tell circles from squares, 0.5 to 0.6. Measured: 0.91.
+    add_sample("shapes")
+    targets, predicted = train_and_predict_test_split(
+        "image_segmentation", "shapes", {"epochs": 10}
+    )
+    classes = ["0", "1", "2"]
+    confusion = confusion_matrix(
+        targets.reshape(-1), predicted.argmax(axis=-1).reshape(-1), labels=range(len(classes))
+    )
+    summary, _ = segmentation_metrics(confusion, classes)
+    assert summary["mean_iou"] >= 0.8
 
 
 def test_the_tabular_classifier_learns_the_breast_cancer_sample(workspace):
