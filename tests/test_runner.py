@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from sklearn.metrics import accuracy_score, mean_absolute_error, r2_score
+from sklearn.metrics import accuracy_score, confusion_matrix, mean_absolute_error, r2_score
 
 from app.cli.main import main
+from app.evaluate.segmentation import segmentation_metrics
 from app.graph.document import parse, save
 from app.keras import builder
 from app.train import launch
@@ -28,6 +29,7 @@ from app.workspace.events import read_events
 from tests import test_runs
 from tests.graphs import chain_data, trusted
 from tests.test_runs import add_tiny_dataset, tiny_classifier
+from tests.trained import configured
 
 pytestmark = pytest.mark.slow
 
@@ -364,22 +366,6 @@ def add_sample(name: str, **options) -> None:
         Workspace.current().add_dataset(make_sample(name, Path(folder) / name), name, **options)
 
 
-def configured(template: str, data: str):
-    """The template with its Input and Output set from the dataset."""
-    from app.data.autoconfig import configure
-    from app.graph.model_templates import load_template
-    from app.runtime.config import FittedState, PreprocessConfig
-    from app.runtime.transform import input_spec
-    from app.workspace import Workspace
-
-    dataset = Workspace.current().dataset(data)
-    config = PreprocessConfig.model_validate(dataset.meta["preprocessing"])
-    state = FittedState.model_validate(dataset.state)
-    doc, _ = configure(load_template(template), input_spec(config, state), dataset.meta["task"],
-                       dataset.meta["target"], state.classes)  # fmt: skip
-    return doc
-
-
 def train_and_predict_test_split(
     template: str, data: str, settings: dict | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -406,6 +392,22 @@ def test_the_image_template_learns_the_digits(workspace):
     add_sample("digits")
     targets, predicted = train_and_predict_test_split("image_classification", "digits")
     assert accuracy_score(targets, predicted.argmax(axis=-1)) >= 0.95
+
+
+def test_the_segmentation_template_tells_circles_from_squares_in_a_third_of_its_epochs(workspace):
+    # 10 of the default 30 epochs. Predicting background everywhere scores a mean IoU of 0.29
+    # on this split (background 0.86, circles and squares 0); a model that finds the shapes but
+    # cannot tell circles from squares, 0.5 to 0.6. Measured: 0.91.
+    add_sample("shapes")
+    targets, predicted = train_and_predict_test_split(
+        "image_segmentation", "shapes", {"epochs": 10}
+    )
+    classes = ["0", "1", "2"]
+    confusion = confusion_matrix(
+        targets.reshape(-1), predicted.argmax(axis=-1).reshape(-1), labels=range(len(classes))
+    )
+    summary, _ = segmentation_metrics(confusion, classes)
+    assert summary["mean_iou"] >= 0.8
 
 
 def test_the_tabular_classifier_learns_the_breast_cancer_sample(workspace):
