@@ -9,6 +9,11 @@ import sys
 
 import pytest
 
+from app.data import autoconfig
+from app.data.preprocess_config import default_config
+from app.data.profile import profile
+from app.data.samples import SAMPLES, make_sample
+from app.data.sources import read_source
 from app.graph.analysis import analyze
 from app.graph.model_templates import (
     TEMPLATES_DIR,
@@ -18,6 +23,8 @@ from app.graph.model_templates import (
     template_names,
 )
 from app.keras.builder import build_model, node_layers
+from app.runtime.fit import fit
+from app.runtime.transform import input_spec
 
 TEMPLATES = [
     "anomaly_autoencoder", "image_classification", "image_segmentation", "resnet_blocks",
@@ -137,3 +144,32 @@ def test_listing_templates_does_not_import_tensorflow():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True, cwd=TEMPLATES_DIR.parent)  # fmt: skip
     assert result.stdout.strip() == "[]"
+
+
+@pytest.fixture(scope="module")
+def sample_path(tmp_path_factory):
+    """name -> the path of that sample, made once for this module."""
+    folder, made = tmp_path_factory.mktemp("samples"), {}
+
+    def path(name: str):
+        if name not in made:
+            made[name] = make_sample(name, folder / name)
+        return made[name]
+
+    return path
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_template_names_its_sample_and_fits_it_once_configured(name, sample_path):
+    """`data configure` of a template's own sample gives a graph with no errors and nothing
+    left that disagrees with the data (as `layerflow data add` would fit it, on every row)."""
+    doc = load_template(name)
+    assert doc.meta.sample in SAMPLES, f"{name}: meta.sample={doc.meta.sample!r}"
+    source = read_source(sample_path(doc.meta.sample))
+    prof = profile(source)
+    config = default_config(prof)
+    spec = input_spec(config, fit(config, source, range(prof.rows)))
+    head = (prof.task, prof.target, prof.classes)
+    configured, _ = autoconfig.configure(doc, spec, *head)
+    assert [p.message for p in analyze(configured).errors] == [], name
+    assert [p.message for p in autoconfig.mismatches(configured, spec, *head)] == [], name

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
+from PIL import Image, ImageDraw
 
 SAMPLES: dict[str, str] = {
     "digits": "1,797 handwritten digits, 8x8 grayscale PNGs in one folder per class "
@@ -25,7 +25,11 @@ SAMPLES: dict[str, str] = {
     "diabetes": "442 patients, 10 measurements, disease progression (tabular, regression)",
     "timeseries": "1,000 steps of a series with trend, seasonality and noise (forecasting)",
     "shapes": "200 64x64 images of circles and squares with their masks (segmentation)",
-    "texts": "600 short positive or negative sentences (text classification)",
+    "objects": "1,500 32x32 RGB PNGs of circles, rings, triangles, squares, crosses and stars "
+    "in random colours, sizes and places on noisy backgrounds, one folder per shape "
+    "(image classification, 6 classes)",
+    "texts": '2,000 review sentences, positive or negative, plain, negated ("not good") or '
+    'mixed ("great but dull"), with typos (text classification)',
 }
 
 SEED = 0
@@ -118,6 +122,77 @@ def _shapes(folder: Path, count: int = 200, size: int = 64) -> str:
     return "."
 
 
+OBJECT_KINDS = ("circle", "ring", "triangle", "square", "cross", "star")
+
+
+def _objects(folder: Path, per_kind: int = 250, size: int = 32) -> str:
+    """One RGB PNG per object in <folder>/<kind>/: a shape of one of OBJECT_KINDS in a random
+    colour, size, position and rotation, over a noisy, textured background crossed by a few
+    random lines. The kind is the class; each kind has `per_kind` images."""
+    rng = np.random.default_rng(SEED)
+    for kind in OBJECT_KINDS:
+        (folder / kind).mkdir(parents=True)
+    for index in range(per_kind * len(OBJECT_KINDS)):
+        kind = OBJECT_KINDS[index % len(OBJECT_KINDS)]
+        image = _object_image(kind, size, rng)
+        image.save(folder / kind / f"{index:04d}.png")
+    return "."
+
+
+def _object_image(kind: str, size: int, rng: np.random.Generator) -> Image.Image:
+    # The background: a random colour, a coarse random texture scaled up, pixel noise.
+    base = rng.uniform(0, 255, 3)
+    coarse = rng.normal(0, 40, (4, 4, 3))
+    texture = np.stack([np.asarray(Image.fromarray(coarse[..., c].astype(np.float32))
+                                   .resize((size, size), Image.Resampling.BILINEAR))
+                        for c in range(3)], axis=-1)  # fmt: skip
+    background = np.clip(base + texture, 0, 255).astype(np.uint8)
+    image = Image.fromarray(background)
+    draw = ImageDraw.Draw(image)
+    for _ in range(rng.integers(0, 3)):  # distractors: thin lines of any colour
+        ends = [float(v) for v in rng.uniform(0, size, 4)]
+        draw.line(ends, fill=_colour(rng), width=1)
+    # The object: a colour far from the background's, so that it can be seen.
+    colour = _colour(rng)
+    while np.abs(np.asarray(colour) - base).sum() < 150:
+        colour = _colour(rng)
+    radius = float(rng.uniform(size * 0.15, size * 0.35))
+    center = rng.uniform(radius, size - radius, 2)
+    _draw_object(draw, kind, (float(center[0]), float(center[1])), radius, colour, rng)
+    noisy = np.asarray(image, dtype=np.float32) + rng.normal(0, 18, (size, size, 3))
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+
+
+def _colour(rng: np.random.Generator) -> tuple[int, int, int]:
+    red, green, blue = (int(v) for v in rng.integers(0, 256, 3))
+    return red, green, blue
+
+
+def _draw_object(draw, kind, center, radius, colour, rng) -> None:
+    x, y = center
+    angle = float(rng.uniform(0, 360))
+    if kind == "circle":
+        draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=colour)
+    elif kind == "ring":
+        width = max(2, round(radius / 3))
+        draw.ellipse((x - radius, y - radius, x + radius, y + radius), outline=colour,
+                     width=width)  # fmt: skip
+    elif kind in ("triangle", "square"):
+        sides = 3 if kind == "triangle" else 4
+        draw.regular_polygon((x, y, radius), sides, rotation=angle, fill=colour)
+    elif kind == "cross":
+        width = max(2, round(radius / 2.5))
+        for turn in (0.0, 90.0):
+            theta = np.deg2rad(angle + turn)
+            dx, dy = radius * np.cos(theta), radius * np.sin(theta)
+            draw.line((x - dx, y - dy, x + dx, y + dy), fill=colour, width=width)
+    else:  # a five-pointed star: outer and inner corners alternate
+        theta = np.deg2rad(angle) + np.arange(10) * np.pi / 5
+        reach = np.where(np.arange(10) % 2 == 0, radius, radius * 0.45)
+        points = list(zip(x + reach * np.cos(theta), y + reach * np.sin(theta), strict=True))
+        draw.polygon([(float(a), float(b)) for a, b in points], fill=colour)
+
+
 # Tables
 
 
@@ -150,69 +225,84 @@ def _timeseries(folder: Path, steps: int = 1000) -> str:
     return "timeseries.csv"
 
 
-_SUBJECTS = [
-    "the film",
-    "the food",
-    "this phone",
-    "the hotel",
-    "the book",
-    "our trip",
-    "the service",
-    "the game",
-    "this song",
-    "the class",
-    "the show",
-    "my new chair",
-]
-_POSITIVE = [
-    "great",
-    "wonderful",
-    "delightful",
-    "excellent",
-    "lovely",
-    "brilliant",
-    "fantastic",
-    "charming",
-    "superb",
-    "pleasant",
-]
-_NEGATIVE = [
-    "awful",
-    "terrible",
-    "boring",
-    "dreadful",
-    "disappointing",
-    "poor",
-    "annoying",
-    "horrible",
-    "dull",
-    "painful",
-]
-_INTENSIFIERS = ["", "really ", "truly ", "quite ", "very ", "simply "]
-_TEMPLATES = [
-    "{subject} was {intensifier}{word}.",
-    "I found {subject} {intensifier}{word}.",
-    "Honestly, {subject} is {intensifier}{word}!",
-    "What a {intensifier}{word} experience {subject} turned out to be.",
-]
+# Texts. A review's verdict is told four ways: plainly ("the plot was superb"), negated ("the
+# plot was not superb": negative), mixed ("the acting was superb but the plot was dull": the
+# clause after "but" is the verdict) and mixed the other way round ("the plot was dull, although
+# the acting was superb": the clause before "although"). A bag of words sees the same words in
+# "superb but dull" as in "dull but superb", and "not" next to either; a model that reads word
+# order can tell them apart. Typos and filler words are the noise.
+_SUBJECTS = (
+    "the film", "the food", "this phone", "the hotel", "the book", "our trip", "the service",
+    "the game", "this song", "the class", "the show", "my new chair", "the acting", "the plot",
+    "the battery", "the staff", "the music", "the ending", "the screen", "the room",
+    "the price", "the soundtrack", "the dialogue", "the camera", "the delivery", "the menu",
+)  # fmt: skip
+_POSITIVE = (
+    "great", "wonderful", "delightful", "excellent", "lovely", "brilliant", "fantastic",
+    "charming", "superb", "pleasant", "impressive", "enjoyable", "solid", "gripping",
+    "beautiful", "clever", "reliable", "friendly", "memorable", "satisfying",
+)  # fmt: skip
+_NEGATIVE = (
+    "awful", "terrible", "boring", "dreadful", "disappointing", "poor", "annoying",
+    "horrible", "dull", "painful", "clumsy", "bland", "sloppy", "tedious", "weak",
+    "forgettable", "rude", "broken", "mediocre", "frustrating",
+)  # fmt: skip
+_INTENSIFIERS = ("", "", "really ", "truly ", "quite ", "very ", "simply ", "rather ")
+_FILLERS = ("", "", "", "honestly, ", "well, ", "overall, ", "to be fair, ", "in the end, ")
+_PLAIN = ("{s} was {i}{w}", "I found {s} {i}{w}", "{s} is {i}{w}", "{s} turned out {i}{w}")
+_NEGATED = ("{s} was not {w}", "{s} was never {w}", "I did not find {s} {w}",
+            "{s} is not at all {w}", "{s} was hardly {w}")  # fmt: skip
+_TEXT_FORMS = ("plain", "negated", "but", "although")
 
 
-def _texts(folder: Path, count: int = 600) -> str:
+def _texts(folder: Path, count: int = 2000) -> str:
+    """`count` review sentences labelled positive or negative, half each, every form (plain,
+    negated, mixed with "but", mixed with "although") a quarter of them."""
     rng = np.random.default_rng(SEED)
     rows = []
     for index in range(count):
-        label = "positive" if index % 2 == 0 else "negative"
-        words = _POSITIVE if label == "positive" else _NEGATIVE
-        sentence = str(rng.choice(_TEMPLATES)).format(
-            subject=rng.choice(_SUBJECTS),
-            intensifier=rng.choice(_INTENSIFIERS),
-            word=rng.choice(words),
+        positive = index % 2 == 0
+        form = _TEXT_FORMS[(index // 2) % len(_TEXT_FORMS)]
+        if form == "plain":
+            sentence = _clause(rng, positive, negated=False)
+        elif form == "negated":
+            sentence = _clause(rng, positive, negated=True)
+        else:
+            verdict = _clause(rng, positive, negated=bool(rng.random() < 0.25))
+            # The other clause means the opposite.
+            aside = _clause(rng, not positive, negated=bool(rng.random() < 0.25))
+            sentence = (f"{aside} but {verdict}" if form == "but"
+                        else f"{verdict}, although {aside}")  # fmt: skip
+        sentence = _with_typos(str(rng.choice(_FILLERS)) + sentence, rng)
+        rows.append(
+            (sentence[0].upper() + sentence[1:] + ".", "positive" if positive else "negative")
         )
-        rows.append((sentence[0].upper() + sentence[1:], label))
     order = rng.permutation(count)
     frame = pd.DataFrame(rows, columns=["text", "label"]).iloc[order]
     frame.to_csv(folder / "texts.csv", index=False)
     return "texts.csv"
+
+
+def _clause(rng: np.random.Generator, positive: bool, negated: bool) -> str:
+    """A clause that means `positive` or not: plain, in words of that sentiment; negated, in
+    words of the other."""
+    form = str(rng.choice(_NEGATED if negated else _PLAIN))
+    word = str(rng.choice(_POSITIVE if positive != negated else _NEGATIVE))
+    intensifier = "" if negated else str(rng.choice(_INTENSIFIERS))
+    return form.format(s=rng.choice(_SUBJECTS), i=intensifier, w=word)
+
+
+def _with_typos(sentence: str, rng: np.random.Generator, rate: float = 0.04) -> str:
+    """Each word of four letters or more, at `rate`, loses a letter or swaps two."""
+    words = sentence.split(" ")
+    for k, word in enumerate(words):
+        if len(word) >= 4 and word.isalpha() and rng.random() < rate:
+            at = int(rng.integers(1, len(word) - 1))
+            if rng.random() < 0.5:
+                words[k] = word[:at] + word[at + 1 :]
+            else:
+                words[k] = word[: at - 1] + word[at] + word[at - 1] + word[at + 1 :]
+    return " ".join(words)
 
 
 _WRITERS: dict[str, Callable[[Path], str]] = {
@@ -224,5 +314,6 @@ _WRITERS: dict[str, Callable[[Path], str]] = {
     "diabetes": _sklearn_table("load_diabetes", "diabetes.csv", scaled=False),
     "timeseries": _timeseries,
     "shapes": _shapes,
+    "objects": _objects,
     "texts": _texts,
 }

@@ -64,6 +64,8 @@ class Meta(_Strict):
     task: str | None = Field(default=None, max_length=100)
     description: str = Field(default="", max_length=5_000)
     expects: str = Field(default="", max_length=2_000)  # the data the graph is made for
+    # The LayerFlow sample (`layerflow data samples`) a template is meant for and trained on.
+    sample: str | None = Field(default=None, max_length=100)
 
 
 class BlockDef(_Strict):

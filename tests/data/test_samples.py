@@ -23,7 +23,8 @@ EXPECTED = {
     "diabetes": ("table", len(datasets.load_diabetes().target), "target", "regression", None),
     "timeseries": ("table", 1000, "value", "forecasting", None),
     "shapes": ("segmentation", 200, "mask", "segmentation", 3),
-    "texts": ("table", 600, "label", "binary", 2),
+    "objects": ("image_folder", 1500, "label", "multiclass", 6),
+    "texts": ("table", 2000, "label", "binary", 2),
 }
 
 
@@ -81,10 +82,63 @@ def test_shapes_masks_mark_the_bright_shapes_in_their_images(tmp_path):
     assert image[mask > 0].mean() > image[mask == 0].mean() + 30
 
 
+@pytest.fixture(scope="module")
+def objects(tmp_path_factory):
+    return make_sample("objects", tmp_path_factory.mktemp("samples") / "objects")
+
+
+def test_objects_are_32x32_rgb_images_in_one_folder_per_kind_each_as_many(objects):
+    folder = objects
+    counts = {kind: len(list((folder / kind).glob("*.png"))) for kind in samples.OBJECT_KINDS}
+    assert sorted(p.name for p in folder.iterdir()) == sorted(samples.OBJECT_KINDS)
+    assert set(counts.values()) == {1500 // len(samples.OBJECT_KINDS)}
+    image = np.asarray(Image.open(next((folder / "ring").glob("*.png"))))
+    assert (image.shape, image.dtype) == ((32, 32, 3), np.uint8)
+
+
+def test_objects_vary_in_colour_and_place(objects):
+    images = np.stack([np.asarray(Image.open(p), dtype=np.float32)
+                       for p in sorted((objects / "circle").glob("*.png"))[:50]])  # fmt: skip
+    # Neither a typical colour nor a typical place: the mean image is a blur with no shape left.
+    assert images.mean(axis=(1, 2)).std(axis=0).min() > 20
+    assert images.mean(axis=0).std() < 0.25 * images.std()
+
+
+def test_objects_are_the_same_every_time(objects, tmp_path):
+    one, two = objects, make_sample("objects", tmp_path / "again")
+    files = sorted(p.relative_to(one) for p in one.rglob("*.png"))
+    assert files == sorted(p.relative_to(two) for p in two.rglob("*.png"))
+    assert all((one / f).read_bytes() == (two / f).read_bytes() for f in files[::50])
+
+
 def test_texts_are_sentences_labelled_positive_or_negative(tmp_path):
     prof = profile(read_source(make_sample("texts", tmp_path / "texts")))
     assert prof.column("text").type == "text"
     assert prof.classes == ["negative", "positive"]
+
+
+def test_texts_hold_negations_and_mixed_verdicts_in_balance(tmp_path):
+    frame = read_source(make_sample("texts", tmp_path / "texts")).frame
+    text = frame["text"].str.lower()
+    negated = text.str.contains(r"\b(?:not|never|hardly)\b")
+    mixed = text.str.contains(r"\b(?:but|although)\b")
+    assert frame["label"].value_counts().tolist() == [1000, 1000]
+    for part in (negated & ~mixed, mixed, ~negated & ~mixed):
+        assert part.mean() > 0.2
+        assert frame["label"][part].value_counts(normalize=True).min() > 0.4
+
+
+def test_texts_mixed_verdicts_follow_the_clause_after_but(tmp_path):
+    frame = read_source(make_sample("texts", tmp_path / "texts")).frame
+    plain = frame[~frame["text"].str.contains(r"\b(?:not|never|hardly|although)\b")]
+    mixed = plain[plain["text"].str.contains(" but ")]
+    last_words = mixed["text"].str.rstrip(".").str.split().str[-1]
+    # Typos aside, the last word of "<aside> but <verdict>" carries the label.
+    positive = last_words.isin(samples._POSITIVE)
+    negative = last_words.isin(samples._NEGATIVE)
+    assert (positive | negative).mean() > 0.8
+    assert (mixed["label"][positive] == "positive").all()
+    assert (mixed["label"][negative] == "negative").all()
 
 
 def test_generated_samples_are_the_same_every_time(tmp_path):
