@@ -49,7 +49,11 @@ names = [row["name"] for row in datasets]
 with st.expander("Add a dataset", expanded=not names):
     sample_tab, upload_tab = st.tabs(["Sample", "Your file"])
     with sample_tab, st.form("add_sample"):
-        sample = st.selectbox("Sample", list(SAMPLES), format_func=lambda s: f"{s}: {SAMPLES[s]}")
+        # The template's own sample first: the data its defaults are measured on.
+        suggested = current.graph().meta.sample
+        sample = st.selectbox("Sample", list(SAMPLES),
+                              index=list(SAMPLES).index(suggested) if suggested in SAMPLES else 0,
+                              format_func=lambda s: f"{s}: {SAMPLES[s]}")  # fmt: skip
         name = st.text_input("Dataset name", help="Default: the sample's name")
         if st.form_submit_button("Add sample", type="primary"):
             with tempfile.TemporaryDirectory() as folder:

@@ -106,6 +106,12 @@ def test_the_data_page_adds_a_sample_and_attaches_it(workspace):
     assert metrics["Rows"] == "150" and metrics["Classes"] == "3"
 
 
+def test_the_data_page_offers_the_templates_own_sample_first(workspace):
+    for template, sample in [("text_classification", "texts"), ("resnet_blocks", "objects")]:
+        new_project(template, template)
+        assert page("data", template).selectbox[0].value == sample
+
+
 def test_the_data_page_configures_the_model_from_the_data(workspace):
     new_project("flowers", "tabular_classification")
     add_iris()
