@@ -384,6 +384,17 @@ def test_parity_checks_each_format_of_a_two_input_model():
         assert 0.0 <= result["max_abs_diff"] <= 1e-3
 
 
+def test_the_forecasting_templates_unrolled_lstms_run_in_tflite_without_select_tf_ops():
+    from app.export.parity import parity
+    from app.graph.model_templates import load_template
+    from app.keras.builder import build_model
+
+    model = build_model(load_template("time_series_forecasting"))
+    window = np.random.default_rng(0).normal(size=(4, 24, 1)).astype(np.float32)
+    [tflite] = parity(model, {"window": window}, ("tflite",))
+    assert tflite["passed"], tflite["detail"]
+
+
 def test_parity_reports_a_format_that_cannot_convert_the_model():
     import keras
 

@@ -289,7 +289,18 @@ def test_lstm_text_model_with_a_masking_embedding():
     }  # the mask computation is not a node
     assert doc.node("embed").settings == {"input_dim": 1000, "output_dim": 16, "mask_zero": True}
     assert doc.node("bigru").settings == {"layer": "GRU", "units": 8, "return_sequences": False,
-                                          "merge_mode": "concat"}  # fmt: skip
+                                          "unroll": False, "merge_mode": "concat"}  # fmt: skip
+
+
+def test_an_unrolled_lstm_is_an_lstm_node_that_needs_a_known_number_of_steps():
+    steps = keras.Input((12, 3), name="steps")
+    model = keras.Model(steps, layers.LSTM(4, unroll=True, name="lstm")(steps))
+    doc, _ = roundtrip(model)
+    assert components(doc)["lstm"] == "LSTM" and doc.node("lstm").settings["unroll"] is True
+    lstm = CATALOGUE["LSTM"]
+    settings = lstm.resolve({"units": 4, "unroll": True})[0]
+    with pytest.raises(ShapeError, match="number of time steps"):
+        lstm.infer(settings, [(None, None, 3)])
 
 
 def test_operations_in_functional_code_become_custom_nodes():

@@ -20,6 +20,8 @@ def _rnn(kind: str):
         (shape,) = inputs
         need_rank(shape, 3, what="sequence input (batch, time, features)")
         features = known(shape[2], "feature dimension")
+        if s.get("unroll"):
+            known(shape[1], "number of time steps (to unroll)")
         units = s["units"]
         params = rnn_params(kind, units, features)
         out = (None, shape[1], units) if s["return_sequences"] else (None, units)
@@ -79,6 +81,13 @@ def _rnn_settings() -> tuple[Setting, ...]:
             "bool",
             False,
             "Output every time step (for stacking) instead of the last one.",
+        ),
+        Setting(
+            "unroll",
+            "bool",
+            False,
+            "Unroll the loop over a fixed number of time steps: often faster on short "
+            "sequences, and TFLite runs it without Select TF ops; uses more memory.",
         ),
     )
 
