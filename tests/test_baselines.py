@@ -149,12 +149,18 @@ def test_the_mean_baseline_has_the_r2_of_the_train_mean(workspace, tmp_path):
     assert baselines["margin"] < 0  # the made-up model is off by 1 everywhere
 
 
-def test_text_is_read_as_a_bag_of_words(workspace):
-    subject = subject_of(add_sample("texts"))
+def test_text_is_read_as_a_bag_of_words(workspace, tmp_path):
+    # The label is one word's (good or bad) among ten words of noise.
+    rng = np.random.default_rng(5)
+    vocabulary = [f"word{i}" for i in range(200)]
+    labels = rng.choice(["good", "bad"], size=400)
+    sentences = [" ".join([*rng.choice(vocabulary, 10), label]) for label in labels]
+    frame = pd.DataFrame({"review": sentences, "verdict": labels})
+    subject = subject_of(add_table(tmp_path, "reviews", frame, "verdict"))
+    assert subject.config.features[0].kind == "text"
     predictions = made_up_predictions(subject, lambda y: np.full((len(y), 2), 0.5))
     baselines = compute_baselines(subject, predictions, summary_of(subject, predictions))
     found = by_name(baselines)
-    # The label is the sentiment word's: one word decides it.
     assert found["logistic regression"]["value"] > 0.9
     assert "TF-IDF" in found["logistic regression"]["detail"]
     assert found["HistGradientBoosting"]["value"] is None
