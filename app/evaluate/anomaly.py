@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from app.evaluate.curves import thin
+
 HISTOGRAM_BINS = 40
 DEFAULT_PERCENTILE = 95.0
 LABELS = ("normal", "anomalous")
@@ -66,8 +68,6 @@ def anomaly_metrics(
         roc_curve,
     )
 
-    from app.evaluate.classification import _thin  # imported here: it imports predictions
-
     errors = np.asarray(errors, dtype=np.float64).reshape(-1)
     flagged = errors > threshold
     summary: dict[str, float] = {
@@ -98,14 +98,14 @@ def anomaly_metrics(
         fpr, tpr, _ = roc_curve(truth, errors)
         curve_precision, curve_recall, _ = precision_recall_curve(truth, errors)
         detail["roc"].append(
-            {"class": LABELS[1], "auc": summary["roc_auc"], **_thin(fpr=fpr, tpr=tpr)}
+            {"class": LABELS[1], "auc": summary["roc_auc"], **thin(fpr=fpr, tpr=tpr)}
         )
         detail["pr"].append(
             {
                 "class": LABELS[1],
                 "average_precision": summary["average_precision"],
                 "prevalence": float(truth.mean()),
-                **_thin(precision=curve_precision, recall=curve_recall),
+                **thin(precision=curve_precision, recall=curve_recall),
             }
         )
     return summary, detail

@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from app.evaluate.curves import thin
 from app.evaluate.predictions import EPSILON
 from app.evaluate.settings import TOP_K_METRIC
 
 CALIBRATION_BINS = 10
-CURVE_POINTS = 200  # points kept per ROC or precision-recall curve
 
 
 def classification_metrics(
@@ -88,7 +88,7 @@ def classification_metrics(
             continue  # AUC is undefined for a class the split lacks (or holds alone)
         fpr, tpr, _ = roc_curve(truth, probabilities[:, c])
         aucs[c] = roc_auc_score(truth, probabilities[:, c])
-        roc.append({"class": names[c], "auc": aucs[c], **_thin(fpr=fpr, tpr=tpr)})
+        roc.append({"class": names[c], "auc": aucs[c], **thin(fpr=fpr, tpr=tpr)})
         curve_precision, curve_recall, _ = precision_recall_curve(truth, probabilities[:, c])
         precisions[c] = average_precision_score(truth, probabilities[:, c])
         pr.append(
@@ -96,7 +96,7 @@ def classification_metrics(
                 "class": names[c],
                 "average_precision": precisions[c],
                 "prevalence": float(truth.mean()),
-                **_thin(precision=curve_precision, recall=curve_recall),
+                **thin(precision=curve_precision, recall=curve_recall),
             }
         )
     if aucs:
@@ -169,12 +169,3 @@ def calibration_detail(
         "counts": counts[filled].tolist(),
         "ece": ece,
     }
-
-
-def _thin(**curves: np.ndarray) -> dict[str, list[float]]:
-    """Curves cut to at most CURVE_POINTS evenly spread points, the first and last kept."""
-    length = len(next(iter(curves.values())))
-    if length > CURVE_POINTS:
-        keep = np.unique(np.linspace(0, length - 1, CURVE_POINTS).round().astype(int))
-        curves = {name: values[keep] for name, values in curves.items()}
-    return {name: np.asarray(values, dtype=float).tolist() for name, values in curves.items()}

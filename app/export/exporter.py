@@ -33,16 +33,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from app.export.options import REPORT, ExportError, check_format
 from app.files import swap_in
 from app.workspace import Workspace, runs
-
-FORMATS = ("keras", "savedmodel", "tflite", "onnx", "project")
-QUANTIZATIONS = ("dynamic", "float16", "int8")
-REPORT = Path("test") / "report.json"
-
-
-class ExportError(ValueError):
-    """An export that cannot be made; one line naming the run (or file) and the fault."""
 
 
 def export_run(
@@ -141,25 +134,6 @@ def export_run(
         raise
     records.record(workspace.root, final, f"export of run {info['id']} as {_label(fmt, quantize)}")
     return final
-
-
-def check_format(fmt: str, quantize: str | None = None) -> None:
-    """Raise ExportError for an unknown format or quantization, or a quantized non-TFLite one."""
-    if fmt not in FORMATS:
-        raise ExportError(
-            f"Received an invalid value for `format`, expected one of {', '.join(FORMATS)}. "
-            f"Received: format={fmt!r}"
-        )
-    if quantize is not None and quantize not in QUANTIZATIONS:
-        raise ExportError(
-            f"Received an invalid value for `quantize`, expected one of "
-            f"{', '.join(QUANTIZATIONS)} or None. Received: quantize={quantize!r}"
-        )
-    if quantize is not None and fmt != "tflite":
-        raise ExportError(
-            f"Received an invalid value for `quantize`: only tflite exports are quantized. "
-            f"Received: quantize={quantize!r} with format={fmt!r}"
-        )
 
 
 def _label(fmt: str, quantize: str | None) -> str:

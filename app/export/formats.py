@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from app.errors import one_line
-from app.export.exporter import ExportError, check_format
+from app.export.options import ExportError, check_format
 from app.runtime.predictor import (
     MODEL_FILES,
     SIGNATURE,

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from app.errors import one_line
-from app.export.exporter import ExportError
 from app.export.formats import MODEL_FORMATS, write_model
+from app.export.options import ExportError
 from app.runtime.predictor import (
     Predictor,
     as_feed,

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import printable
-from app.export.exporter import REPORT, ExportError
+from app.export.options import REPORT, ExportError
 from app.files import atomic_write_text
 from app.workspace import Workspace, runs
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import one_line
-from app.export.exporter import ExportError
+from app.export.options import ExportError
 from app.files import atomic_write_text
 from app.runtime.predictor import METADATA
 from app.workspace import Workspace, runs, versions
