@@ -26,8 +26,9 @@ pytestmark = pytest.mark.slow
 EXTRA_RUNS = {
     "text": ("texts", "text_classification", 1),
     "forecasting": ("timeseries", "time_series_forecasting", 1),
+    "anomaly": ("breast_cancer", "anomaly_autoencoder", 1),
 }
-TASKS = ("classification", "regression", "image", "text", "forecasting", "segmentation")
+TASKS = ("classification", "regression", "image", "text", "forecasting", "segmentation", "anomaly")
 ROWS = {"segmentation": 3, "forecasting": 40}  # test rows predicted (default 16)
 RUNTIME = REPOSITORY / "app" / "runtime"
 
@@ -123,6 +124,19 @@ def test_a_window_that_does_not_fit_is_said_alike_by_the_project_and_layerflow(
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == f"predict.py: {raised.value}"
     assert "consecutive rows" in str(raised.value)
+
+
+def test_the_project_of_an_autoencoder_says_in_one_line_that_it_cannot_retrain_it(
+    projects, tmp_path
+):
+    project = shutil.copytree(projects.folders["anomaly"], tmp_path / "project")
+    done = subprocess.run([sys.executable, "train.py"], cwd=project, capture_output=True,
+                          text=True, env=without_layerflow(tmp_path), timeout=240)  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "train.py: the model is an autoencoder (it reconstructs its input 'features'), which "
+        "this project cannot retrain yet; retrain it in LayerFlow with `layerflow train`"
+    )
 
 
 def test_project_runtime_is_layerflows_byte_for_byte(projects):

@@ -39,6 +39,7 @@ def write_project(folder: Path, run_dir: Path, model, dataset, source=None) -> l
     """
     import yaml
 
+    from app.data.anomaly import reconstructs
     from app.graph.codegen import TEMPLATES, Code, environment, generate_module
     from app.graph.document import load
     from app.train.settings import TrainingSettings, output_losses, output_metrics, params
@@ -58,6 +59,7 @@ def write_project(folder: Path, run_dir: Path, model, dataset, source=None) -> l
         "train": {
             **params(settings),
             "outputs": {node: {"loss": losses[node], "metrics": metrics[node]} for node in losses},
+            **({"reconstructs": reconstructs(doc)} if reconstructs(doc) else {}),
         },
     }
     atomic_write_text(folder / "model.py", generate_module(doc, weights_dir=WEIGHTS))

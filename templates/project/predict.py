@@ -69,9 +69,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a CSV")
     args = parser.parse_args(argv)
-    config = PreprocessConfig.model_validate(
-        yaml.safe_load((HERE / "params.yaml").read_text())["preprocessing"]
-    )
+    params = yaml.safe_load((HERE / "params.yaml").read_text())
+    config = PreprocessConfig.model_validate(params["preprocessing"])
     state = FittedState.model_validate_json((args.model / "preprocessing.json").read_text())
     predictor = Predictor.load(args.model, "keras", config=config, state=state)
     try:
@@ -86,7 +85,9 @@ def main(argv: list[str] | None = None) -> None:
         index = index[window_starts(config, index) + config.window.size - 1]
     classes = state.classes
     labels = None
-    if classes and config.target_kind == "classes" and len(outputs) == 1:
+    # An autoencoder's output is its input remade, not the classes of the data's labels.
+    autoencoder = bool(params["train"].get("reconstructs"))
+    if classes and config.target_kind == "classes" and len(outputs) == 1 and not autoencoder:
         values = next(iter(outputs.values()))
         ids = (values[:, 0] > 0.5).astype(int) if values.shape[-1] == 1 else values.argmax(-1)
         labels = [classes[i] for i in ids]
@@ -104,7 +105,9 @@ def main(argv: list[str] | None = None) -> None:
     for name, value in outputs.items():
         many = value.shape[-1] > 1 or len(outputs) > 1
         for unit in range(value.shape[-1]):
-            if classes and len(classes) == value.shape[-1]:
+            if autoencoder:
+                column = f"{name}_{unit}"
+            elif classes and len(classes) == value.shape[-1]:
                 column = f"p({classes[unit]})"
             elif classes and value.shape[-1] == 1:
                 column = f"p({classes[-1]})"

@@ -111,6 +111,12 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params(args.set)
     config = PreprocessConfig.model_validate(params["preprocessing"])
     settings = params["train"]
+    if settings.get("reconstructs"):
+        raise SystemExit(
+            f"train.py: the model is an autoencoder (it reconstructs its input "
+            f"'{settings['reconstructs']}'), which this project cannot retrain yet; retrain it "
+            "in LayerFlow with `layerflow train`"
+        )
     keras.utils.set_random_seed(settings["seed"])
     tf.config.experimental.enable_op_determinism()
     state = FittedState.model_validate_json((PREPARED / "preprocessing.json").read_text())
