@@ -43,6 +43,7 @@ def add_dataset(path: Path, name: str, target: str | None) -> None:
     st.rerun()
 
 
+doc = current.graph()
 datasets = workspace.datasets()
 names = [row["name"] for row in datasets]
 
@@ -50,7 +51,7 @@ with st.expander("Add a dataset", expanded=not names):
     sample_tab, upload_tab = st.tabs(["Sample", "Your file"])
     with sample_tab, st.form("add_sample"):
         # The template's own sample first: the data its defaults are measured on.
-        suggested = current.graph().meta.sample
+        suggested = doc.meta.sample
         sample = st.selectbox("Sample", list(SAMPLES),
                               index=list(SAMPLES).index(suggested) if suggested in SAMPLES else 0,
                               format_func=lambda s: f"{s}: {SAMPLES[s]}")  # fmt: skip
@@ -95,7 +96,6 @@ cols[2].metric("Task", meta["task"] or "-")
 cols[3].metric("Target", meta["target"] or "-")
 cols[4].metric("Classes", len(profile.get("classes") or []) or "-")
 
-doc = current.graph()
 mismatches = dataset.mismatches(doc)
 if mismatches:
     st.warning("The model does not fit this data yet:\n\n" + "\n".join(

@@ -50,6 +50,7 @@ def write_project(folder: Path, run_dir: Path, model, dataset, source=None) -> l
     config, state = dataset.preprocessing()
     data = _copy_data(dataset, folder / "data", source)
     losses, metrics = output_losses(settings, doc), output_metrics(settings, doc)
+    reconstructed = reconstructs(doc)  # an autoencoder's Input; its train.py refuses to retrain
     values = {
         "data": data,
         "preprocessing": {
@@ -59,7 +60,7 @@ def write_project(folder: Path, run_dir: Path, model, dataset, source=None) -> l
         "train": {
             **params(settings),
             "outputs": {node: {"loss": losses[node], "metrics": metrics[node]} for node in losses},
-            **({"reconstructs": reconstructs(doc)} if reconstructs(doc) else {}),
+            **({"reconstructs": reconstructed} if reconstructed else {}),
         },
     }
     atomic_write_text(folder / "model.py", generate_module(doc, weights_dir=WEIGHTS))
