@@ -295,3 +295,22 @@ def test_an_input_shape_beyond_the_machines_memory_is_warned_about(monkeypatch):
     assert not [p for p in analyze(small).problems if p.code == "beyond_memory"]
     monkeypatch.setattr(rules, "machine_memory", lambda: 64)  # a 64-byte machine
     assert [p for p in analyze(small).problems if p.code == "beyond_memory"]
+
+
+@pytest.mark.parametrize(
+    "settings, warned",
+    [
+        ({}, True),  # frozen, no weights: random features
+        ({"trainable": True}, False),  # trained with the head
+        ({"weights_file": "weights/mobilenet_v2.weights.h5"}, False),
+    ],
+)
+def test_a_frozen_backbone_without_weights_is_warned_about(settings, warned):
+    from app.graph.model_templates import load_template
+
+    doc = load_template("transfer_learning")
+    backbone = next(n for n in doc.nodes if n.component == "Backbone")
+    backbone.settings.update(settings)
+    found = [p for p in analyze(doc).problems if p.code == "random_backbone"]
+    assert [p.node for p in found] == (["backbone"] if warned else [])
+    assert all("weights_file" in p.message and p.level == "warning" for p in found)

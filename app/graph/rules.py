@@ -177,6 +177,19 @@ def heavy_dropout(ctx: RuleContext) -> Iterator[Problem]:
 
 
 @rule
+def random_frozen_backbone(ctx: RuleContext) -> Iterator[Problem]:
+    for node, s in ctx.nodes("Backbone"):
+        if not s["weights_file"] and not s["trainable"]:
+            yield _warn(
+                "random_backbone",
+                node,
+                f"frozen with no weights_file, {s['architecture']} computes random features "
+                "that the layers after it learn little from; point weights_file at local "
+                "ImageNet weights (nothing is downloaded)",
+            )
+
+
+@rule
 def stacked_linear_dense(ctx: RuleContext) -> Iterator[Problem]:
     for node, s in ctx.nodes("Dense"):
         if s["activation"] != "linear":
