@@ -4,7 +4,7 @@ Every command exits 0 on success, 1 on bad input (with one line per problem) and
 error; none prints a traceback for a user's mistake.
 
 Each group of commands is a module of app.cli with its handlers and its part of the parser
-(graph, data, train, runs, compare, test, export); this one puts the parser together and runs
+(graph, data, train, runs, compare, test, export, serve); this one puts the parser together and runs
 a command, turning the errors a user can make into one line each.
 """
 
@@ -16,12 +16,12 @@ import os
 import sys
 from collections.abc import Sequence
 
-from app.cli import compare, data, export, graph, runs, test, train
+from app.cli import compare, data, export, graph, runs, serve, test, train
 from app.cli.command import CommandError
 from app.cli.output import visible_output
 from app.graph.problems import GraphError
 
-LOADS_TENSORFLOW = frozenset({"import-keras", "train", "test", "export"})
+LOADS_TENSORFLOW = frozenset({"import-keras", "train", "test", "export", "serve"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="layerflow", description="LayerFlow: visual deep learning workspace for Keras."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (graph, data, train, runs, compare, test, export):
+    for group in (graph, data, train, runs, compare, test, export, serve):
         group.register(commands)
     return parser
 

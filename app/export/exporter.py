@@ -206,10 +206,11 @@ def _gate_text(result: dict[str, Any]) -> str:
 # A run's model of raw data
 
 
-def run_predictor(run: str | os.PathLike, which: str = "best"):
+def run_predictor(run: str | os.PathLike, which: str = "best", compiled: bool = False):
     """LayerFlow's Predictor of a run: its best (or last) checkpoint behind its dataset's
     preprocessing, taking raw inputs (one per table column, or the decoded image, or the text)
-    or rows of a data set (`Predictor.predict_rows`) and giving what the trained model gives.
+    or rows of a data set (`Predictor.predict_rows`) and giving what the trained model gives;
+    `compiled` as Predictor.of_model takes it.
 
     Raises ExportError when the dataset is no longer at the version the run was trained on.
     """
@@ -222,7 +223,7 @@ def run_predictor(run: str | os.PathLike, which: str = "best"):
     config, state = _dataset_of(workspace, folder).preprocessing()
     trained = builder.load_run_model(folder, which)
     model = _with_preprocessing(trained, load(folder / runs.GRAPH), config, state)
-    return Predictor.of_model(model, config, state)
+    return Predictor.of_model(model, config, state, compiled=compiled)
 
 
 def _with_preprocessing(trained, doc, config, state):

@@ -97,13 +97,37 @@ def image_loader(spec: Any, resize: bool = True):
     size = (spec.height, spec.width)
 
     def load(path: tf.Tensor) -> tf.Tensor:
-        raw = tf.io.read_file(path)
-        image = tf.io.decode_image(raw, channels=spec.channels, expand_animations=False)
-        if resize:
-            image = tf.image.resize(image, size, method="bilinear", antialias=False)
-        return tf.ensure_shape(image, (*size, spec.channels))
+        return _decoded(tf.io.read_file(path), size, spec.channels, resize)
 
     return load
+
+
+def _decoded(raw: tf.Tensor, size: tuple[int, int], channels: int, resize: bool) -> tf.Tensor:
+    import tensorflow as tf
+
+    image = tf.io.decode_image(raw, channels=channels, expand_animations=False)
+    if resize:
+        image = tf.image.resize(image, size, method="bilinear", antialias=False)
+    return tf.ensure_shape(image, (*size, channels))
+
+
+def decode_image_bytes(
+    data: bytes, height: int | None, width: int | None, channels: int
+) -> np.ndarray:
+    """An encoded image (PNG, JPEG, GIF, BMP) -> float32 (height, width, channels), unscaled,
+    decoded and resized as image files are for training (kept at its size when height or width
+    is None); a DataError when it is no image."""
+    import tensorflow as tf
+
+    try:
+        if height is None or width is None:
+            raw = tf.io.decode_image(tf.constant(data), channels=channels, expand_animations=False)
+            return raw.numpy().astype(np.float32)
+        image = _decoded(tf.constant(data), (height, width), channels, resize=True)
+    except (tf.errors.OpError, ValueError) as error:
+        message = getattr(error, "message", str(error)).splitlines()[0]
+        raise DataError(f"cannot be decoded as an image ({message})") from None
+    return image.numpy().astype(np.float32)
 
 
 def scaled(images: tf.Tensor, spec: Any) -> tf.Tensor:

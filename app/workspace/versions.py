@@ -66,8 +66,9 @@ def _quiet() -> Iterator[None]:
 
 
 # What DVC leaves out of a run directory's versions: its test results, written after the run is
-# recorded (a test must not make the trained run read as modified).
-IGNORED = ("/models/*/runs/*/test/",)
+# recorded (a test must not make the trained run read as modified), and the record, lock and log
+# of a model server of a run or export (app.serve).
+IGNORED = ("/models/*/runs/*/test/", "serving.json", ".serving.lock", "serving.log")
 
 
 def ensure_repository(root: Path) -> None:
