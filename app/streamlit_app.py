@@ -27,6 +27,7 @@ STEPS = [
     ("model", "Model", ":material/account_tree:"),
     ("train", "Train", ":material/model_training:"),
     ("test", "Test", ":material/fact_check:"),
+    ("predict", "Predict", ":material/online_prediction:"),
     ("export", "Export", ":material/download:"),
     ("runs", "Runs", ":material/history:"),
 ]

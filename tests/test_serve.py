@@ -8,7 +8,6 @@ import base64
 import contextlib
 import io
 import json
-import os
 import signal
 import statistics
 import subprocess
@@ -214,15 +213,6 @@ def test_bad_requests_get_400_naming_the_field_and_big_ones_413(trained_workspac
         assert len(client.ask(url + ":predict", {"instances": [row]})["predictions"]) == 1
 
 
-def stop_server(folder: Path) -> None:
-    record = client.running(folder)
-    if record is not None:
-        os.kill(record["pid"], signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        while client.running(folder) is not None and time.monotonic() < deadline:
-            time.sleep(0.1)
-
-
 def test_the_warm_server_takes_8_clients_for_10_seconds_without_an_error(trained_workspace):
     folder = trained_workspace.runs["classification"]
     record = client.start(folder)
@@ -256,7 +246,7 @@ def test_the_warm_server_takes_8_clients_for_10_seconds_without_an_error(trained
         assert errors == 0
         assert len(times) > 100
     finally:
-        stop_server(folder)
+        client.stop(folder)
     assert not (folder / client.RECORD).exists()  # the record goes with the server
 
 
@@ -316,3 +306,21 @@ def test_cli_serve_prints_the_model_url_first_and_predict_uses_it(trained_worksp
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
     assert not (folder / client.RECORD).exists()
+
+
+def test_an_export_is_served_as_it_predicts_in_process(trained_workspace):
+    from app.export.exporter import export_run
+    from app.runtime.predictor import Predictor
+
+    run = trained_workspace.runs["classification"]
+    folder = export_run(run, "savedmodel", force=True)
+    _, raw = raw_test_rows(run)
+    expected = Predictor.of_export(folder).predict(raw)
+    assert client.target_folder(folder.relative_to(trained_workspace.root)) == folder.resolve()
+    with served_here(folder) as url:
+        assert url.endswith(f"/v1/models/{folder.name}")
+        body = {"inputs": {name: json_ready(value) for name, value in raw.items()}}
+        answer = client.ask(url + ":predict", body)
+        classes = client.ask(url + "/metadata")["layerflow"]["classes"]
+    np.testing.assert_allclose(np.asarray(answer["outputs"]), expected, atol=1e-6)
+    assert list(classes.values()) == [["setosa", "versicolor", "virginica"]]

@@ -1,7 +1,9 @@
-"""Plotly figures of a run's events (app.workspace.events): what the Train and Runs pages draw."""
+"""Plotly figures of a run's events (app.workspace.events): what the Train and Runs pages draw;
+and a prediction's class probabilities, for the Predict page."""
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import numpy as np
@@ -109,4 +111,21 @@ def _histogram_heatmap(rows: list[dict | None], labels: list[str]) -> go.Figure:
         colorscale="Blues",
     ))  # fmt: skip
     figure.update_layout(height=250, margin={"t": 20, "b": 20})
+    return figure
+
+
+def probabilities_figure(top: list[tuple[str, float]]) -> go.Figure:
+    """The classes of a prediction (class name, probability), most probable on top. Class
+    names are escaped: plotly reads some HTML in labels."""
+    names = [html.escape(str(name)) for name, _ in top]
+    probabilities = [float(p) for _, p in top]
+    figure = go.Figure(go.Bar(
+        x=probabilities, y=names, orientation="h", text=[f"{p:.1%}" for p in probabilities],
+        textposition="auto", marker_color="#1f77b4",
+    ))  # fmt: skip
+    # A category axis, so that class names such as "0" and "7" stay names, not positions.
+    figure.update_yaxes(type="category", autorange="reversed")
+    figure.update_xaxes(range=[0, 1], tickvals=[0, 0.25, 0.5, 0.75, 1], tickformat=".0%",
+                        title_text="probability")  # fmt: skip
+    figure.update_layout(height=80 + 30 * len(top), margin={"t": 10, "b": 40, "l": 10, "r": 30})
     return figure

@@ -5,6 +5,8 @@ Keys in st.session_state (set up here and nowhere else):
             second tab opens the same project
   history   project name -> app.graph.edit.History of its graph
   notice    a one-line message to show once on the next page (after a switch)
+  run       the id of the run chosen last (on the Train, Test, Export or Predict page), which
+            the next of these pages starts at
 
 The project's files in the workspace are the truth: every change is saved at once, and the
 session holds nothing that a reload could not rebuild from them.
@@ -156,8 +158,9 @@ def step_bar(current: Project, step: str) -> None:
 
 
 def choose_finished_run(current: Project) -> Path:
-    """A select of the project's finished runs (newest first) and the chosen run's directory;
-    without one, a pointer to the Train page and the end of the page's script."""
+    """A select of the project's finished runs (newest first), starting at the session's run
+    when it is one of them, and the chosen run's directory; without one, a pointer to the Train
+    page and the end of the page's script."""
     model = current.graph().meta.name
     runs = Workspace.current().runs(model=model)
     finished = [row for row in runs if row["state"] == "finished"]
@@ -165,7 +168,10 @@ def choose_finished_run(current: Project) -> Path:
         st.info("Finish a training run first.")
         st.page_link(PAGES["train"], label="Go to Train", icon=":material/model_training:")
         st.stop()
-    run_id = st.selectbox("Run", [row["id"] for row in finished])
+    ids = [row["id"] for row in finished]
+    last = st.session_state.get("run")
+    run_id = st.selectbox("Run", ids, index=ids.index(last) if last in ids else 0)
+    st.session_state.run = run_id
     return Path(next(row["dir"] for row in finished if row["id"] == run_id))
 
 

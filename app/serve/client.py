@@ -4,13 +4,15 @@ the pages and the CLI use this, the server process loads the model).
 A server records itself in `serving.json` in its folder (url, port, pid); `running` reads it
 and checks that the process is alive; `start` starts one (`python -m app.serve FOLDER`, in its
 own session, stopping after WARM_IDLE seconds without a request) unless one runs, one starter
-at a time per folder; `predict` and `metadata` ask it over HTTP.
+at a time per folder; `stop` stops it; `predict` and `metadata` ask it over HTTP.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -83,6 +85,20 @@ def start(
             time.sleep(0.1)
         process.kill()
         raise ServeError(f"{folder.name}: the model server did not start in {timeout:.0f} s")
+
+
+def stop(folder: str | os.PathLike, timeout: float = 30) -> bool:
+    """Stop the folder's server, if one runs (SIGTERM, then wait for it to forget its record);
+    whether one was running."""
+    record = running(folder)
+    if record is None:
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(record["pid"], signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while running(folder) is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return True
 
 
 def _last_line(log: Path) -> str:
