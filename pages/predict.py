@@ -11,19 +11,26 @@ from typing import Any
 
 import numpy as np
 import streamlit as st
+from streamlit_drawable_canvas import st_canvas
 
 from app.data.sources import DataError, Source
 from app.graph.canvas import escape_markdown
 from app.jsonable import json_ready
 from app.paths import inside
 from app.runtime.serving import raw_inputs
-from app.serve import client, protocol
+from app.serve import client, protocol, whatif
 from app.workspace import Workspace
 from app.workspace.datasets import Dataset
 from ui import session
-from ui.charts import probabilities_figure
+from ui.charts import parts_figure, probabilities_figure, saliency_figure, sweep_figure
 
 SHOWN_CLASSES = 10
+SWEPT_CLASSES = 5  # the what-if chart draws the row's most probable classes
+COUNTERFACTUAL_ROWS = 2000  # test rows searched for the nearest other prediction
+MAX_WORDS = 400  # words of a text whose part is asked for
+SHOWN_WORDS = 15  # the words with the largest parts
+IMAGE_TYPES = ["png", "jpg", "jpeg"]
+DRAWING_SIZE, DRAWING_STROKE = 200, 18  # pixels of the drawing canvas and of its pen
 EPOCH = datetime.date(1970, 1, 1)  # a date input is a day number, days since EPOCH
 
 st.title("Predict")
@@ -52,7 +59,7 @@ test_rows = sorted(dataset.splits.get("test") or []) or [0]
 
 def form_of_model() -> str | None:
     """The form this page draws for the model: table, image or text; None for other models."""
-    if config.window is not None or len(outputs) != 1:
+    if config.window is not None or len(outputs) != 1 or served.get("autoencoder"):
         return None
     if len(inputs) == 1 and len(inputs[0]["shape"]) == 3:
         return "image"
@@ -71,14 +78,20 @@ def rows_of(folder: str, version: str | None, _dataset: Dataset) -> Source:
 
 def start_values(index: int) -> dict[str, Any]:
     """Row `index` of the dataset as the model's raw inputs (by input name): the form's start."""
+    return raw_rows([index])[0]
+
+
+def raw_rows(indices: list[int]) -> list[dict[str, Any]]:
+    """Rows of the dataset as the model's raw inputs, each by input name, as JSON values."""
     source = rows_of(str(dataset.folder), dataset.version, dataset)
-    values = {}
-    for name, array in raw_inputs(config, state, source, [index]).items():
-        value = array.reshape(-1)[0]
-        if isinstance(value, np.floating):  # float32 5.1 is shown as 5.1, not 5.099999904
-            value = float(str(value)) if np.isfinite(value) else None
-        values[name] = json_ready(value)
-    return values
+    columns = {}
+    for name, array in raw_inputs(config, state, source, indices).items():
+        values = array.reshape(len(indices), -1)[:, 0]
+        if np.issubdtype(values.dtype, np.floating):  # float32 5.1 is 5.1, not 5.099999904
+            columns[name] = [float(str(v)) if np.isfinite(v) else None for v in values]
+        else:
+            columns[name] = json_ready(values)
+    return [{name: column[i] for name, column in columns.items()} for i in range(len(indices))]
 
 
 def ask(instances: list[Any]) -> dict[str, Any] | None:
@@ -152,7 +165,84 @@ def table_form() -> None:
             name = spec["name"]
             instance[name] = input_widget(spec, start[name], key=f"{run_id}:{index}:{name}")
     with right:
-        show(ask([instance]))
+        answer = ask([instance])
+        show(answer)
+    if answer is not None:
+        what_if(instance, answer)
+
+
+def what_if(instance: dict[str, Any], answer: dict[str, Any]) -> None:
+    """Why this prediction (each column's part), what if one number changed (the prediction over
+    its train range), and the nearest test row predicted otherwise; each asked of the server."""
+    classes = served["classes"].get(outputs[0])
+    (described,) = protocol.describe(answer["predictions"], classes)
+    label = described["top"][0][0] if "top" in described else None
+    what = f"probability of {label}" if label is not None else "predicted value"
+    names = [spec["name"] for spec in inputs]
+    column_of = {spec["name"]: spec["column"] for spec in inputs}
+    why, sweep, other = st.tabs(["Why", "What if", "Nearest other prediction"])
+    with why:
+        texts = [s["name"] for s in inputs if s["dtype"] == "string"]
+        found = ask(whatif.occlusions(instance, names, texts))
+        if found is not None:
+            left_out = protocol.describe(found["predictions"], classes)
+            scores = [whatif.score(d, label) for d in left_out]
+            parts = whatif.parts(whatif.score(described, label), scores, names)
+            named = [(column_of[name], part) for name, part in parts]
+            st.plotly_chart(parts_figure(named, what), key="parts")
+            st.caption(f"How much the {escape_markdown(what)} changes when a column is left "
+                       "out (a number then counts as its train mean, a category as none).")
+    with sweep:
+        numbers = [n for n in names if kinds.get(column_of[n]) == "numeric"
+                   and isinstance(state.columns[column_of[n]].min, int | float)]  # fmt: skip
+        if not numbers:
+            st.caption("No number column to vary.")
+        else:
+            name = st.selectbox("Column", numbers, format_func=lambda n: column_of[n])
+            stats = state.columns[column_of[name]]
+            rows = whatif.sweep(instance, name, float(stats.min), float(stats.max))
+            found = ask(rows)
+            if found is not None:
+                swept = protocol.describe(found["predictions"], classes)
+                xs = [row[name] for row in rows]
+                if label is not None:
+                    shown = [c for c, _ in described["top"][:SWEPT_CLASSES]]
+                    lines = {c: [d["probabilities"][c] for d in swept] for c in shown}
+                else:
+                    lines = {what: [whatif.score(d, None) for d in swept]}
+                axis = "probability" if label is not None else what
+                figure = sweep_figure(xs, lines, instance[name], column_of[name], axis)
+                st.plotly_chart(figure, key="sweep")
+    with other:
+        nearest_other(instance, label, classes, names, column_of)
+
+
+def nearest_other(instance, label, classes, names, column_of) -> None:
+    """The test row nearest to `instance` whose predicted class is not `label`, and what
+    differs."""
+    if label is None:
+        st.caption("For models that predict a class.")
+        return
+    rows = raw_rows(test_rows[:COUNTERFACTUAL_ROWS])
+    found = ask(rows)
+    if found is None:
+        return
+    labels = [d["top"][0][0] for d in protocol.describe(found["predictions"], classes)]
+    scales = {n: state.columns[column_of[n]].std for n in names
+              if kinds.get(column_of[n]) == "numeric"}  # fmt: skip
+    nearest = whatif.nearest_other(instance, rows, labels, label, scales)
+    if nearest is None:
+        st.caption(f"Every test row is predicted {escape_markdown(label)}.")
+        return
+    index, differing = nearest
+    st.markdown(f"Test row {test_rows[index]} is predicted **{escape_markdown(labels[index])}**; "
+                "it differs from this row in:")  # fmt: skip
+    st.dataframe(
+        {"column": [column_of[n] for n in differing],
+         "this row": [str(instance[n]) for n in differing],
+         f"row {test_rows[index]}": [str(rows[index][n]) for n in differing]},
+        hide_index=True,
+    )  # fmt: skip
 
 
 def test_image(index: int) -> bytes | None:
@@ -167,37 +257,97 @@ def test_image(index: int) -> bytes | None:
 @st.fragment
 def image_form() -> None:
     left, right = st.columns(2)
+    spec = next(f for f in config.features if f.kind == "image")
     with left:
-        upload = st.file_uploader("An image (PNG or JPEG)", type=["png", "jpg", "jpeg"])
-        if upload is not None:
+        drawing = spec.grayscale and st.toggle("Draw it", help="A light drawing on black, as "
+                                               "the digits sample's images are")  # fmt: skip
+        if drawing:
+            drawn = st_canvas(stroke_width=DRAWING_STROKE, stroke_color="#ffffff",
+                              background_color="#000000", height=DRAWING_SIZE,
+                              width=DRAWING_SIZE, drawing_mode="freedraw",
+                              key=f"predict:{run_id}:drawing")  # fmt: skip
+            size = (spec.height, spec.width) if spec.height and spec.width else None
+            image = None if drawn.image_data is None else whatif.drawn_image(drawn.image_data, size)
+        elif (upload := st.file_uploader("An image (PNG or JPEG)", type=IMAGE_TYPES)) is not None:
             image = upload.getvalue()
         else:
             index = st.selectbox("Or a test image", test_rows, format_func=lambda i: f"row {i}")
             image = test_image(index)
         if image is None:
-            st.caption("Upload an image to predict its class.")
+            st.caption("Draw, or upload an image, to predict its class.")
+            return
+        brightness = st.slider("Brightness", 0.2, 2.0, 1.0, 0.1)
+        rotation = st.slider("Rotation (degrees)", -90, 90, 0, 5)
+        noise = st.slider("Noise (pixel standard deviation)", 0, 80, 0, 5)
+        try:
+            if (brightness, rotation, noise) != (1.0, 0, 0):
+                image = whatif.probed_image(image, brightness, rotation, noise)
+            pixels = whatif.pixels_of(image)
+        except ValueError as error:
+            st.error(f"The file {escape_markdown(error)}")
             return
     with right:
-        answer = ask([{"b64": base64.b64encode(image).decode()}])
+        answer = ask([b64(image)])
         show(answer)
-    if answer is not None:  # the server decoded it: an image, not any file named .png
+    if answer is not None:
         left.image(image, width=160)
+        saliency(image, pixels, answer)
+
+
+def b64(data: bytes) -> dict[str, str]:
+    return {"b64": base64.b64encode(data).decode()}
+
+
+def saliency(image: bytes, pixels: np.ndarray, answer: dict[str, Any]) -> None:
+    """Where the prediction looks: how much its class's probability drops when each cell of a
+    grid over the image is covered."""
+    classes = served["classes"].get(outputs[0])
+    (described,) = protocol.describe(answer["predictions"], classes)
+    if "top" not in described:
+        return
+    label = described["top"][0][0]
+    files, grid = whatif.occluded_images(image)
+    found = ask([b64(file) for file in files])
+    if found is None:
+        return
+    covered = [whatif.score(d, label) for d in protocol.describe(found["predictions"], classes)]
+    drop = whatif.score(described, label) - np.asarray(covered).reshape(grid)
+    what = f"probability of {label}"
+    st.plotly_chart(saliency_figure(pixels, drop, what), key="saliency")
+    st.caption(f"How much the {escape_markdown(what)} drops when each cell is covered with "
+               "the image's mean colour: the prediction rests on the red cells.")  # fmt: skip
 
 
 @st.fragment
 def text_form() -> None:
     start = start_values(test_rows[0])[inputs[0]["name"]]
     text = st.text_area("Text", start or "", key=f"predict:{run_id}:text")
-    if text.strip():
-        show(ask([text]))
-    else:
+    if not text.strip():
         st.caption("Type a text to predict its class.")
+        return
+    answer = ask([text])
+    show(answer)
+    if answer is None:
+        return
+    classes = served["classes"].get(outputs[0])
+    (described,) = protocol.describe(answer["predictions"], classes)
+    label = described["top"][0][0] if "top" in described else None
+    words, shorter = whatif.without_each_word(text)
+    found = ask(shorter[:MAX_WORDS]) if len(words) > 1 else None
+    if found is not None:
+        scores = [whatif.score(d, label) for d in protocol.describe(found["predictions"], classes)]
+        named = [f"{word} ({i + 1})" for i, word in enumerate(words[:MAX_WORDS])]
+        what = f"probability of {label}" if label is not None else "predicted value"
+        parts = whatif.parts(whatif.score(described, label), scores, named)[:SHOWN_WORDS]
+        st.plotly_chart(parts_figure(parts, what), key="words")
+        st.caption(f"Each word's part (and its place): how the {escape_markdown(what)} changes "
+                   "without it.")  # fmt: skip
 
 
 form = form_of_model()
 if form is None:
-    st.info(f"This page does not predict with this kind of model yet (windows of a series, "
-            f"several outputs, other inputs); use `layerflow predict {run_id} ROWS.csv` "
-            "instead.")  # fmt: skip
+    st.info("This page does not predict with this kind of model yet (windows of a series, "
+            "several outputs, autoencoders, other inputs); use "
+            f"`layerflow predict {run_id} ROWS.csv` instead.")  # fmt: skip
 else:
     {"table": table_form, "image": image_form, "text": text_form}[form]()

@@ -34,6 +34,28 @@ def _trained_once(tmp_path_factory):
         return make_trained(root)
 
 
+@pytest.fixture(scope="session")
+def _texts_once(_trained_once, tmp_path_factory):
+    from tests.trained import TrainedWorkspace, copy_trained, make_trained
+
+    root = tmp_path_factory.mktemp("texts") / "workspace"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LAYERFLOW_WORKSPACE", str(root))
+        made = copy_trained(_trained_once, root)
+        text = make_trained(root, {"text": ("texts", "text_classification", 1)})
+        runs = {name: folder.relative_to(root) for name, folder in made.runs.items()}
+        return TrainedWorkspace(root, {**runs, **text.runs}, {**made.data, **text.data})
+
+
+@pytest.fixture
+def texts_workspace(_texts_once, tmp_path, monkeypatch):
+    """trained_workspace with a text run too ("text": the text template on the texts sample)."""
+    from tests.trained import copy_trained
+
+    monkeypatch.setenv("LAYERFLOW_WORKSPACE", str(tmp_path / "texts"))
+    return copy_trained(_texts_once, tmp_path / "texts")
+
+
 @pytest.fixture
 def trained_workspace(_trained_once, tmp_path, monkeypatch):
     """A copy, for this test, of a workspace with one finished run per task (tests/trained.py)."""

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -38,7 +39,7 @@ def predict_page(project: str = "trained") -> AppTest:
 
 
 def probabilities(app: AppTest) -> dict[str, float]:
-    (chart,) = app.get("plotly_chart")
+    chart = app.get("plotly_chart")[0]  # the prediction's, above the what-if charts
     bars = json.loads(chart.proto.spec)["data"][0]
     return dict(zip(bars["y"], bars["x"], strict=True))
 
@@ -62,6 +63,24 @@ def test_a_table_row_is_a_form_of_its_columns_and_each_change_predicts_again(tra
     assert set(after) == set(before) and after != before
 
 
+def test_why_what_if_and_the_nearest_other_prediction_of_a_table_row(trained):
+    project_of_run(trained, "classification")
+    app = predict_page()
+    record = client.running(trained.runs["classification"])
+    columns = [spec["column"] for spec in client.metadata(record)["layerflow"]["inputs"]]
+    _, parts, sweep = (json.loads(chart.proto.spec) for chart in app.get("plotly_chart"))
+    assert sorted(parts["data"][0]["y"]) == sorted(columns)  # each column's part
+    lines = sweep["data"]  # each class's probability over the first column's train range
+    assert {line["name"] for line in lines} == {"setosa", "versicolor", "virginica"}
+    assert len(lines[0]["x"]) == 25 and lines[0]["x"][0] < lines[0]["x"][-1]
+    totals = np.sum([line["y"] for line in lines], axis=0)
+    np.testing.assert_allclose(totals, 1, atol=1e-4)  # three classes: they share each point
+    predicted = app.metric[0].value
+    (nearest,) = [m.value for m in app.markdown if m.value.startswith("Test row")]
+    assert "is predicted" in nearest and f"**{predicted}**" not in nearest
+    assert len(app.dataframe) == 1
+
+
 def test_an_image_model_offers_an_upload_and_predicts_a_test_image(trained):
     project_of_run(trained, "image")
     app = predict_page()
@@ -69,6 +88,37 @@ def test_an_image_model_offers_an_upload_and_predicts_a_test_image(trained):
     assert not app.number_input
     assert set(probabilities(app)) <= {str(digit) for digit in range(10)}
     assert len(probabilities(app)) == 10
+
+
+def test_an_image_shows_where_the_prediction_looks_and_a_probe_changes_it(trained):
+    project_of_run(trained, "image")
+    app = predict_page()
+    before = probabilities(app)
+    saliency = json.loads(app.get("plotly_chart")[1].proto.spec)
+    image, heatmap = saliency["data"]
+    assert (image["type"], heatmap["type"]) == ("image", "heatmap")
+    assert np.asarray(heatmap["z"]).shape == (8, 8)  # an 8x8 digit: one cell per pixel
+    assert np.nanmax(heatmap["z"]) > 0  # covering some pixel lowers the predicted class
+    next(s for s in app.slider if s.label.startswith("Noise")).set_value(60).run()
+    assert not app.exception and not app.error
+    assert probabilities(app) != before
+
+
+def test_a_text_shows_each_words_part(texts_workspace):
+    project_of_run(texts_workspace, "text")
+    try:
+        app = predict_page()
+        (text,) = app.text_area
+        assert text.value.strip()
+        words = json.loads(app.get("plotly_chart")[1].proto.spec)["data"][0]["y"]
+        assert words and all(w.rsplit(" (", 1)[0] in text.value.split() for w in words)
+        text.set_value("good " * 3).run()
+        assert not app.exception and not app.error
+        assert {w.rsplit(" (", 1)[0] for w in json.loads(
+            app.get("plotly_chart")[1].proto.spec)["data"][0]["y"]} == {"good"}  # fmt: skip
+    finally:
+        for folder in texts_workspace.runs.values():
+            client.stop(folder)
 
 
 def test_the_page_predicts_without_importing_tensorflow(trained):

@@ -156,9 +156,10 @@ def predictor_source(folder: Path):
 TASKS = ["classification", "binary", "regression", "image", "segmentation"]
 
 
-@pytest.mark.parametrize("task", TASKS)
-def test_the_server_answers_what_the_predictor_in_process_gives(trained_workspace, task):
-    folder = trained_workspace.runs[task]
+@pytest.mark.parametrize("task", [*TASKS, "text"])
+def test_the_server_answers_what_the_predictor_in_process_gives(request, task):
+    fixture = "texts_workspace" if task == "text" else "trained_workspace"
+    folder = request.getfixturevalue(fixture).runs[task]
     predictor, raw = raw_test_rows(folder)
     expected = predictor.predict_all(raw)
     with served_here(folder) as url:

@@ -129,3 +129,50 @@ def probabilities_figure(top: list[tuple[str, float]]) -> go.Figure:
                         title_text="probability")  # fmt: skip
     figure.update_layout(height=80 + 30 * len(top), margin={"t": 10, "b": 40, "l": 10, "r": 30})
     return figure
+
+
+def parts_figure(parts: list[tuple[str, float]], what: str) -> go.Figure:
+    """Each column's part in a prediction (column, change of `what` without it), largest on
+    top: positive parts push the prediction up, negative ones down."""
+    names = [html.escape(str(name)) for name, _ in parts]
+    values = [float(v) for _, v in parts]
+    figure = go.Figure(go.Bar(
+        x=values, y=names, orientation="h", text=[f"{v:+.3g}" for v in values],
+        textposition="auto", marker_color=["#2ca02c" if v >= 0 else "#d62728" for v in values],
+    ))  # fmt: skip
+    figure.update_yaxes(type="category", autorange="reversed")
+    figure.update_xaxes(title_text=f"{html.escape(what)}: with the column minus without it")
+    figure.update_layout(height=80 + 30 * len(parts), margin={"t": 10, "b": 40, "l": 10, "r": 30})
+    return figure
+
+
+def sweep_figure(
+    xs: list[float], lines: dict[str, list[float]], current: float | None, column: str, what: str
+) -> go.Figure:
+    """A prediction over one column's range (one line per class or value), with the row's own
+    value marked."""
+    figure = go.Figure()
+    for name, ys in lines.items():
+        figure.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=html.escape(str(name))))
+    if current is not None:
+        figure.add_vline(x=current, line_dash="dot", line_color="#555")
+    figure.update_xaxes(title_text=html.escape(column))
+    figure.update_yaxes(title_text=html.escape(what))
+    figure.update_layout(height=320, margin={"t": 10, "b": 40, "l": 10, "r": 10})
+    return figure
+
+
+def saliency_figure(pixels: np.ndarray, drop: np.ndarray, what: str) -> go.Figure:
+    """The image with a grid of how much `what` drops when each cell is covered, laid over it
+    (the cells where it drops most are what the prediction rests on)."""
+    rgb = np.repeat(pixels[..., None], 3, axis=-1) if pixels.ndim == 2 else pixels[..., :3]
+    height, width = rgb.shape[:2]
+    rows, columns = drop.shape
+    figure = go.Figure(go.Image(z=rgb))
+    figure.add_trace(go.Heatmap(
+        z=drop.tolist(), x0=width / columns / 2 - 0.5, dx=width / columns,
+        y0=height / rows / 2 - 0.5, dy=height / rows, colorscale="Reds", zmin=0, opacity=0.5,
+        colorbar={"title": {"text": html.escape(f"drop of the {what}")}},
+    ))  # fmt: skip
+    figure.update_layout(height=340, margin={"t": 10, "b": 10, "l": 10, "r": 10})
+    return figure

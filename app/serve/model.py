@@ -29,16 +29,17 @@ def load_served(folder: str | Path) -> Served:
     if (folder / METADATA).is_file():
         meta = json.loads((folder / METADATA).read_text())
         predictor = Predictor.of_export(folder, compiled=True)
-        kind, task = "export", None
+        kind, task, autoencoder = "export", None, bool(meta.get("reconstructs"))
         classes = meta.get("classes")
     else:
+        from app.data.anomaly import reconstructs
         from app.export.exporter import run_predictor
         from app.graph.document import load
         from app.workspace import runs
 
         predictor = run_predictor(folder, compiled=True)
         doc = load(folder / runs.GRAPH)
-        kind, task = "run", doc.meta.task
+        kind, task, autoencoder = "run", doc.meta.task, reconstructs(doc) is not None
         classes = predictor.state.classes if predictor.state is not None else None
     # One class list (the target's) belongs to the output that gives one value per class.
     by_output = {predictor.outputs[0]: list(classes)} if classes else {}
@@ -47,5 +48,5 @@ def load_served(folder: str | Path) -> Served:
         folder=folder,
         predictor=predictor,
         classes=by_output,
-        extra={"kind": kind, "task": task, "classes": by_output},
+        extra={"kind": kind, "task": task, "classes": by_output, "autoencoder": autoencoder},
     )

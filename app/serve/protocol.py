@@ -125,9 +125,10 @@ def _array(
         ]
     try:
         if spec["dtype"] == "string":
-            if not all(isinstance(v, str) for v in values):
+            texts = np.asarray(values, dtype=object)
+            if not all(isinstance(v, str) for v in texts.reshape(-1)):
                 raise ValueError("expected text (JSON strings)")
-            return np.asarray(values, dtype=object)
+            return texts
         return np.asarray(values, dtype=np.float64).astype(spec["dtype"])
     except (TypeError, ValueError) as error:
         raise RequestError(f"`{where}`: {str(error).splitlines()[0]}") from None
