@@ -1,7 +1,8 @@
-"""Predict: a finished run's predictions on one input at a time (a table row to edit, an image to
-upload, a text to type), asked of the run's warm model server (app.serve.client), so that this
-process never imports TensorFlow. Other models (windows of a series, several outputs) are left
-to `layerflow predict`."""
+"""Predict: a finished run's predictions on one input at a time (a table row to edit, with the
+What-If Tool's questions; an image to draw, upload or probe, with an occlusion map; a text, with
+each word's part; a window of a series to edit), asked of the run's warm model server
+(app.serve.client), so that this process never imports TensorFlow. Other models (several
+outputs, autoencoders) are left to `layerflow predict`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import datetime
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
@@ -18,11 +20,18 @@ from app.graph.canvas import escape_markdown
 from app.jsonable import json_ready
 from app.paths import inside
 from app.runtime.serving import raw_inputs
+from app.runtime.transform import window_starts
 from app.serve import client, protocol, whatif
 from app.workspace import Workspace
 from app.workspace.datasets import Dataset
 from ui import session
-from ui.charts import parts_figure, probabilities_figure, saliency_figure, sweep_figure
+from ui.charts import (
+    forecast_figure,
+    parts_figure,
+    probabilities_figure,
+    saliency_figure,
+    sweep_figure,
+)
 
 SHOWN_CLASSES = 10
 SWEPT_CLASSES = 5  # the what-if chart draws the row's most probable classes
@@ -58,9 +67,12 @@ test_rows = sorted(dataset.splits.get("test") or []) or [0]
 
 
 def form_of_model() -> str | None:
-    """The form this page draws for the model: table, image or text; None for other models."""
-    if config.window is not None or len(outputs) != 1 or served.get("autoencoder"):
+    """The form this page draws for the model: window, table, image or text; None for other
+    models."""
+    if len(outputs) != 1 or served.get("autoencoder"):
         return None
+    if config.window is not None:
+        return "window"
     if len(inputs) == 1 and len(inputs[0]["shape"]) == 3:
         return "image"
     if len(inputs) == 1 and kinds.get(inputs[0].get("column")) == "text":
@@ -344,10 +356,43 @@ def text_form() -> None:
                    "without it.")  # fmt: skip
 
 
+@st.fragment
+def window_form() -> None:
+    """A window of the test split as an editable table, and the forecast that follows it,
+    drawn after the window's values of the forecast column, beside what came."""
+    window = config.window
+    test = sorted(dataset.splits.get("test") or [])
+    source = rows_of(str(dataset.folder), dataset.version, dataset)
+    try:
+        windows = raw_inputs(config, state, source, test)["features"]
+        starts = window_starts(config, test)
+    except DataError as error:
+        st.error(escape_markdown(error))
+        return
+    which = st.slider("Window of the test split", 1, len(windows), len(windows),
+                      help="The last window is the latest data")  # fmt: skip
+    columns = [spec.column for spec in config.features]
+    if windows.shape[-1] != len(columns):  # a feature of several values per row
+        columns = [f"feature {i}" for i in range(windows.shape[-1])]
+    edited = st.data_editor(
+        pd.DataFrame(windows[which - 1], columns=columns), key=f"predict:{run_id}:window:{which}"
+    )
+    answer = ask([{"features": edited.to_numpy(dtype=float).tolist()}])
+    if answer is None:
+        return
+    forecast = np.asarray(answer["predictions"][0], dtype=float).reshape(-1)
+    start = starts[which - 1] + window.size
+    came = source.frame[window.column].to_numpy()[test[start : start + window.horizon]]
+    history = edited[window.column].to_numpy(float) if window.column in columns else None
+    st.plotly_chart(forecast_figure(history, forecast, came, window.column), key="forecast")
+    st.caption("Edit the window's values to see the forecast move.")
+
+
 form = form_of_model()
 if form is None:
-    st.info("This page does not predict with this kind of model yet (windows of a series, "
-            "several outputs, autoencoders, other inputs); use "
+    st.info("This page does not predict with this kind of model yet (several outputs, "
+            "autoencoders, other inputs); use "
             f"`layerflow predict {run_id} ROWS.csv` instead.")  # fmt: skip
 else:
-    {"table": table_form, "image": image_form, "text": text_form}[form]()
+    forms = {"window": window_form, "table": table_form, "image": image_form, "text": text_form}
+    forms[form]()

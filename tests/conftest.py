@@ -34,26 +34,33 @@ def _trained_once(tmp_path_factory):
         return make_trained(root)
 
 
+# Runs of extra_workspace: name -> (sample, template, epochs), as in tests/trained.py.
+EXTRA_RUNS = {
+    "text": ("texts", "text_classification", 1),
+    "forecasting": ("timeseries", "time_series_forecasting", 1),
+}
+
+
 @pytest.fixture(scope="session")
-def _texts_once(_trained_once, tmp_path_factory):
+def _extra_once(_trained_once, tmp_path_factory):
     from tests.trained import TrainedWorkspace, copy_trained, make_trained
 
-    root = tmp_path_factory.mktemp("texts") / "workspace"
+    root = tmp_path_factory.mktemp("extra") / "workspace"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LAYERFLOW_WORKSPACE", str(root))
         made = copy_trained(_trained_once, root)
-        text = make_trained(root, {"text": ("texts", "text_classification", 1)})
+        extra = make_trained(root, EXTRA_RUNS)
         runs = {name: folder.relative_to(root) for name, folder in made.runs.items()}
-        return TrainedWorkspace(root, {**runs, **text.runs}, {**made.data, **text.data})
+        return TrainedWorkspace(root, {**runs, **extra.runs}, {**made.data, **extra.data})
 
 
 @pytest.fixture
-def texts_workspace(_texts_once, tmp_path, monkeypatch):
-    """trained_workspace with a text run too ("text": the text template on the texts sample)."""
+def extra_workspace(_extra_once, tmp_path, monkeypatch):
+    """trained_workspace with the runs of EXTRA_RUNS too."""
     from tests.trained import copy_trained
 
-    monkeypatch.setenv("LAYERFLOW_WORKSPACE", str(tmp_path / "texts"))
-    return copy_trained(_texts_once, tmp_path / "texts")
+    monkeypatch.setenv("LAYERFLOW_WORKSPACE", str(tmp_path / "extra"))
+    return copy_trained(_extra_once, tmp_path / "extra")
 
 
 @pytest.fixture

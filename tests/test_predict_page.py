@@ -104,8 +104,8 @@ def test_an_image_shows_where_the_prediction_looks_and_a_probe_changes_it(traine
     assert probabilities(app) != before
 
 
-def test_a_text_shows_each_words_part(texts_workspace):
-    project_of_run(texts_workspace, "text")
+def test_a_text_shows_each_words_part(extra_workspace):
+    project_of_run(extra_workspace, "text")
     try:
         app = predict_page()
         (text,) = app.text_area
@@ -117,7 +117,29 @@ def test_a_text_shows_each_words_part(texts_workspace):
         assert {w.rsplit(" (", 1)[0] for w in json.loads(
             app.get("plotly_chart")[1].proto.spec)["data"][0]["y"]} == {"good"}  # fmt: skip
     finally:
-        for folder in texts_workspace.runs.values():
+        for folder in extra_workspace.runs.values():
+            client.stop(folder)
+
+
+def test_a_forecast_follows_its_window_and_moves_with_it(extra_workspace):
+    project_of_run(extra_workspace, "forecasting")
+    try:
+        app = predict_page()
+        (window,) = app.slider
+        assert window.value == window.max  # the latest window first
+
+        def traces() -> dict[str, list[float]]:
+            figure = json.loads(app.get("plotly_chart")[0].proto.spec)
+            return {trace["name"]: trace["y"] for trace in figure["data"]}
+
+        latest = traces()
+        assert len(latest["window"]) == 24 and len(latest["forecast"]) >= 1
+        assert len(latest["what came"]) == len(latest["forecast"])
+        window.set_value(1).run()
+        assert not app.exception and not app.error
+        assert traces()["forecast"] != latest["forecast"]
+    finally:
+        for folder in extra_workspace.runs.values():
             client.stop(folder)
 
 

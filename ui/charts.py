@@ -176,3 +176,25 @@ def saliency_figure(pixels: np.ndarray, drop: np.ndarray, what: str) -> go.Figur
     ))  # fmt: skip
     figure.update_layout(height=340, margin={"t": 10, "b": 10, "l": 10, "r": 10})
     return figure
+
+
+def forecast_figure(
+    history: np.ndarray | None, forecast: np.ndarray, came: np.ndarray, column: str
+) -> go.Figure:
+    """A window's values of the forecast column (steps up to 0), the forecast after it (steps
+    1..horizon) and what came then."""
+    figure = go.Figure()
+    if history is not None:
+        steps = list(range(1 - len(history), 1))
+        figure.add_trace(go.Scatter(x=steps, y=history.tolist(), name="window", mode="lines"))
+    ahead = list(range(1, len(forecast) + 1))
+    figure.add_trace(go.Scatter(x=ahead, y=forecast.tolist(), name="forecast",
+                                mode="lines+markers", marker={"size": 10}))  # fmt: skip
+    if len(came):
+        figure.add_trace(go.Scatter(x=ahead[: len(came)], y=came.astype(float).tolist(),
+                                    name="what came", mode="markers",
+                                    marker={"size": 10, "symbol": "x"}))  # fmt: skip
+    figure.update_xaxes(title_text="step")
+    figure.update_yaxes(title_text=html.escape(column))
+    figure.update_layout(height=320, margin={"t": 10, "b": 40, "l": 10, "r": 10})
+    return figure
