@@ -178,14 +178,17 @@ def make_app(
             parsed = json.loads(body)
         except (ValueError, UnicodeDecodeError) as err:
             return error(400, f"the body is not JSON: {err}")
-        try:
-            feed, columnar = protocol.parse_request(parsed, predictor.inputs, decode_image_bytes)
+        try:  # off the event loop: decoding images takes a while
+            feed, columnar = await asyncio.to_thread(
+                protocol.parse_request, parsed, predictor.inputs, decode_image_bytes
+            )
         except protocol.RequestError as err:
             return error(400, str(err))
         try:
             outputs = await asyncio.wrap_future(batcher.submit(feed))
         except Exception as err:  # noqa: BLE001 - the model refused these inputs
-            return error(400, f"the model cannot predict these inputs: {str(err).splitlines()[0]}")
+            reason = (str(err) or type(err).__name__).splitlines()[0]
+            return error(400, f"the model cannot predict these inputs: {reason}")
         return protocol.response(outputs, predictor.outputs, columnar)
 
     app.add_api_route("/v1/models/{name}:predict", predict, methods=["POST"])
