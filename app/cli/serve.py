@@ -74,8 +74,7 @@ def _shown(row: dict[str, Any]) -> dict[str, Any]:
     if "top" in row:
         text = ", ".join(f"{name} {p:.3f}" for name, p in row["top"])
     else:
-        values = [v for v in row["values"][:6]]
-        text = ", ".join("-" if v is None else f"{v:.4g}" for v in values)
+        text = ", ".join("-" if v is None else f"{v:.4g}" for v in row["values"][:6])
         text += ", ..." if len(row["values"]) > 6 else ""
     return {"row": row["row"], "output": row["output"], "prediction": text}
 

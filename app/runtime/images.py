@@ -126,6 +126,8 @@ def decode_image_bytes(
         image = _decoded(tf.constant(data), (height, width), channels, resize=True)
     except (tf.errors.OpError, ValueError) as error:
         message = getattr(error, "message", str(error)).splitlines()[0]
+        # TF's op errors start with "{{function_node ...}} " and end with " [Op:...]"
+        message = message.rsplit("}} ", 1)[-1].split(" [Op:", 1)[0]
         raise DataError(f"cannot be decoded as an image ({message})") from None
     return image.numpy().astype(np.float32)
 
