@@ -1,8 +1,9 @@
 """Predict: a finished run's predictions on one input at a time (a table row to edit, with the
 What-If Tool's questions; an image to draw, upload or probe, with an occlusion map; a text, with
-each word's part; a window of a series to edit), asked of the run's warm model server
-(app.serve.client), so that this process never imports TensorFlow. Other models (several
-outputs, autoencoders) are left to `layerflow predict`."""
+each word's part; a window of a series to edit; an autoencoder's reconstruction, its error
+against the anomaly threshold and a walk between two inputs' codes), asked of the run's warm
+model server (app.serve.client), so that this process never imports TensorFlow. Models of
+several outputs are left to `layerflow predict`."""
 
 from __future__ import annotations
 
@@ -26,9 +27,11 @@ from app.workspace import Workspace
 from app.workspace.datasets import Dataset
 from ui import session
 from ui.charts import (
+    errors_figure,
     forecast_figure,
     parts_figure,
     probabilities_figure,
+    reconstruction_figure,
     saliency_figure,
     sweep_figure,
 )
@@ -41,6 +44,7 @@ SHOWN_WORDS = 15  # the words with the largest parts
 IMAGE_TYPES = ["png", "jpg", "jpeg"]
 DRAWING_SIZE, DRAWING_STROKE = 200, 18  # pixels of the drawing canvas and of its pen
 EPOCH = datetime.date(1970, 1, 1)  # a date input is a day number, days since EPOCH
+ERROR_ROWS = 500  # test rows whose reconstruction errors draw the distribution
 
 st.title("Predict")
 current = session.require_project()
@@ -67,10 +71,12 @@ test_rows = sorted(dataset.splits.get("test") or []) or [0]
 
 
 def form_of_model() -> str | None:
-    """The form this page draws for the model: window, table, image or text; None for other
-    models."""
-    if len(outputs) != 1 or served.get("autoencoder"):
+    """The form this page draws for the model: window, table, image, text or autoencoder; None
+    for other models."""
+    if len(outputs) != 1:
         return None
+    if served.get("autoencoder"):  # a run's (an export's has no threshold)
+        return "autoencoder" if served.get("threshold") is not None else None
     if config.window is not None:
         return "window"
     if len(inputs) == 1 and len(inputs[0]["shape"]) == 3:
@@ -106,13 +112,15 @@ def raw_rows(indices: list[int]) -> list[dict[str, Any]]:
     return [{name: column[i] for name, column in columns.items()} for i in range(len(indices))]
 
 
-def ask(instances: list[Any]) -> dict[str, Any] | None:
-    """The server's predictions of `instances`, or None after showing its one-line error. The
-    server is started again if it stopped, idle, since the page was drawn."""
+def ask(instances: list[Any], verb: str = "predict") -> dict[str, Any] | None:
+    """The server's predictions of `instances` (or its answer to another `verb` and body), or
+    None after showing its one-line error. The server is started again if it stopped, idle,
+    since the page was drawn."""
+    body = {"codes": instances} if verb == "decode" else {"instances": instances}
     try:
         with st.spinner("Starting the model server…"):
             found = client.start(run_dir)
-        return client.predict(found, {"instances": instances})
+        return client.predict(found, body, verb=verb)
     except client.ServeError as error:
         st.error(escape_markdown(error))
         return None
@@ -202,8 +210,8 @@ def what_if(instance: dict[str, Any], answer: dict[str, Any]) -> None:
             parts = whatif.parts(whatif.score(described, label), scores, names)
             named = [(column_of[name], part) for name, part in parts]
             st.plotly_chart(parts_figure(named, what), key="parts")
-            st.caption(f"How much the {escape_markdown(what)} changes when a column is left "
-                       "out (a number then counts as its train mean, a category as none).")
+            st.caption(f"How much the {escape_markdown(what)} changes when a column is left out "
+                       "(a number then counts as its train mean, a category as none).")  # fmt: skip
     with sweep:
         numbers = [n for n in names if kinds.get(column_of[n]) == "numeric"
                    and isinstance(state.columns[column_of[n]].min, int | float)]  # fmt: skip
@@ -388,11 +396,108 @@ def window_form() -> None:
     st.caption("Edit the window's values to see the forecast move.")
 
 
+def image_model() -> bool:
+    return len(inputs) == 1 and len(inputs[0]["shape"]) == 3
+
+
+def instances_of(indices: list[int]) -> list[Any]:
+    """Test rows as the server takes them: a table row by input name, or an image's pixels."""
+    if not image_model():
+        return raw_rows(indices)
+    source = rows_of(str(dataset.folder), dataset.version, dataset)
+    return json_ready(raw_inputs(config, state, source, indices)[inputs[0]["name"]])
+
+
+def pictures(arrays: dict[str, np.ndarray]) -> None:
+    """Images of the model's input space side by side, on one grey scale from their joint
+    range (a standardized image is not in 0..1)."""
+    low = min(float(a.min()) for a in arrays.values())
+    high = max(float(a.max()) for a in arrays.values())
+    for column, (caption, array) in zip(st.columns(len(arrays)), arrays.items(), strict=True):
+        scaled = (array - low) / (high - low) if high > low else np.zeros_like(array)
+        column.image(np.clip(scaled, 0, 1), caption=caption, width=160)
+
+
+@st.fragment
+def autoencoder_form() -> None:
+    """A test row (its values to change, for a table), its reconstruction beside it, its error
+    against the threshold among the test rows' errors, and a walk from its code to another's."""
+    index = st.selectbox("Test row", test_rows, format_func=lambda i: f"row {i}")
+    (instance,) = instances_of([index])
+    if not image_model():
+        with st.expander("Change the row's values"):
+            columns = st.columns(3)
+            for i, spec in enumerate(inputs):
+                name = spec["name"]
+                with columns[i % 3]:
+                    key = f"{run_id}:ae:{index}:{name}"
+                    instance[name] = input_widget(spec, instance[name], key)
+    answer = ask([instance], "reconstruct")
+    if answer is None:
+        return
+    error, threshold = answer["errors"][0], served["threshold"]
+    left, right = st.columns(2)
+    left.metric("Reconstruction error", f"{error:.4g}", f"{error - threshold:+.4g} from the "
+                "threshold", delta_color="inverse")  # fmt: skip
+    right.metric("Verdict", "anomalous" if error > threshold else "normal",
+                 help=f"Above the threshold {threshold:.4g} is anomalous; it is "
+                      f"{escape_markdown(served['threshold_from'])}.")  # fmt: skip
+    given = np.asarray(answer["inputs"][0], dtype=float)
+    rebuilt = np.asarray(answer["reconstructions"][0], dtype=float)
+    if image_model():
+        pictures({"input": given, "reconstruction": rebuilt})
+    else:
+        st.plotly_chart(reconstruction_figure(feature_names(given.size),
+                                              {"input": given, "reconstruction": rebuilt}),
+                        key="reconstruction")  # fmt: skip
+    rows = test_rows[: ERROR_ROWS if not image_model() else ERROR_ROWS // 5]
+    found = ask(instances_of(rows), "reconstruct")
+    if found is not None:
+        st.plotly_chart(errors_figure(found["errors"], threshold, error), key="errors")
+        st.caption(f"The errors of {len(rows)} test rows, the threshold and this row's error.")
+    if "codes" in answer:
+        walk(index, np.asarray(answer["codes"][0], dtype=float), given)
+
+
+def walk(index: int, code: np.ndarray, given: np.ndarray) -> None:
+    """The decoding of a code between this row's and another test row's: the generative space
+    the bottleneck learned."""
+    st.subheader("Between two rows, in the bottleneck")
+    others = [i for i in test_rows if i != index] or test_rows
+    other = st.selectbox("Walk to test row", others, format_func=lambda i: f"row {i}")
+    found = ask(instances_of([other]), "reconstruct")
+    if found is None:
+        return
+    end = np.asarray(found["codes"][0], dtype=float)
+    share = st.slider(f"Share of row {other}'s code", 0.0, 1.0, 0.5, 0.05)
+    decoded = ask([((1 - share) * code + share * end).tolist()], "decode")
+    if decoded is None:
+        return
+    mixed = np.asarray(decoded["reconstructions"][0], dtype=float)
+    there = np.asarray(found["inputs"][0], dtype=float)
+    lines = {f"row {index}": given, f"row {other}": there, "decoded mix": mixed}
+    if image_model():
+        pictures(lines)
+    else:
+        st.plotly_chart(reconstruction_figure(feature_names(given.size), lines), key="walk")
+    st.caption(f"The decoder's output for the code {1 - share:.0%} of row {index}'s and "
+               f"{share:.0%} of row {other}'s (bottleneck `{served['bottleneck']}`).")  # fmt: skip
+
+
+def feature_names(count: int) -> list[str]:
+    """The model's input features by column, when it is given one number per column (else by
+    place: a category is several)."""
+    columns = [spec.column for spec in config.features]
+    single = all(spec.kind in ("numeric", "date") for spec in config.features)
+    return columns if single and len(columns) == count else [f"feature {i}" for i in range(count)]
+
+
 form = form_of_model()
 if form is None:
     st.info("This page does not predict with this kind of model yet (several outputs, "
-            "autoencoders, other inputs); use "
+            "other inputs); use "
             f"`layerflow predict {run_id} ROWS.csv` instead.")  # fmt: skip
 else:
-    forms = {"window": window_form, "table": table_form, "image": image_form, "text": text_form}
+    forms = {"window": window_form, "table": table_form, "image": image_form, "text": text_form,
+             "autoencoder": autoencoder_form}  # fmt: skip
     forms[form]()

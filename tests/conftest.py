@@ -38,6 +38,7 @@ def _trained_once(tmp_path_factory):
 EXTRA_RUNS = {
     "text": ("texts", "text_classification", 1),
     "forecasting": ("timeseries", "time_series_forecasting", 1),
+    "anomaly": ("breast_cancer", "anomaly_autoencoder", 3),
 }
 
 

@@ -143,6 +143,42 @@ def test_a_forecast_follows_its_window_and_moves_with_it(extra_workspace):
             client.stop(folder)
 
 
+def test_an_autoencoder_shows_its_reconstruction_error_and_a_walk_between_rows(
+    extra_workspace,
+):
+    project_of_run(extra_workspace, "anomaly")
+    try:
+        app = predict_page()
+        error, verdict = app.metric
+        threshold = client.metadata(client.running(extra_workspace.runs["anomaly"]))[
+            "layerflow"]["threshold"]  # fmt: skip
+        assert verdict.value == ("anomalous" if float(error.value) > threshold else "normal")
+
+        def figure(key: str) -> dict[str, list]:
+            chart = next(c for c in app.get("plotly_chart") if c.proto.id.endswith(f"-{key}"))
+            return {t.get("name"): t for t in json.loads(chart.proto.spec)["data"]}
+
+        lines = figure("reconstruction")
+        assert len(lines["input"]["y"]) == len(lines["reconstruction"]["y"]) == 30
+        assert lines["input"]["x"][0] == "mean_radius"  # features named by their columns
+        given, rebuilt = (np.asarray(lines[n]["y"]) for n in ("input", "reconstruction"))
+        assert float(error.value) == pytest.approx(((given - rebuilt) ** 2).mean(), rel=1e-3)
+        walked = figure("walk")
+        (share,) = app.slider
+        share.set_value(0.0).run()
+        assert not app.exception and not app.error
+        at_start = np.asarray(figure("walk")["decoded mix"]["y"])
+        # all of this row's code: its decoding is its reconstruction
+        np.testing.assert_allclose(at_start, rebuilt, rtol=1e-4, atol=1e-4)
+        assert walked["decoded mix"]["y"] != at_start.tolist()
+        app.number_input[0].set_value(1e4).run()  # a tumour far beyond any in the data
+        assert not app.exception and not app.error
+        assert app.metric[1].value == "anomalous"
+    finally:
+        for folder in extra_workspace.runs.values():
+            client.stop(folder)
+
+
 def test_the_page_predicts_without_importing_tensorflow(trained):
     project_of_run(trained, "classification")
     script = (

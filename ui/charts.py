@@ -198,3 +198,31 @@ def forecast_figure(
     figure.update_yaxes(title_text=html.escape(column))
     figure.update_layout(height=320, margin={"t": 10, "b": 40, "l": 10, "r": 10})
     return figure
+
+
+def reconstruction_figure(names: list[str], lines: dict[str, np.ndarray]) -> go.Figure:
+    """Values of the model's input features, one line each: an input beside its reconstruction,
+    or two inputs and a decoding between them."""
+    figure = go.Figure()
+    shown = [html.escape(name) for name in names]
+    for label, values in lines.items():
+        figure.add_trace(go.Scatter(x=shown, y=np.asarray(values, float).tolist(),
+                                    name=html.escape(label), mode="lines+markers"))  # fmt: skip
+    figure.update_xaxes(title_text="feature (as the model is given it)")
+    figure.update_layout(height=320, margin={"t": 10, "b": 40, "l": 10, "r": 10},
+                         legend={"orientation": "h", "y": 1.1})  # fmt: skip
+    return figure
+
+
+def errors_figure(errors: list[float], threshold: float, this: float) -> go.Figure:
+    """The reconstruction errors of test rows, the anomaly threshold and this input's error."""
+    figure = go.Figure(go.Histogram(x=list(errors), nbinsx=40, name="test rows"))
+    left, right = ("top left", "top right") if this >= threshold else ("top right", "top left")
+    figure.add_vline(x=threshold, line_dash="dash", annotation_text="threshold",
+                     annotation_position=left)  # fmt: skip
+    figure.add_vline(x=this, line_color="red", annotation_text="this input",
+                     annotation_position=right)  # fmt: skip
+    figure.update_xaxes(title_text="reconstruction error (mean squared)")
+    figure.update_yaxes(title_text="test rows")
+    figure.update_layout(height=260, margin={"t": 20, "b": 40, "l": 10, "r": 10})
+    return figure

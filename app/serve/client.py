@@ -109,9 +109,12 @@ def _last_line(log: Path) -> str:
     return lines[-1] if lines else "no output"
 
 
-def predict(record: dict[str, Any], body: dict[str, Any], timeout: float = 60) -> dict[str, Any]:
-    """POST a TF Serving predict body to the server of `record`; its answer."""
-    return ask(record["url"] + ":predict", body, timeout)
+def predict(
+    record: dict[str, Any], body: dict[str, Any], timeout: float = 60, verb: str = "predict"
+) -> dict[str, Any]:
+    """POST a TF Serving predict body to the server of `record` (or, with `verb`, a body of
+    LayerFlow's reconstruct or decode); its answer."""
+    return ask(f"{record['url']}:{verb}", body, timeout)
 
 
 def metadata(record: dict[str, Any], timeout: float = 10) -> dict[str, Any]:

@@ -9,6 +9,11 @@ decoded here as training decodes image files. A missing number is `null`.
 The answer is `{"predictions": [...]}` (a value, or an object by output name, per row) or
 `{"outputs": ...}`; a bad request gets `{"error": "..."}` naming the field at fault.
 See https://www.tensorflow.org/tfx/serving/api_rest.
+
+LayerFlow's own verbs, for an autoencoder run: `:reconstruct` takes a predict body and answers
+each row's `inputs` (as the model is given them), `reconstructions`, `errors` (mean squared),
+`anomalous` (error above `threshold`) and, with a bottleneck, `codes`; `:decode` takes
+`{"codes": [...]}` and answers their `reconstructions`.
 """
 
 from __future__ import annotations
@@ -157,6 +162,43 @@ def response(outputs: Mapping[str, np.ndarray], names: Sequence[str], columnar: 
         return {"predictions": json_ready(outputs[names[0]])}
     rows = len(outputs[names[0]])
     return {"predictions": [{n: json_ready(outputs[n][i]) for n in names} for i in range(rows)]}
+
+
+def parse_codes(body: Any, spec: Mapping[str, Any]) -> np.ndarray:
+    """A decode request's body -> the codes, a batch of the bottleneck's shape."""
+    if not isinstance(body, dict) or set(body) != {"codes"}:
+        raise RequestError("the body must be a JSON object with `codes` (a list of codes)")
+    if not isinstance(body["codes"], list) or not body["codes"]:
+        raise RequestError("`codes` must be a non-empty list of codes")
+    codes = _array(body["codes"], spec, "codes", _no_images)
+    if list(codes.shape[1:]) != list(spec["shape"]) or not np.isfinite(codes).all():
+        raise RequestError(
+            f"`codes` must be finite numbers of shape (n, {', '.join(map(str, spec['shape']))}), "
+            f"received shape {codes.shape}"
+        )
+    return codes
+
+
+def _no_images(data: bytes, height: int, width: int, channels: int) -> np.ndarray:
+    raise ValueError("a code is numbers, not an image")
+
+
+def reconstruction(
+    outputs: Mapping[str, np.ndarray], errors: np.ndarray, threshold: float | None
+) -> dict[str, Any]:
+    """The answer of `:reconstruct`: each row's input, reconstruction, error and flag (and
+    code, when the model has a bottleneck)."""
+    answer = {
+        "inputs": json_ready(outputs["input"]),
+        "reconstructions": json_ready(outputs["reconstruction"]),
+        "errors": json_ready(errors),
+        "threshold": threshold,
+    }
+    if threshold is not None:
+        answer["anomalous"] = [bool(error > threshold) for error in errors]
+    if "code" in outputs:
+        answer["codes"] = json_ready(outputs["code"])
+    return answer
 
 
 def status() -> dict:

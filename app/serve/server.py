@@ -9,6 +9,8 @@ While it runs, `serving.json` in the run or export folder records its URL, port 
 that the app, the CLI and other tabs find it (client.running); it is removed when the server
 stops. With an idle timeout the server stops by itself after that many seconds without a
 request.
+
+An autoencoder run also answers LayerFlow's `:reconstruct` and `:decode` (see protocol).
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ import psutil
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from app.evaluate.anomaly import reconstruction_errors
 from app.files import atomic_write_text
+from app.jsonable import json_ready
 from app.serve import protocol
 from app.serve.client import RECORD, read_record
 from app.serve.model import Served, load_served
@@ -161,7 +165,9 @@ def make_app(
             served.name, predictor.inputs, predictor.outputs, served.extra
         )
 
-    async def predict(name: str, request: Request):
+    async def body_of(name: str, request: Request) -> Any:
+        """The request's JSON body, or the JSONResponse that refuses it (an unknown model, a
+        body over the limit or not JSON)."""
         if (refused := unknown(name)) is not None:
             return refused
         body = bytearray()
@@ -175,24 +181,70 @@ def make_app(
                 return error(413, f"the request body is over the limit of {limit:,} bytes "
                                   f"({MAX_BYTES_ENV})")  # fmt: skip
         try:
-            parsed = json.loads(body)
+            return json.loads(body)
         except (ValueError, UnicodeDecodeError) as err:
             return error(400, f"the body is not JSON: {err}")
+
+    async def feed_of(parsed: Any, specs: list[dict[str, Any]]) -> Any:
+        """A predict body's inputs by name and whether it was columnar, or a 400 response."""
         try:  # off the event loop: decoding images takes a while
-            feed, columnar = await asyncio.to_thread(
-                protocol.parse_request, parsed, predictor.inputs, decode_image_bytes
-            )
+            return await asyncio.to_thread(protocol.parse_request, parsed, specs,
+                                           decode_image_bytes)  # fmt: skip
         except protocol.RequestError as err:
             return error(400, str(err))
+
+    def refused(err: Exception) -> JSONResponse:
+        reason = (str(err) or type(err).__name__).splitlines()[0]
+        return error(400, f"the model cannot predict these inputs: {reason}")
+
+    async def predict(name: str, request: Request):
+        if isinstance(parsed := await body_of(name, request), JSONResponse):
+            return parsed
+        if isinstance(found := await feed_of(parsed, predictor.inputs), JSONResponse):
+            return found
+        feed, columnar = found
         try:
             outputs = await asyncio.wrap_future(batcher.submit(feed))
         except Exception as err:  # noqa: BLE001 - the model refused these inputs
-            reason = (str(err) or type(err).__name__).splitlines()[0]
-            return error(400, f"the model cannot predict these inputs: {reason}")
+            return refused(err)
         return protocol.response(outputs, predictor.outputs, columnar)
+
+    def not_autoencoder(verb: str) -> JSONResponse:
+        return error(400, f"{served.name} is not an autoencoder run; only those answer :{verb}")
+
+    async def reconstruct(name: str, request: Request):
+        if isinstance(parsed := await body_of(name, request), JSONResponse):
+            return parsed
+        if (parts := served.autoencoder) is None:
+            return not_autoencoder("reconstruct")
+        if isinstance(found := await feed_of(parsed, parts.explain.inputs), JSONResponse):
+            return found
+        try:
+            outputs = await asyncio.to_thread(parts.explain.predict_all, found[0])
+        except Exception as err:  # noqa: BLE001 - the model refused these inputs
+            return refused(err)
+        errors = reconstruction_errors(outputs["reconstruction"], outputs["input"])
+        return protocol.reconstruction(outputs, errors, parts.threshold)
+
+    async def decode(name: str, request: Request):
+        if isinstance(parsed := await body_of(name, request), JSONResponse):
+            return parsed
+        if (parts := served.autoencoder) is None:
+            return not_autoencoder("decode")
+        if parts.decoder is None:
+            return error(400, f"{served.name} has no bottleneck to decode from (a skip "
+                              "connection goes around every node)")  # fmt: skip
+        try:
+            codes = protocol.parse_codes(parsed, parts.decoder.inputs[0])
+            reconstructions = await asyncio.to_thread(parts.decoder.predict, codes)
+        except protocol.RequestError as err:
+            return error(400, str(err))
+        return {"reconstructions": json_ready(reconstructions)}
 
     app.add_api_route("/v1/models/{name}:predict", predict, methods=["POST"])
     app.add_api_route("/v1/models/{name}/versions/1:predict", predict, methods=["POST"])
+    app.add_api_route("/v1/models/{name}:reconstruct", reconstruct, methods=["POST"])
+    app.add_api_route("/v1/models/{name}:decode", decode, methods=["POST"])
     return app
 
 
