@@ -32,7 +32,7 @@ from app.graph.edit import (
 from app.graph.layout import layered_layout
 from app.graph.shapes import untrusted_nodes
 from app.workspace import Workspace
-from ui import session
+from ui import profile, session
 from ui.widgets import InvalidJSON, component_setting, problem_box
 
 st.title("Model")
@@ -146,7 +146,8 @@ with left:
 # Canvas
 
 
-def flow_state() -> StreamlitFlowState:
+def flow_state(heat: dict[str, float]) -> StreamlitFlowState:
+    """The canvas's nodes and edges; `heat` (node id -> 0..1) tints nodes by their profile."""
     nodes, edges = canvas.elements(analysis)
     return StreamlitFlowState(
         nodes=[
@@ -162,7 +163,9 @@ def flow_state() -> StreamlitFlowState:
                 deletable=True,
                 selected=node.id == selected,
                 style={"border": f"2px solid {node.color}", "borderRadius": "6px",
-                       "fontSize": "12px", "width": "190px", "padding": "4px"},  # fmt: skip
+                       "fontSize": "12px", "width": "190px", "padding": "4px",
+                       **({"background": f"rgba(230, 80, 30, {0.1 + 0.8 * heat[node.id]:.2f})"}
+                          if node.id in heat else {})},  # fmt: skip
             )
             for node in nodes
         ],
@@ -175,13 +178,17 @@ def flow_state() -> StreamlitFlowState:
 
 
 with middle:
-    if st.session_state.get("flow_signature") != (current.name, signature):
-        st.session_state.flow = flow_state()
-        st.session_state.flow_signature = (current.name, signature)
+    tint = st.segmented_control("Colour nodes by their profiled", profile.HEAT, default="none",
+                                key="canvas:heat")  # fmt: skip
+    heat = profile.heat(current, tint or "none")
+    drawn = (current.name, signature, tint, tuple(sorted(heat.items())))
+    if st.session_state.get("flow_signature") != drawn:
+        st.session_state.flow = flow_state(heat)
+        st.session_state.flow_signature = drawn
     # A change made outside the canvas (a setting, a fix, undo) remounts it under a new key:
     # the component ignores new nodes older than its own last interaction, which on a large
     # graph can come after the server made them. Moves made on the canvas keep the key.
-    content = doc.model_dump_json(exclude={"nodes": {"__all__": {"position"}}})
+    content = doc.model_dump_json(exclude={"nodes": {"__all__": {"position"}}}) + str(drawn[2:])
     returned = streamlit_flow(
         f"canvas:{current.name}:{hashlib.sha1(content.encode()).hexdigest()[:12]}",
         st.session_state.flow,
@@ -260,7 +267,9 @@ with right:
 
 # Problems, code, blocks
 
-problems_tab, code_tab, blocks_tab = st.tabs(["Problems", "Code", "Blocks"])
+problems_tab, code_tab, blocks_tab, profile_tab = st.tabs(
+    ["Problems", "Code", "Blocks", "Profile"]
+)
 with problems_tab:
     found = list(analysis.problems) + (dataset.mismatches(doc) if dataset else [])
     if not found:
@@ -285,6 +294,8 @@ with code_tab:
             st.code(generate_module(analysis), language="python", line_numbers=True)
     with one:
         node = next((n for n in doc.nodes if n.id == selected), None)
+        if node is not None and (figures := profile.node_figures(current, node.id)):
+            st.caption(figures)  # the time and memory the code below costs
         if node is None:
             st.caption("Select a node.")
         elif node.component == "Custom":
@@ -317,3 +328,6 @@ with blocks_tab:
         if st.button(f"Save {name} to the library", key=f"save-block:{name}"):
             workspace.save_block(name, block)
             st.toast(f"Saved block {name}")
+
+with profile_tab:
+    profile.tab(current, doc, ready=not analysis.errors and not untrusted)

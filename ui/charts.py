@@ -226,3 +226,67 @@ def errors_figure(errors: list[float], threshold: float, this: float) -> go.Figu
     figure.update_yaxes(title_text="test rows")
     figure.update_layout(height=260, margin={"t": 20, "b": 40, "l": 10, "r": 10})
     return figure
+
+
+def node_times_figure(nodes: list[dict[str, Any]], index: int) -> go.Figure:
+    """Each measured node's forward and backward time at batch size number `index`, stacked,
+    the slowest on top."""
+    timed = sorted((n for n in nodes if n.get("forward_ms")),
+                   key=lambda n: n["forward_ms"][index] + n["backward_ms"][index])  # fmt: skip
+    names = [html.escape(n["id"]) for n in timed]
+    figure = go.Figure()
+    for part in ("forward", "backward"):
+        figure.add_trace(go.Bar(y=names, x=[n[f"{part}_ms"][index] for n in timed], name=part,
+                                orientation="h"))  # fmt: skip
+    figure.update_layout(barmode="stack", height=max(240, 22 * len(timed) + 80),
+                         margin={"t": 10, "b": 40, "l": 10, "r": 10}, xaxis_title="ms")  # fmt: skip
+    return figure
+
+
+def node_memory_figure(nodes: list[dict[str, Any]], index: int) -> go.Figure:
+    """Each node's memory at batch size number `index` by kind (weights, gradients, optimizer
+    slots, activations kept for backward), stacked, the largest on top."""
+    kinds = ("weights", "gradients", "optimizer", "activations")
+    found = sorted((n for n in nodes if n["memory"][index]),
+                   key=lambda n: n["memory"][index]["total"])  # fmt: skip
+    names = [html.escape(n["id"]) for n in found]
+    figure = go.Figure()
+    for kind in kinds:
+        figure.add_trace(go.Bar(y=names, x=[n["memory"][index][kind] / 1e6 for n in found],
+                                name=kind, orientation="h"))  # fmt: skip
+    figure.update_layout(barmode="stack", height=max(240, 22 * len(found) + 80),
+                         margin={"t": 10, "b": 40, "l": 10, "r": 10}, xaxis_title="MB")  # fmt: skip
+    return figure
+
+
+def batch_whatif_figure(report: dict[str, Any]) -> go.Figure:
+    """Skyline's what-if: the training step time and the memory against the batch size, the
+    measured points and the fitted lines, with the predictions at sizes not measured."""
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("training step (ms)", "memory (MB)"))
+    measured, predicted = report["whole"], report.get("whatif") or []
+    fits = report.get("fits") or {}
+    sizes = [w["batch"] for w in measured] + [w["batch"] for w in predicted]
+    span = np.geomspace(min(sizes), max(sizes), 50)  # a line, drawn on a log axis
+    for col, key, scale, points in ((1, "step_ms", 1.0, "measured"),
+                                    (2, "memory_bytes", 1e-6, "analytic")):  # fmt: skip
+        first = col == 1
+        figure.add_trace(go.Scatter(x=[w["batch"] for w in measured],
+                                    y=[w[key] * scale for w in measured], mode="markers",
+                                    name=points, marker={"size": 10, "color": "#1f77b4"}),
+                         row=1, col=col)  # fmt: skip
+        if key in fits:
+            line = fits[key]
+            ys = (line["intercept"] + line["slope"] * span) * scale
+            figure.add_trace(go.Scatter(x=span.tolist(), y=ys.tolist(), mode="lines", name="fit",
+                                        line={"dash": "dash", "color": "#7f7f7f"},
+                                        showlegend=first), row=1, col=col)  # fmt: skip
+        if predicted:
+            figure.add_trace(go.Scatter(x=[w["batch"] for w in predicted],
+                                        y=[w[key] * scale for w in predicted], mode="markers",
+                                        name="predicted", showlegend=first,
+                                        marker={"symbol": "circle-open", "size": 10,
+                                                "color": "#d62728"}),
+                             row=1, col=col)  # fmt: skip
+    figure.update_xaxes(title_text="batch size", type="log")
+    figure.update_layout(height=320, margin={"t": 30, "b": 40, "l": 10, "r": 10})
+    return figure

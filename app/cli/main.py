@@ -16,12 +16,12 @@ import os
 import sys
 from collections.abc import Sequence
 
-from app.cli import compare, data, export, graph, runs, serve, test, train
+from app.cli import compare, data, export, graph, profile, runs, serve, test, train
 from app.cli.command import CommandError
 from app.cli.output import visible_output
 from app.graph.problems import GraphError
 
-LOADS_TENSORFLOW = frozenset({"import-keras", "train", "test", "export", "serve"})
+LOADS_TENSORFLOW = frozenset({"import-keras", "train", "test", "export", "serve", "profile"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="layerflow", description="LayerFlow: visual deep learning workspace for Keras."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (graph, data, train, runs, compare, test, export, serve):
+    for group in (graph, data, train, runs, compare, test, export, serve, profile):
         group.register(commands)
     return parser
 
@@ -39,6 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command `argv` (default: the process's arguments) and return its exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "profile":
+        from app.profile.launch import ENVIRONMENT
+
+        for name, value in ENVIRONMENT.items():  # before TensorFlow starts, if it has not
+            os.environ.setdefault(name, value)
     if args.command in LOADS_TENSORFLOW:
         quiet_tensorflow()
     with visible_output():

@@ -9,7 +9,6 @@ Importing this module does not import TensorFlow; the model passed in is a Keras
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -198,14 +197,10 @@ def measure_performance(
 
 def _latency(model, inputs: dict[str, np.ndarray], repeats: int) -> tuple[float, float]:
     """p50 and p95 in milliseconds of `repeats` predictions, after two untimed ones."""
+    from app.keras.timing import times_ms
+
     fed = structured(model, inputs)
-    for _ in range(2):
-        model.predict_on_batch(fed)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model.predict_on_batch(fed)
-        times.append((time.perf_counter() - start) * 1000)
+    times = times_ms(lambda: model.predict_on_batch(fed), repeats)
     return float(np.percentile(times, 50)), float(np.percentile(times, 95))
 
 
