@@ -180,7 +180,7 @@ def flow_state(heat: dict[str, float]) -> StreamlitFlowState:
 with middle:
     tint = st.segmented_control("Colour nodes by their profiled", profile.HEAT, default="none",
                                 key="canvas:heat")  # fmt: skip
-    heat = profile.heat(current, tint or "none")
+    heat = profile.heat(current, doc, tint or "none")
     drawn = (current.name, signature, tint, tuple(sorted(heat.items())))
     if st.session_state.get("flow_signature") != drawn:
         st.session_state.flow = flow_state(heat)
@@ -294,7 +294,7 @@ with code_tab:
             st.code(generate_module(analysis), language="python", line_numbers=True)
     with one:
         node = next((n for n in doc.nodes if n.id == selected), None)
-        if node is not None and (figures := profile.node_figures(current, node.id)):
+        if node is not None and (figures := profile.node_figures(current, doc, node.id)):
             st.caption(figures)  # the time and memory the code below costs
         if node is None:
             st.caption("Select a node.")

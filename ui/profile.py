@@ -25,10 +25,16 @@ def folder_of(project: Project) -> Path:
     return project.folder / launch.FOLDER
 
 
-def heat(project: Project, mode: str) -> dict[str, float]:
-    """Node id -> its share (0..1, of the largest node) of time or memory at the largest batch
-    size of the last profile; empty without one or with mode none."""
+def current_report(project: Project, doc: GraphDocument) -> dict[str, Any] | None:
+    """The last profile, when it is of the graph as it is now."""
     found = launch.report(folder_of(project))
+    return found if found and found.get("graph_key") == launch.graph_key(doc) else None
+
+
+def heat(project: Project, doc: GraphDocument, mode: str) -> dict[str, float]:
+    """Node id -> its share (0..1, of the largest node) of time or memory at the largest batch
+    size of the profile of the graph as it is; empty without one or with mode none."""
+    found = current_report(project, doc)
     if mode == "none" or found is None:
         return {}
     last = len(found["batch_sizes"]) - 1
@@ -41,9 +47,9 @@ def heat(project: Project, mode: str) -> dict[str, float]:
     return {node: value / top for node, value in values.items()} if top > 0 else {}
 
 
-def node_figures(project: Project, node_id: str) -> str | None:
+def node_figures(project: Project, doc: GraphDocument, node_id: str) -> str | None:
     """One line of the node's profile at the largest batch size, or None."""
-    found = launch.report(folder_of(project))
+    found = current_report(project, doc)
     node = next((n for n in (found or {}).get("nodes", []) if n["id"] == node_id), None)
     if node is None or not node.get("forward_ms"):
         return None
@@ -128,6 +134,9 @@ def report(found: dict[str, Any]) -> None:
     st.dataframe(table, hide_index=True,
                  column_config={"share of step": st.column_config.ProgressColumn(
                      "share of step", format="percent", min_value=0, max_value=1)})  # fmt: skip
+    for n in found["nodes"]:
+        if note := n.get("unmeasured") or n.get("partial"):
+            st.caption(f"{escape_markdown(n['id'])}: {escape_markdown(note)}")
     times, memory = st.columns(2)
     times.plotly_chart(node_times_figure(found["nodes"], index), key="profile:times")
     memory.plotly_chart(node_memory_figure(found["nodes"], index), key="profile:memory")

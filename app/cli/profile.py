@@ -80,7 +80,8 @@ def _text(report: dict[str, Any]) -> str:
         {"node": n["id"], "component": n["component"],
          "forward ms": f"{n['forward_ms'][last]:.3f}",
          "backward ms": f"{n['backward_ms'][last]:.3f}",
-         "share": f"{n['share'][last]:.1%}", "memory": _bytes(n["memory"][last]["total"])}
+         "share": f"{n['share'][last]:.1%}",
+         "memory": _bytes((n["memory"][last] or {}).get("total", 0))}
         for n in timed
     ]  # fmt: skip
     lines = [f"{report['graph']}: per node at batch {sizes[last]} (op times in TensorFlow's "
@@ -89,6 +90,8 @@ def _text(report: dict[str, Any]) -> str:
     for n in report["nodes"]:
         if "unmeasured" in n:
             lines.append(f"not measured: {n['id']}: {n['unmeasured']}")
+        elif "partial" in n:
+            lines.append(f"in part: {n['id']}: {n['partial']}")
     lines.append("batch  step ms  samples/s  inference ms  forward ms  node sum   gap  memory")
     for w in report["whole"]:
         gap = "-" if w["gap"] is None else f"{w['gap']:+.0%}"
@@ -102,7 +105,8 @@ def _text(report: dict[str, Any]) -> str:
                      f"{_bytes(w['memory_bytes'])}")  # fmt: skip
     if budget := report.get("budget"):
         largest = budget["largest_batch"]
-        lines.append(f"largest batch within {_bytes(budget['bytes'])}: "
+        lines.append(f"largest batch within {_bytes(budget['bytes'])} (the process's peak, the "
+                     f"{_bytes(budget['runtime_bytes'])} TensorFlow holds itself included): "
                      + ("none" if largest is None else f"{largest:,}"))  # fmt: skip
     for variant, found in (report.get("tflite") or {}).items():
         said = found.get("error") or (f"{found['latency_ms']:.3f} ms per sample, "

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from app.errors import one_line
 from app.files import atomic_write_text, locked
 from app.graph.document import GraphDocument, load, save
@@ -74,20 +76,25 @@ def run(folder: Path) -> int:
     from app.profile.profiler import profile_graph
 
     request = json.loads((folder / REQUEST).read_text())
-    status = json.loads((folder / STATUS).read_text())
-    pid = {key: status.get(key) for key in ("pid", "pid_started")}
+    me = psutil.Process()
+    pid = {"pid": me.pid, "pid_started": me.create_time()}
 
-    def progress(fraction: float, message: str) -> None:
-        _write(folder, state="running", fraction=fraction, message=message, **pid)
+    def say(**fields: Any) -> None:  # after `start`'s own status, which it writes under the lock
+        with locked(folder / LOCK):
+            _write(folder, **fields, **pid)
 
     try:
-        found = profile_graph(load(folder / GRAPH), request["batch_sizes"], progress=progress)
+        found = profile_graph(
+            load(folder / GRAPH), request["batch_sizes"],
+            progress=lambda fraction, message: say(state="running", fraction=fraction,
+                                                   message=message),
+        )  # fmt: skip
     except Exception as error:  # noqa: BLE001 - said in the status, in one line
-        _write(folder, state="failed", fraction=1.0, message=one_line(error), **pid)
+        say(state="failed", fraction=1.0, message=one_line(error))
         return 1
     found["graph_key"] = request["graph_key"]
     atomic_write_text(folder / REPORT, json.dumps(json_ready(found)) + "\n")
-    _write(folder, state="done", fraction=1.0, message="done", **pid)
+    say(state="done", fraction=1.0, message="done")
     return 0
 
 

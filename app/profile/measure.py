@@ -95,18 +95,23 @@ def node_output(model: Any, node_id: str) -> list[Any]:
     return [t for t in given if id(t) not in taken] or given[-1:]
 
 
-def node_owned_layers(model: Any, doc: GraphDocument, node_id: str) -> list[Any]:
+def node_owned_layers(model: Any, doc: GraphDocument, node_id: str) -> tuple[list[Any], bool]:
     """The Keras layers of a node's part of the model: those between the outputs of the nodes
-    that feed it and its own (a Custom node's code makes layers named by Keras, not by it)."""
+    that feed it and its own (a Custom node's code makes layers named by Keras, not by it); and
+    whether the part also calls `keras.ops` functions, which open no name scope of their own
+    (their time counts as unattributed)."""
     sources = sorted((e for e in doc.edges if e.target == node_id), key=lambda e: e.slot)
     try:
         entering = [node_output(model, e.source)[0] for e in sources]
         part = keras.Model(entering, node_output(model, node_id))
     except (AttributeError, ValueError):  # no layer of its name, or one called twice
-        return node_layers(model, node_id)
+        return node_layers(model, node_id), False
     named = {layer.name: layer for layer in model.layers}
-    return [named[layer.name] for layer in part.layers
-            if not isinstance(layer, keras.layers.InputLayer) and layer.name in named]  # fmt: skip
+    inputs = keras.layers.InputLayer
+    layers = [named[layer.name] for layer in part.layers
+              if not isinstance(layer, inputs) and layer.name in named]  # fmt: skip
+    bare = any(not isinstance(op, keras.layers.Layer) for op in part.operations)
+    return layers, bare
 
 
 def _arranged(model: Any) -> Callable[[list], Any]:
@@ -222,7 +227,11 @@ def profile_times(
     inputs_of = inputs_of or synthetic_inputs
     doc = analysis.doc
     ids = [n.id for n in doc.nodes if n.component != "Input"]
-    owned = {node_id: node_owned_layers(model, doc, node_id) for node_id in ids}
+    owned, partial = {}, set()
+    for node_id in ids:
+        owned[node_id], bare = node_owned_layers(model, doc, node_id)
+        if bare:
+            partial.add(node_id)
     owners: dict[str, str] = {}
     for node_id, layers in owned.items():
         for layer in layers:
@@ -265,6 +274,11 @@ def profile_times(
         if not layers:
             per_node[node_id] = {"forward_ms": None, "backward_ms": None, "layers": 0,
                                  "unmeasured": "no Keras layer is its"}  # fmt: skip
+        elif node_id in partial:
+            per_node[node_id]["partial"] = (
+                "its code calls keras.ops functions, which TensorFlow names after no layer: "
+                "their time is unattributed"
+            )
     progress(1.0, "measured")
     return {"batch_sizes": sizes, "nodes": per_node, "whole": whole, "model": model}
 

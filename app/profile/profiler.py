@@ -7,8 +7,9 @@ parameters, and per batch size forward_ms, backward_ms, share of the training st
 by kind); `whole`, per batch size (overhead, forward, forward and backward, step and inference
 times, throughputs, the nodes' forward sum and its `gap` to the whole forward, analytic memory
 and the process's peak resident memory); `fits` (lines of step time, inference time and memory
-against the batch size) with `whatif` (their predictions at sizes not measured) and, with a
-memory budget, the largest batch within it; `tflite` (latency and size, float32 and int8).
+against the batch size, and the process's peak: that memory on top of what the runtime holds)
+with `whatif` (their predictions at sizes not measured) and, with a memory budget, the largest
+batch whose process peak is within it; `tflite` (latency and size, float32 and int8).
 
 Importing this module does not import TensorFlow; `profile_graph` does.
 """
@@ -49,6 +50,10 @@ def profile_graph(
 
     analysis = analyze(doc)
     started = time.time()
+    # Memory is analytic and exactly linear in the batch size: its line from sizes 1 and 2
+    # (and an optimizer unknown to it is named now, not after the measurements).
+    at = [sum(m["total"] for m in node_memory(analysis, b, optimizer).values()) for b in (1, 2)]
+    memory_line = (2 * at[0] - at[1], at[1] - at[0])
     times = measure.profile_times(
         analysis, batch_sizes, optimizer, inputs_of, lambda f, m: progress(0.9 * f, m),
         **({"repeats": repeats} if repeats else {}),
@@ -71,8 +76,9 @@ def profile_graph(
             "backward_ms": measured["backward_ms"],
             "memory": [per_batch.get(node.id) for per_batch in memory],
         }
-        if "unmeasured" in measured:
-            row["unmeasured"] = measured["unmeasured"]
+        for key in ("unmeasured", "partial"):
+            if key in measured:
+                row[key] = measured[key]
         nodes.append(row)
     whole = []
     for i, measured in enumerate(times["whole"]):
@@ -102,7 +108,7 @@ def profile_graph(
         "nodes": nodes,
         "whole": whole,
     }  # fmt: skip
-    report.update(_fits(sizes, whole, memory_budget))
+    report.update(_fits(sizes, whole, memory_line, memory_budget))
     if tflite:
         progress(0.9, "TFLite latency")
         report["tflite"] = measure.tflite_latency(model)
@@ -115,17 +121,25 @@ def profile_graph(
     return report
 
 
-def _fits(sizes: list[int], whole: list[dict[str, Any]], budget: int | None) -> dict[str, Any]:
-    """The what-if lines and their predictions (with one batch size, none)."""
-    if len(sizes) < 2:
-        return {"fits": None, "whatif": []}
-    lines = {
-        key: fit.line(sizes, [w[key] for w in whole])
-        for key in ("step_ms", "inference_ms", "memory_bytes", "peak_rss_bytes")
-    }
+def _fits(
+    sizes: list[int],
+    whole: list[dict[str, Any]],
+    memory_line: tuple[float, float],
+    budget: int | None,
+) -> dict[str, Any]:
+    """The what-if lines and their predictions: time from the measured sizes (two or more),
+    memory from the analytic line, and the process's peak: that memory on top of what the
+    runtime holds itself (the measured peak at the smallest size less the model's memory
+    there; a measured peak only grows where a batch needs more than the runtime took)."""
+    runtime = max(whole[0]["peak_rss_bytes"] - whole[0]["memory_bytes"], 0)
+    lines = {"memory_bytes": memory_line,
+             "peak_bytes": (memory_line[0] + runtime, memory_line[1])}  # fmt: skip
+    if len(sizes) >= 2:
+        lines.update({key: fit.line(sizes, [w[key] for w in whole])
+                      for key in ("step_ms", "inference_ms")})  # fmt: skip
     whatif = []
     for size in sorted({sizes[-1] * k for k in WHATIF_FACTORS} | {max(1, sizes[0] // 2)}):
-        if size in sizes:
+        if size in sizes or "step_ms" not in lines:
             continue
         step = fit.predict(lines["step_ms"], size)
         whatif.append({
@@ -134,14 +148,15 @@ def _fits(sizes: list[int], whole: list[dict[str, Any]], budget: int | None) -> 
             "throughput": size / (step / 1000) if step > 0 else None,
             "inference_ms": fit.predict(lines["inference_ms"], size),
             "memory_bytes": fit.predict(lines["memory_bytes"], size),
+            "peak_bytes": fit.predict(lines["peak_bytes"], size),
         })  # fmt: skip
     found: dict[str, Any] = {
         "fits": {key: {"intercept": a, "slope": b} for key, (a, b) in lines.items()},
         "whatif": whatif,
     }
     if budget is not None:
-        largest = fit.largest_batch(lines["memory_bytes"], budget)
-        found["budget"] = {"bytes": budget, "largest_batch": largest}
+        largest = fit.largest_batch(lines["peak_bytes"], budget)
+        found["budget"] = {"bytes": budget, "largest_batch": largest, "runtime_bytes": runtime}
     return found
 
 
