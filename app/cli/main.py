@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from app.cli import compare, data, export, graph, profile, runs, serve, test, train
+from app.cli import compare, data, export, graph, profile, runs, search, serve, test, train
 from app.cli.command import CommandError
 from app.cli.output import visible_output
 from app.graph.problems import GraphError
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="layerflow", description="LayerFlow: visual deep learning workspace for Keras."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (graph, data, train, runs, compare, test, export, serve, profile):
+    for group in (graph, data, train, runs, compare, test, export, serve, profile, search):
         group.register(commands)
     return parser
 

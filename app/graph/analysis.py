@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from app.graph.components import LayerInfo
@@ -10,6 +10,7 @@ from app.graph.document import GraphDocument, Structure, check
 from app.graph.problems import Problem
 from app.graph.rules import DataFacts, RuleContext, run_rules
 from app.graph.shapes import infer
+from app.graph.space import space_problems
 
 
 @dataclass
@@ -69,4 +70,6 @@ def analyze(doc: GraphDocument, data: DataFacts | None = None) -> Analysis:
         infos = shapes.infos
         problems += shapes.problems
         problems += run_rules(RuleContext(doc, structure, infos, data))
+    # A search space's problems stop a search, not the graph's own model: warnings here.
+    problems += [replace(p, level="warning") for p in space_problems(doc)]
     return Analysis(doc, structure, infos, problems)

@@ -21,6 +21,7 @@ from app.graph.analysis import Analysis
 from app.graph.components.base import fmt_shape
 from app.graph.document import GraphDocument
 from app.graph.edit import EditError, connect, disconnect, move, remove_nodes
+from app.graph.space import described
 
 LEVEL_COLORS = {"error": "#d62728", "warning": "#ff9f1c", "tip": "#2b8cbe", None: "#9e9e9e"}
 # Markdown's own punctuation, and $ for the canvas's math plugin: escaped with a backslash so
@@ -79,13 +80,18 @@ def elements(analysis: Analysis) -> tuple[list[CanvasNode], list[CanvasEdge]]:
         shape = fmt_shape(info.shape) if info else "?"
         params = f"{info.params:,} params" if info else "not built"
         title = node.label or node.id
-        content = "  \n".join(
-            [
-                f"**{escape_text(title)}**",
-                f"{escape_text(node.component)} · {escape_text(shape)}",
-                escape_text(params),
-            ]
-        )
+        lines = [
+            f"**{escape_text(title)}**",
+            f"{escape_text(node.component)} · {escape_text(shape)}",
+            escape_text(params),
+        ]
+        space = analysis.doc.search
+        if space is not None:  # what a search varies here
+            for name, dimension in space.settings.get(node.id, {}).items():
+                lines.append(f"*{escape_text(name)}: {escape_text(described(dimension))}*")
+            if node.id in space.optional:
+                lines.append("*optional in a search*")
+        content = "  \n".join(lines)
         kind = {"Input": "input", "Output": "output"}.get(node.component, "default")
         position = node.position
         nodes.append(

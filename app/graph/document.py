@@ -77,12 +77,38 @@ class BlockDef(_Strict):
     output: str
 
 
+class Range(_Strict):
+    """A searched number: from `low` to `high` (on a log scale with `log`; whole numbers for an
+    int setting; in steps of `step` when given)."""
+
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = Field(default=None, gt=0)
+
+
+class Choice(_Strict):
+    """A searched setting that takes one of `choices`."""
+
+    choices: list[Any] = Field(min_length=1, max_length=100)
+
+
+class SearchSpace(_Strict):
+    """What a search may vary (app.graph.space checks it against the graph): node settings by
+    node id, nodes a trial may leave out, and training settings by name."""
+
+    settings: dict[str, dict[str, Range | Choice]] = Field(default_factory=dict)
+    optional: list[str] = Field(default_factory=list)
+    training: dict[str, Range | Choice] = Field(default_factory=dict)
+
+
 class GraphDocument(_Strict):
     schema_version: int = SCHEMA_VERSION
     meta: Meta = Field(default_factory=Meta)
     nodes: list[Node] = Field(default_factory=list)
     edges: list[Edge] = Field(default_factory=list)
     blocks: dict[str, BlockDef] = Field(default_factory=dict)
+    search: SearchSpace | None = None  # a search's space over this graph (app.graph.space)
 
     def all_nodes(self) -> list[Node]:
         """The graph's nodes, then those inside its block definitions."""
@@ -95,7 +121,9 @@ class GraphDocument(_Strict):
         raise KeyError(node_id)
 
     def to_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json", exclude_defaults=False), indent=2) + "\n"
+        """The document as saved; a graph without a search space has no `search` key."""
+        unsearched = {"search"} if self.search is None else None
+        return json.dumps(self.model_dump(mode="json", exclude=unsearched), indent=2) + "\n"
 
 
 # Loading
