@@ -328,3 +328,18 @@ def test_an_export_is_served_as_it_predicts_in_process(trained_workspace):
         classes = client.ask(url + "/metadata")["layerflow"]["classes"]
     np.testing.assert_allclose(np.asarray(answer["outputs"]), expected, atol=1e-6)
     assert list(classes.values()) == [["setosa", "versicolor", "virginica"]]
+
+
+def test_a_folder_already_served_is_not_served_twice(trained_workspace):
+    from app.serve.server import serve
+
+    folder = trained_workspace.runs["classification"]
+    with served_here(folder) as url:
+        with pytest.raises(ValueError) as refused:
+            serve(folder, port=0)
+        record = client.read_record(folder)
+    assert str(refused.value) == (
+        f"{folder.name} is already served at {url} (pid {record['pid']}); ask that server, or "
+        "stop it first"
+    )
+    assert record["url"] == url  # the first server's record stands

@@ -38,7 +38,7 @@ from app.evaluate.anomaly import reconstruction_errors
 from app.files import atomic_write_text
 from app.jsonable import json_ready
 from app.serve import protocol
-from app.serve.client import RECORD, read_record
+from app.serve.client import RECORD, read_record, running
 from app.serve.model import Served, load_served
 
 MAX_BYTES_ENV = "LAYERFLOW_SERVE_MAX_BYTES"
@@ -261,6 +261,9 @@ def serve(
     answers."""
     import uvicorn
 
+    if (other := running(target)) is not None:  # one server per folder: its record says where
+        raise ValueError(f"{Path(target).name} is already served at {other['url']} (pid "
+                         f"{other['pid']}); ask that server, or stop it first")  # fmt: skip
     served = load_served(target)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
