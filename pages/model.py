@@ -188,9 +188,9 @@ with middle:
     # A change made outside the canvas (a setting, a fix, undo) remounts it under a new key:
     # the component ignores new nodes older than its own last interaction, which on a large
     # graph can come after the server made them. Moves made on the canvas keep the key.
-    content = doc.model_dump_json(exclude={"nodes": {"__all__": {"position"}}}) + str(drawn[2:])
+    tinted = hashlib.sha1(str(drawn[2:]).encode()).hexdigest()[:8]
     returned = streamlit_flow(
-        f"canvas:{current.name}:{hashlib.sha1(content.encode()).hexdigest()[:12]}",
+        f"canvas:{current.name}:{doc.content_key()}:{tinted}",
         st.session_state.flow,
         height=620,
         fit_view=True,

@@ -200,7 +200,7 @@ def test_the_profiling_process_reports_and_a_killed_one_leaves_the_last_report(w
         time.sleep(0.5)
     assert launch.state(folder)["state"] == "done", (folder / launch.LOG).read_text()[-2000:]
     first = launch.report(folder)
-    assert first["graph_key"] == launch.graph_key(doc) and first["batch_sizes"] == [4, 8]
+    assert first["graph_key"] == doc.content_key() and first["batch_sizes"] == [4, 8]
     assert launch.start(folder, doc, root, [4, 8, 16])
     while launch.state(folder).get("fraction", 0) == 0 and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -221,7 +221,7 @@ def test_the_model_page_draws_a_profile_and_tints_the_canvas_by_it(workspace):
     project = Workspace.current().project("digits")
     doc = project.graph()
     found = profile_graph(doc, [4, 16], tflite=False, repeats=5)
-    found["graph_key"] = launch.graph_key(doc)
+    found["graph_key"] = doc.content_key()
     folder = folder_of(project)
     folder.mkdir()
     (folder / launch.REPORT).write_text(json.dumps(found))

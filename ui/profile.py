@@ -13,7 +13,7 @@ import streamlit as st
 
 from app.graph.canvas import escape_markdown
 from app.graph.document import GraphDocument
-from app.profile import launch
+from app.profile import fit, launch
 from app.workspace import Workspace
 from app.workspace.project import Project
 from ui.charts import batch_whatif_figure, node_memory_figure, node_times_figure
@@ -28,7 +28,7 @@ def folder_of(project: Project) -> Path:
 def current_report(project: Project, doc: GraphDocument) -> dict[str, Any] | None:
     """The last profile, when it is of the graph as it is now."""
     found = launch.report(folder_of(project))
-    return found if found and found.get("graph_key") == launch.graph_key(doc) else None
+    return found if found and found.get("graph_key") == doc.content_key() else None
 
 
 def heat(project: Project, doc: GraphDocument, mode: str) -> dict[str, float]:
@@ -67,13 +67,10 @@ def tab(project: Project, doc: GraphDocument, ready: bool) -> None:
     left, right = st.columns([3, 1])
     sizes_text = left.text_input("Batch sizes", "1,8,32,128", key="profile:sizes")
     try:
-        sizes = sorted({int(s) for s in sizes_text.split(",") if s.strip()})
-        valid = bool(sizes) and min(sizes) >= 1
-    except ValueError:
-        valid = False
-    if not valid:
-        left.error(f"Batch sizes: expected whole numbers >= 1 such as 1,8,32,128, received "
-                   f"{escape_markdown(sizes_text)}")  # fmt: skip
+        sizes, valid = fit.parse_batch_sizes(sizes_text), True
+    except ValueError as error:
+        sizes, valid = [], False
+        left.error(f"Batch sizes: {escape_markdown(error)}")
     if right.button("Profile", icon=":material/speed:", disabled=not (ready and valid),
                     help="Times each node's forward and backward pass at these batch sizes, "
                          "in a separate process"):  # fmt: skip
@@ -88,7 +85,7 @@ def tab(project: Project, doc: GraphDocument, ready: bool) -> None:
         if state.get("state") != "running":
             st.caption("No profile yet: press Profile to time each node on this machine.")
         return
-    if found.get("graph_key") != launch.graph_key(doc):
+    if found.get("graph_key") != doc.content_key():
         st.caption("This profile is of an earlier version of the graph; profile again to see "
                    "the current one.")  # fmt: skip
     report(found)

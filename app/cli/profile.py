@@ -24,7 +24,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from app.profile.profiler import data_inputs, profile_graph
 
     doc = load(args.graph)
-    sizes = _batch_sizes(args.batch_sizes)
+    try:
+        sizes = fit.parse_batch_sizes(args.batch_sizes)
+    except ValueError as error:
+        raise CommandError(f"--batch-sizes: {error}") from None
     budget = None
     if args.memory_budget:
         try:
@@ -43,17 +46,6 @@ def cmd_profile(args: argparse.Namespace) -> int:
         atomic_write_text(args.output, json.dumps(report, indent=2) + "\n")
     emit(args, report, _text(report))
     return 0
-
-
-def _batch_sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        sizes = []
-    if not sizes or min(sizes) < 1:
-        raise CommandError(f"--batch-sizes: expected whole numbers >= 1 such as 1,8,32,128, "
-                           f"received {text!r}")  # fmt: skip
-    return sizes
 
 
 def _progress():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import hashlib
 import heapq
 import json
 import os
@@ -119,6 +120,12 @@ class GraphDocument(_Strict):
             if node.id == node_id:
                 return node
         raise KeyError(node_id)
+
+    def content_key(self) -> str:
+        """A short hash of the graph without its nodes' positions: what the model, its code
+        and its profile depend on (moving a node changes none of them)."""
+        content = self.model_dump_json(exclude={"nodes": {"__all__": {"position"}}})
+        return hashlib.sha1(content.encode()).hexdigest()[:16]
 
     def to_json(self) -> str:
         """The document as saved; a graph without a search space has no `search` key."""

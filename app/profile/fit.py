@@ -38,6 +38,17 @@ def largest_batch(fitted: tuple[float, float], budget: float) -> int | None:
     return int((budget - intercept) // slope)
 
 
+def parse_batch_sizes(text: str) -> list[int]:
+    """'1,8,32,128' -> [1, 8, 32, 128] (sorted, once each); ValueError naming the text."""
+    try:
+        sizes = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        sizes = []
+    if not sizes or sizes[0] < 1:
+        raise ValueError(f"expected whole numbers >= 1 such as 1,8,32,128, received {text!r}")
+    return sizes
+
+
 def parse_bytes(text: str) -> int:
     """'8GB', '512 MiB', '1e9' -> bytes; ValueError naming the text otherwise."""
     found = re.fullmatch(r"\s*([0-9.eE+]+)\s*([A-Za-z]*)\s*", text)

@@ -9,7 +9,6 @@ leaves the last good report. Importing this module does not import TensorFlow.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -31,12 +30,6 @@ ENVIRONMENT = {"TF_NUM_INTEROP_THREADS": "1"}
 GRAPH, REQUEST, STATUS, REPORT, LOG, LOCK = (
     "graph.json", "request.json", "status.json", "profile.json", "profile.log", ".lock"
 )  # fmt: skip
-
-
-def graph_key(doc: GraphDocument) -> str:
-    """What a profile depends on: the graph without its nodes' positions."""
-    content = doc.model_dump_json(exclude={"nodes": {"__all__": {"position"}}})
-    return hashlib.sha1(content.encode()).hexdigest()[:16]
 
 
 def state(folder: Path) -> dict[str, Any]:
@@ -63,7 +56,7 @@ def start(folder: Path, doc: GraphDocument, root: Path, batch_sizes: list[int]) 
         if state(folder).get("state") == "running":
             return False
         save(doc, folder / GRAPH)
-        request = {"batch_sizes": batch_sizes, "graph_key": graph_key(doc)}
+        request = {"batch_sizes": batch_sizes, "graph_key": doc.content_key()}
         atomic_write_text(folder / REQUEST, json.dumps(request) + "\n")
         process, started = spawn(root, "app.profile", folder, folder / LOG, ENVIRONMENT)
         _write(folder, state="running", fraction=0.0, message="starting", pid=process.pid,
