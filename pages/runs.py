@@ -34,6 +34,8 @@ for row in listed:
         "data version": (info["data"].get("version") or "")[:10],
         "optimizer": settings.get("optimizer"), "lr": settings.get("learning_rate"),
         "batch": settings.get("batch_size"), "best": session.best_text(row["best"]),
+        "search": f"{row['search']['study']} #{row['search']['trial']}" if row.get("search")
+        else "",
         **{k: round(v, 4) for k, v in (info["metrics"] or {}).items()},
         "created": pd.Timestamp(row["created"], unit="s"),
     })  # fmt: skip

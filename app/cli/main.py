@@ -38,13 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command `argv` (default: the process's arguments) and return its exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(search.with_verb(list(sys.argv[1:] if argv is None else argv)))
     if args.command == "profile":
         from app.profile.launch import ENVIRONMENT
 
         for name, value in ENVIRONMENT.items():  # before TensorFlow starts, if it has not
             os.environ.setdefault(name, value)
-    if args.command in LOADS_TENSORFLOW:
+    worker = (args.command, getattr(args, "verb", None)) == ("search", "worker")
+    if args.command in LOADS_TENSORFLOW or worker:
         quiet_tensorflow()
     with visible_output():
         return _run(args)

@@ -35,11 +35,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
                 "best": f"{row['best']['monitor']} {row['best']['value']:.4g}"
                 if row["best"]
                 else None,
+                "search": f"{row['search']['study']} #{row['search']['trial']}"
+                if row.get("search")
+                else None,
             }
             for row in rows
         ]
         text = (
-            table(shown, ["id", "model", "state", "epoch", "data", "best", "created"])
+            table(shown, ["id", "model", "state", "epoch", "data", "best", "search", "created"])
             if rows
             else f"no runs in {workspace.models_dir}"
         )

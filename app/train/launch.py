@@ -85,6 +85,7 @@ def create_run(
     data: str,
     run_dir: str | os.PathLike | None = None,
     command: list[str] | None = None,
+    search: dict[str, Any] | None = None,
 ) -> Path:
     """Check that the run can start, then write its directory (state queued); returns it.
 
@@ -95,6 +96,7 @@ def create_run(
     Args:
         run_dir: the directory, inside the workspace (default models/<model>/runs/<run-id>).
         command: the command line that asked for the run, kept in run.json.
+        search: {"study": name, "trial": number} for a search's trial, kept in run.json.
     """
     workspace = Workspace.current()
     if not isinstance(settings, TrainingSettings):
@@ -128,6 +130,8 @@ def create_run(
         "created": created,
         "command": list(command) if command is not None else None,
     }
+    if search is not None:
+        run["search"] = search
     write_json(folder / RUN, run)
     write_json(folder / CONTROL, {"action": "run", "time": created})
     update_status(

@@ -80,8 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     return execute(Path(args[0]).resolve())
 
 
-def execute(run_dir: Path) -> int:
-    """Train the run in run_dir; 0 when it finished or was stopped, 1 when it failed."""
+def execute(run_dir: Path, callbacks: list | None = None) -> int:
+    """Train the run in run_dir; 0 when it finished or was stopped, 1 when it failed.
+
+    Args:
+        callbacks: Keras callbacks to add to the run's own (a search's trial reports its
+            epochs with one); one with a `stop_reason` that stops training gives the reason.
+    """
     import psutil
 
     started = psutil.Process().create_time()
@@ -90,7 +95,7 @@ def execute(run_dir: Path) -> int:
     writer.write("status", state="running", reason=None)
     training = None
     try:
-        training = Training(run_dir, writer)
+        training = Training(run_dir, writer, callbacks or [])
         signal.signal(signal.SIGTERM, training.terminate)
         state, reason = training.run()
     except Exception as err:  # the run fails; the process ends normally with its reason
@@ -107,8 +112,9 @@ def execute(run_dir: Path) -> int:
 class Training:
     """One run's training, from its directory."""
 
-    def __init__(self, run_dir: Path, writer: EventWriter):
+    def __init__(self, run_dir: Path, writer: EventWriter, extra_callbacks: list | None = None):
         self.run_dir = run_dir
+        self.extra_callbacks = extra_callbacks or []
         self.writer = writer
         self.info = runs.read_info(run_dir)
         self.settings = TrainingSettings.from_dict(
@@ -177,7 +183,7 @@ class Training:
                 if settings.class_weight == "balanced"
                 else None,
                 callbacks=[steering, live, ObeyAtEpochEnd(steering),
-                           *callbacks(settings, data.has_validation)],
+                           *callbacks(settings, data.has_validation), *self.extra_callbacks],
                 verbose=0,
             )
         if steering.failure:
@@ -185,6 +191,9 @@ class Training:
         if steering.stopping:
             return "stopped", f"stopped at epoch {steering.epochs_done} of {settings.epochs}"
         self.write_reports(steering)
+        reasons = [getattr(c, "stop_reason", None) for c in self.extra_callbacks]
+        if any(reasons):
+            return "finished", next(r for r in reasons if r)
         if steering.epochs_done < settings.epochs:
             return "finished", (
                 f"early stopping at epoch {steering.epochs_done}: "
@@ -198,6 +207,8 @@ class Training:
         import yaml  # DVC reads params.yaml; PyYAML comes with it
 
         values = {**params(self.settings), "data": self.info["data"]}
+        if self.info.get("search"):  # a search's trial: `dvc exp show` tells which
+            values["search"] = self.info["search"]
         atomic_write_text(self.run_dir / "params.yaml", yaml.safe_dump(values, sort_keys=False))
         best = steering.state["best"] or {}
         metrics = {

@@ -294,6 +294,7 @@ def list_runs(root: Path, model: str | None = None) -> list[dict[str, Any]]:
                 "data": info["data"]["name"],
                 "created": info["created"],
                 "best": current.get("best"),
+                "search": info.get("search"),  # {"study", "trial"} for a search's trial
                 "dir": str(folder),
             }
         )

@@ -68,7 +68,9 @@ def _quiet() -> Iterator[None]:
 # What DVC leaves out of a run directory's versions: its test results, written after the run is
 # recorded (a test must not make the trained run read as modified), and the record, lock and log
 # of a model server of a run or export (app.serve).
-IGNORED = ("/models/*/runs/*/test/", "serving.json", ".serving.lock", "serving.log")
+IGNORED = (
+    "/models/*/runs/*/test/", "serving.json", ".serving.lock", "serving.log", "/searches/"
+)  # fmt: skip
 
 
 def ensure_repository(root: Path) -> None:
