@@ -25,6 +25,7 @@ STEPS = [
     ("start", "Start", ":material/home:"),
     ("data", "Data", ":material/table:"),
     ("model", "Model", ":material/account_tree:"),
+    ("search", "Search", ":material/travel_explore:"),
     ("train", "Train", ":material/model_training:"),
     ("test", "Test", ":material/fact_check:"),
     ("predict", "Predict", ":material/online_prediction:"),

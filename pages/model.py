@@ -8,8 +8,6 @@ import hashlib
 
 import streamlit as st
 from streamlit_flow import streamlit_flow
-from streamlit_flow.elements import StreamlitFlowEdge, StreamlitFlowNode
-from streamlit_flow.state import StreamlitFlowState
 
 from app.data.autoconfig import facts
 from app.graph import canvas
@@ -32,7 +30,7 @@ from app.graph.edit import (
 from app.graph.layout import layered_layout
 from app.graph.shapes import untrusted_nodes
 from app.workspace import Workspace
-from ui import profile, session
+from ui import flow, profile, session
 from ui.widgets import InvalidJSON, component_setting, problem_box
 
 st.title("Model")
@@ -146,44 +144,13 @@ with left:
 # Canvas
 
 
-def flow_state(heat: dict[str, float]) -> StreamlitFlowState:
-    """The canvas's nodes and edges; `heat` (node id -> 0..1) tints nodes by their profile."""
-    nodes, edges = canvas.elements(analysis)
-    return StreamlitFlowState(
-        nodes=[
-            StreamlitFlowNode(
-                id=node.id,
-                pos=(node.x, node.y),
-                data={"content": node.content},
-                node_type=node.kind,
-                source_position="bottom",
-                target_position="top",
-                selectable=True,
-                connectable=True,
-                deletable=True,
-                selected=node.id == selected,
-                style={"border": f"2px solid {node.color}", "borderRadius": "6px",
-                       "fontSize": "12px", "width": "190px", "padding": "4px",
-                       **({"background": f"rgba(230, 80, 30, {0.1 + 0.8 * heat[node.id]:.2f})"}
-                          if node.id in heat else {})},  # fmt: skip
-            )
-            for node in nodes
-        ],
-        edges=[
-            StreamlitFlowEdge(edge.id, edge.source, edge.target, label=edge.label,
-                              deletable=True)  # fmt: skip
-            for edge in edges
-        ],
-    )
-
-
 with middle:
     tint = st.segmented_control("Colour nodes by their profiled", profile.HEAT, default="none",
                                 key="canvas:heat")  # fmt: skip
     heat = profile.heat(current, doc, tint or "none")
     drawn = (current.name, signature, tint, tuple(sorted(heat.items())))
     if st.session_state.get("flow_signature") != drawn:
-        st.session_state.flow = flow_state(heat)
+        st.session_state.flow = flow.flow_state(analysis, selected, heat)
         st.session_state.flow_signature = drawn
     # A change made outside the canvas (a setting, a fix, undo) remounts it under a new key:
     # the component ignores new nodes older than its own last interaction, which on a large

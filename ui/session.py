@@ -110,6 +110,7 @@ class Progress:
     finished_run: dict | None
     tested: bool
     exported: bool
+    searched: bool = False
 
     def steps(self) -> list[tuple[str, bool, str]]:
         """(step, done, what is missing) in wizard order."""
@@ -118,6 +119,7 @@ class Progress:
             ("Start", True, ""),
             ("Data", self.dataset is not None, "choose a dataset"),
             ("Model", errors == 0, f"fix {errors} error(s) in the graph"),
+            ("Search", self.searched, ""),  # optional: nothing is missing without one
             ("Train", self.finished_run is not None, "finish a training run"),
             ("Test", self.tested, "test the latest run"),
             ("Export", self.exported, "export the model"),
@@ -139,6 +141,7 @@ def progress(current: Project) -> Progress:
         finished_run=finished,
         tested=finished is not None and testsuite.read_report(finished["dir"]) is not None,
         exported=bool(records.list_exports(doc.meta.name)),
+        searched=any(row.get("search") for row in model_runs),
     )
 
 
@@ -152,7 +155,7 @@ def step_bar(current: Project, step: str) -> None:
     st.markdown(f"Project **{escape_markdown(current.name)}** — " + " → ".join(parts))
     names = [name for name, _, _ in steps]
     here = names.index(step) if step in names else 0
-    missing = [need for name, done, need in steps[: here + 2] if not done and name != "Start"]
+    missing = [need for name, done, need in steps[: here + 2] if not done and need]
     if missing:
         st.caption("Still to do: " + "; ".join(missing))
 

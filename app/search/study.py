@@ -224,6 +224,7 @@ def rows(study: optuna.Study, spec: SearchSpec) -> list[dict[str, Any]]:
                 spec.objective.metric: trial.values[0] if trial.values else None,
                 **{cost: attrs.get(cost) for cost in COST_UNITS},
                 "run": attrs.get("run"),
+                "run_dir": attrs.get("run_dir"),  # in the workspace of the worker that ran it
                 "reason": attrs.get("reason"),
                 "epochs": len(trial.intermediate_values) or attrs.get("epochs"),
                 "seconds": trial.duration.total_seconds() if trial.duration else None,
