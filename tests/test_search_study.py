@@ -141,7 +141,7 @@ def test_an_objective_is_parsed_with_its_direction(text, metric, direction):
     assert parse_objective(text) == Objective(metric=metric, direction=direction)
 
 
-@pytest.mark.parametrize("text", ["val_accuracy:up", ":max", "", "val_accuracy:"])
+@pytest.mark.parametrize("text", ["val_accuracy:up", ":max", "", "val_accuracy:max:min"])
 def test_a_bad_objective_is_one_line_naming_the_argument(text):
     with pytest.raises(ValueError) as error:
         parse_objective(text)

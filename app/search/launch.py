@@ -28,6 +28,31 @@ def with_space(doc: GraphDocument, space: SearchSpace | None = None) -> tuple[Gr
     return doc.model_copy(update={"search": propose(doc)}), True
 
 
+def with_library_blocks(doc: GraphDocument) -> tuple[GraphDocument, list[str]]:
+    """The graph with the library's blocks that its space chooses between (a Block node's
+    `block` given choices: a structure search over cells) copied into its own blocks; and one
+    message per chosen block that is neither the graph's nor the library's."""
+    from app.workspace import Workspace
+
+    workspace = Workspace.current()
+    nodes = {node.id: node for node in doc.nodes}
+    blocks = dict(doc.blocks)
+    missing = []
+    for node_id, settings in (doc.search.settings if doc.search else {}).items():
+        chosen = settings.get("block")
+        if nodes.get(node_id) is None or nodes[node_id].component != "Block" or chosen is None:
+            continue
+        for name in getattr(chosen, "choices", []):
+            if name in blocks:
+                continue
+            if isinstance(name, str) and name in workspace.blocks():
+                blocks[name] = workspace.block(name)
+            else:
+                missing.append(f"search.settings.{node_id}.block: no block {name!r} in the graph "
+                               f"or the library (blocks: {', '.join(sorted(blocks)) or 'none'})")
+    return doc.model_copy(update={"blocks": blocks}), missing
+
+
 def problems(doc: GraphDocument, settings: TrainingSettings, data: str,
              objective: Objective, root: Path) -> list[str]:  # fmt: skip
     """Everything that keeps the search from starting, one line each: the space, its training
@@ -93,7 +118,8 @@ def start_search(
         raise SearchError([f"Received an invalid value for `workers`, expected a number >= 0. "
                            f"Received: workers={workers}"])  # fmt: skip
     objective = objective or default_for(doc, settings, data)
-    found = problems(doc, settings, data, objective, root)
+    doc, found = with_library_blocks(doc)
+    found += problems(doc, settings, data, objective, root)
     if found:
         raise SearchError(found)
     spec = SearchSpec(

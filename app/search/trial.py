@@ -143,7 +143,7 @@ def run_trial(trial: optuna.Trial, root: Path, spec: SearchSpec) -> float | tupl
         prune(f"pruned at epoch {pruned_at}: {spec.objective.metric} behind the median trial")
     if score is None or not math.isfinite(score):
         raise TrialFailed(f"the run logged no finite {spec.objective.metric}")
-    measured.update(_costs(folder, graph, settings))
+    measured.update(costs(folder, graph, settings))
     for cost in ("size", "latency"):
         trial.set_user_attr(cost, measured[cost])
     trial.set_user_attr("constraint", excess(spec, measured))
@@ -202,7 +202,7 @@ def _train(
     return report.best, report.epochs, report.pruned_at
 
 
-def _costs(folder: Path, graph: GraphDocument, settings: TrainingSettings) -> dict[str, float]:
+def costs(folder: Path, graph: GraphDocument, settings: TrainingSettings) -> dict[str, float]:
     """The trained model's size (bytes of its weights) and latency (ms for one sample, the
     median of LATENCY_REPEATS calls after warm-up, timed as the test report times)."""
     import numpy as np

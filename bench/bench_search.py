@@ -1,0 +1,126 @@
+"""Benchmark: what a search finds on the digits sample, against the template's default, and
+how long it takes on one and on two workers, in one run.
+
+Run with `.venv/bin/python bench/bench_search.py` (about ten minutes on two cores; keep the
+machine otherwise idle). In a temporary workspace:
+  - the image-classification template, configured for digits, with its second convolution
+    stage (conv2, pool2) made a Block, so that its repeat count can be searched;
+  - the default: that graph trained once with the settings the trials start from;
+  - the space: conv1's filters, the Dense units, the dropout rate, the Block's repeat count and
+    the learning rate (log scale);
+  - a search of TRIALS trials against parameters (NSGA-II), on one worker, then the same
+    search on two workers.
+
+Prints a Markdown table: the default's validation accuracy, parameters and latency; the best
+validation accuracy found; the smallest model within 0.5 points of the default's accuracy
+(parameters and latency); and each search's wall time.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+TRIALS = 20
+EPOCHS = 10
+TOLERANCE = 0.005  # "within 0.5 points" of the default's accuracy
+
+
+def main() -> None:
+    workspace = Path(tempfile.mkdtemp(prefix="bench-search-"))
+    os.environ["LAYERFLOW_WORKSPACE"] = str(workspace)
+    from app.data.samples import make_sample
+    from app.graph.document import Choice, Range, SearchSpace
+    from app.graph.edit import make_block
+    from app.graph.model_templates import load_template
+    from app.search import launch
+    from app.search import study as studies
+    from app.train import launch as train_launch
+    from app.train.settings import TrainingSettings
+    from app.workspace import Workspace, runs
+
+    with tempfile.TemporaryDirectory() as folder:
+        Workspace.current().add_dataset(make_sample("digits", Path(folder) / "digits"), "digits")
+    doc, _ = Workspace.current().dataset("digits").configure(load_template("image_classification"))
+    doc = make_block(doc, ["conv2", "pool2"], "stage")
+    block = next(n.id for n in doc.nodes if n.component == "Block")
+    space = SearchSpace(
+        settings={
+            "conv1": {"filters": Choice(choices=[4, 8, 16, 32])},
+            "dense": {"units": Choice(choices=[8, 16, 32, 64, 128])},
+            "dropout": {"rate": Range(low=0.0, high=0.5)},
+            block: {"repeat": Range(low=1, high=2, step=1)},
+        },
+        training={"learning_rate": Range(low=1e-4, high=1e-2, log=True)},
+    )
+    doc = doc.model_copy(update={"search": space})
+    settings = TrainingSettings(epochs=EPOCHS, seed=1)
+
+    print(f"workspace {workspace}; training the default ...", file=sys.stderr)
+    folder = train_launch.create_run(doc.model_copy(update={"search": None}), settings, "digits")
+    train_launch.start_run(folder).wait()
+    default = _default_figures(folder, doc, settings)
+    if runs.status(folder)["state"] != "finished":
+        raise SystemExit(f"the default run ended {runs.status(folder)}")
+
+    walls = {}
+    found = {}
+    for workers in (1, 2):
+        print(f"searching {TRIALS} trials on {workers} worker(s) ...", file=sys.stderr)
+        started = time.perf_counter()
+        spec = launch.start_search(workspace, doc, "digits", TRIALS, settings, cost="params",
+                                   workers=workers, name=f"bench-{workers}")  # fmt: skip
+        while studies.summary(workspace, spec.name)["state"] == "running":
+            time.sleep(2)
+        walls[workers] = time.perf_counter() - started
+        found[workers] = studies.summary(workspace, spec.name)
+
+    print("| | val accuracy | parameters | latency ms |")
+    print("|---|---|---|---|")
+    print(f"| default (template, {EPOCHS} epochs) | {default['val_accuracy']:.4f} | "
+          f"{default['params']:,} | {default['latency']:.3f} |")  # fmt: skip
+    for workers, summary in found.items():
+        complete = [r for r in summary["rows"] if r["state"] == "complete"]
+        best = max(complete, key=lambda r: r["val_accuracy"])
+        close = [r for r in complete if r["val_accuracy"] >= default["val_accuracy"] - TOLERANCE]
+        small = min(close, key=lambda r: r["params"]) if close else None
+        print(f"| search, {workers} worker(s): best | {best['val_accuracy']:.4f} | "
+              f"{best['params']:,} | {best['latency']:.3f} |")  # fmt: skip
+        if small:
+            print(f"| search, {workers} worker(s): smallest within 0.5 points | "
+                  f"{small['val_accuracy']:.4f} | {small['params']:,} "
+                  f"({small['params'] / default['params']:.0%} of the default) | "
+                  f"{small['latency']:.3f} |")  # fmt: skip
+        else:
+            print(f"| search, {workers} worker(s): smallest within 0.5 points | none | | |")
+        states = [r["state"] for r in summary["rows"]]
+        print(f"| search, {workers} worker(s): trials | {len(states)} "
+              f"({states.count('complete')} complete, {states.count('pruned')} pruned) | "
+              f"wall {walls[workers]:.0f} s | |")  # fmt: skip
+    print(f"\nwall time: 1 worker {walls[1]:.0f} s, 2 workers {walls[2]:.0f} s "
+          f"({walls[1] / walls[2]:.2f}x)")  # fmt: skip
+
+
+def _default_figures(folder: Path, doc, settings) -> dict:
+    """The default run's best val_accuracy, parameters and latency, measured as trials are."""
+    from app.graph.analysis import analyze
+    from app.search.trial import costs
+    from app.workspace.events import read_events
+
+    events, _ = read_events(folder, {"epoch"})
+    accuracy = max(e["metrics"]["val_accuracy"] for e in events)  # the best, as a trial's score
+    graph = doc.model_copy(update={"search": None})
+    measured = costs(folder, graph, settings)
+    return {"val_accuracy": accuracy, "params": analyze(graph).totals()["params"],
+            "latency": measured["latency"]}  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
