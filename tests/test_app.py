@@ -16,7 +16,7 @@ from app.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 ENTRY = str(ROOT / "app" / "streamlit_app.py")
-PAGES = ("start", "data", "model", "train", "test", "predict", "export", "runs")
+PAGES = ("start", "data", "model", "search", "train", "test", "predict", "export", "runs")
 
 
 def page(name: str, project: str | None = None) -> AppTest:

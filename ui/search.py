@@ -109,15 +109,17 @@ def history_figure(study: optuna.Study, metric: str) -> go.Figure:
 
 
 def importances_figure(study: optuna.Study, metric: str) -> go.Figure | None:
-    """Optuna's parameter importances (fANOVA) for the metric, or None before it can tell
+    """Optuna's parameter importances (fANOVA, which is indifferent to the direction) for the
+    metric, or None before it can tell
     (fewer than two complete trials, or nothing varied)."""
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if len(complete) < 2:
         return None
     try:
         figure = optuna.visualization.plot_param_importances(
-            study, target=lambda t: t.values[0], target_name=metric
-        )
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0),
+            target=lambda t: t.values[0], target_name=metric,
+        )  # fmt: skip
     except (ValueError, RuntimeError):  # too few distinct values to tell importances
         return None
     figure.update_layout(height=340, margin={"t": 40, "b": 30})

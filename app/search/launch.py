@@ -54,9 +54,11 @@ def with_library_blocks(doc: GraphDocument) -> tuple[GraphDocument, list[str]]:
 
 
 def problems(doc: GraphDocument, settings: TrainingSettings, data: str,
-             objective: Objective, root: Path) -> list[str]:  # fmt: skip
+             objective: Objective | None, root: Path) -> list[str]:  # fmt: skip
     """Everything that keeps the search from starting, one line each: the space, its training
-    values, the graph and data (as a run's preflight), and the objective."""
+    values, the graph and data (as a run's preflight), and the objective (None: the default
+    one, which is always logged)."""
+    from app.search.trial import whole_training_setting
     from app.train.launch import preflight
     from app.workspace import Workspace
 
@@ -69,7 +71,7 @@ def problems(doc: GraphDocument, settings: TrainingSettings, data: str,
             continue
         ends = getattr(dimension, "choices", None) or [dimension.low, dimension.high]
         for value in ends:
-            if TrainingSettings.model_fields[name].annotation is int and float(value).is_integer():
+            if whole_training_setting(name) and float(value).is_integer():
                 value = int(value)
             try:
                 settings.with_changes(**{name: value})
@@ -82,7 +84,9 @@ def problems(doc: GraphDocument, settings: TrainingSettings, data: str,
     found += preflight(doc.model_copy(update={"search": None}), settings, dataset)
     if not found:
         validation = bool(dataset.splits.get("validation"))
-        if problem := objective_problem(objective, log_names(settings, doc), validation):
+        names = log_names(settings, doc)
+        objective = objective or default_objective(names, validation)
+        if problem := objective_problem(objective, names, validation):
             found.append(problem)
     return found
 
@@ -117,11 +121,11 @@ def start_search(
     if workers < 0:
         raise SearchError([f"Received an invalid value for `workers`, expected a number >= 0. "
                            f"Received: workers={workers}"])  # fmt: skip
-    objective = objective or default_for(doc, settings, data)
     doc, found = with_library_blocks(doc)
     found += problems(doc, settings, data, objective, root)
     if found:
         raise SearchError(found)
+    objective = objective or default_for(doc, settings, data)
     spec = SearchSpec(
         name=name or studies.new_name(doc.meta.name),
         graph=doc.model_dump(mode="json"),

@@ -16,6 +16,7 @@ COSTS = ("params", "flops", "size", "latency")
 COST_UNITS = {"params": "parameters", "flops": "FLOPs per sample", "size": "bytes of weights",
               "latency": "ms per sample"}  # fmt: skip
 BEFORE_TRAINING = ("params", "flops")
+AFTER_TRAINING = ("size", "latency")
 DIRECTIONS = {"max": "maximize", "min": "minimize"}
 CONSTRAINT = re.compile(r"^\s*(params|flops|size|latency)\s*<=\s*([0-9.eE+]+)\s*(ms)?\s*$")
 

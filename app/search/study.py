@@ -172,17 +172,13 @@ def load(root: Path, name: str, worker: int | None = None) -> tuple[optuna.Study
 
 def sampler(spec: SearchSpec, worker: int | None = None) -> optuna.samplers.BaseSampler:
     """TPE for one objective, NSGA-II for the metric against a cost; both keep clear of
-    trials that broke a constraint."""
+    trials that broke a constraint (app.search.trial.record_constraints tells them)."""
     seed = None if worker is None else spec.seed * 1000 + worker
     if spec.cost:
         population = max(4, min(50, spec.trials // 2))
-        return optuna.samplers.NSGAIISampler(
-            population_size=population, seed=seed, constraints_func=constraint_values
-        )
+        return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
     startup = max(2, min(10, spec.trials // 3))
-    return optuna.samplers.TPESampler(
-        n_startup_trials=startup, seed=seed, constraints_func=constraint_values
-    )
+    return optuna.samplers.TPESampler(n_startup_trials=startup, seed=seed)
 
 
 def pruner(spec: SearchSpec) -> optuna.pruners.BasePruner:
@@ -190,11 +186,6 @@ def pruner(spec: SearchSpec) -> optuna.pruners.BasePruner:
     if spec.cost:
         return optuna.pruners.NopPruner()
     return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
-
-
-def constraint_values(trial: optuna.trial.FrozenTrial) -> list[float]:
-    """Each constraint's excess (at most 0 when kept), as the trial recorded it."""
-    return list(trial.user_attrs.get("constraint", [0.0]))
 
 
 # Reading

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,8 @@ from app.graph.analysis import analyze
 from app.graph.components import CATALOGUE
 from app.graph.document import Choice, GraphDocument, Range
 from app.graph.space import dimensions, trial_graph
-from app.search.spec import BEFORE_TRAINING, SearchSpec
+from app.search.spec import AFTER_TRAINING, BEFORE_TRAINING, SearchSpec
+from app.search.study import STOPPING
 from app.train.settings import TrainingSettings, TrainingSettingsError
 from app.workspace import runs
 
@@ -64,8 +66,7 @@ def _whole(name: str, dimension: Range, doc: GraphDocument) -> bool:
     """Whether a range takes whole numbers: an int setting's, or one whose ends and step are."""
     head, _, setting = name.partition(".")
     if head == "training":
-        annotation = TrainingSettings.model_fields.get(setting)
-        return annotation is not None and annotation.annotation is int
+        return whole_training_setting(setting)
     node = next((n for n in doc.nodes if n.id == head), None)
     spec = CATALOGUE.get(node.component) if node else None
     kinds = {s.name: s.kind for s in spec.settings} if spec else {}
@@ -81,12 +82,19 @@ def training_settings(spec: SearchSpec, values: dict[str, Any]) -> TrainingSetti
     return TrainingSettings.from_dict({**spec.settings, **chosen})
 
 
-def excess(spec: SearchSpec, measured: dict[str, float | None]) -> list[float]:
-    """Each constraint's measure minus its limit (0 where not measured yet)."""
-    return [
-        (measured[c.measure] - c.limit) if measured.get(c.measure) is not None else 0.0
-        for c in spec.constraints
-    ]
+def whole_training_setting(name: str) -> bool:
+    """Whether the training setting takes whole numbers (`int`, or `int | None`)."""
+    field = TrainingSettings.model_fields.get(name)
+    return field is not None and int in (field.annotation, *typing.get_args(field.annotation))
+
+
+def record_constraints(trial: optuna.Trial, spec: SearchSpec, measured: dict[str, float],
+                       measures: tuple[str, ...]) -> None:  # fmt: skip
+    """Tell Optuna each constraint on `measures` by its excess (at most 0 when kept), which
+    its samplers steer by."""
+    for constraint in spec.constraints:
+        if constraint.measure in measures:
+            trial.set_constraint(str(constraint), measured[constraint.measure] - constraint.limit)
 
 
 def broken(spec: SearchSpec, measured: dict[str, float | None]) -> list[str]:
@@ -123,7 +131,7 @@ def run_trial(trial: optuna.Trial, root: Path, spec: SearchSpec) -> float | tupl
     measured: dict[str, float | None] = {cost: totals[cost] for cost in BEFORE_TRAINING}
     for cost in BEFORE_TRAINING:
         trial.set_user_attr(cost, totals[cost])
-    trial.set_user_attr("constraint", excess(spec, measured))
+    record_constraints(trial, spec, measured, BEFORE_TRAINING)
     if faults := broken(spec, measured):
         trial.set_user_attr("infeasible", True)
         prune(f"before training: breaks {', '.join(faults)}")
@@ -144,9 +152,9 @@ def run_trial(trial: optuna.Trial, root: Path, spec: SearchSpec) -> float | tupl
     if score is None or not math.isfinite(score):
         raise TrialFailed(f"the run logged no finite {spec.objective.metric}")
     measured.update(costs(folder, graph, settings))
-    for cost in ("size", "latency"):
+    for cost in AFTER_TRAINING:
         trial.set_user_attr(cost, measured[cost])
-    trial.set_user_attr("constraint", excess(spec, measured))
+    record_constraints(trial, spec, measured, AFTER_TRAINING)
     if faults := broken(spec, measured):
         trial.set_user_attr("infeasible", True)
         trial.set_user_attr("reason", f"infeasible: breaks {', '.join(faults)}")
@@ -191,6 +199,11 @@ def _train(
                     self.model.stop_training = True
 
     report = Report()
+    # A stop asked before the trial had its run: from now on `stop` reaches the run itself.
+    if trial.study.user_attrs.get(STOPPING):
+        runs.update_status(folder, state="stopped", reason="the search was stopped")
+        trial.set_user_attr("stopped", True)
+        raise TrialFailed("stopped: the search was stopped before the trial trained")
     keras.backend.clear_session()
     runner.execute(folder, callbacks=[report])
     current = runs.status(folder)
