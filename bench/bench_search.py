@@ -9,11 +9,13 @@ machine otherwise idle). In a temporary workspace:
   - the space: conv1's filters, the Dense units, the dropout rate, the Block's repeat count and
     the learning rate (log scale);
   - a search of TRIALS trials against parameters (NSGA-II), on one worker, then the same
-    search on two workers.
+    search on two workers;
+  - a search of TRIALS trials for accuracy alone (TPE and the median pruner) under the
+    constraint of at most half the default's parameters, on two workers.
 
-Prints a Markdown table: the default's validation accuracy, parameters and latency; the best
-validation accuracy found; the smallest model within 0.5 points of the default's accuracy
-(parameters and latency); and each search's wall time.
+Prints a Markdown table: the default's validation accuracy, parameters and latency; for each
+search, the best validation accuracy found, the smallest model within 0.5 points of the
+default's accuracy (parameters and latency), the trials' states and the wall time.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ def main() -> None:
     from app.graph.model_templates import load_template
     from app.search import launch
     from app.search import study as studies
+    from app.search.spec import Constraint
     from app.train import launch as train_launch
     from app.train.settings import TrainingSettings
     from app.workspace import Workspace, runs
@@ -70,42 +73,49 @@ def main() -> None:
     if runs.status(folder)["state"] != "finished":
         raise SystemExit(f"the default run ended {runs.status(folder)}")
 
+    half = Constraint(measure="params", limit=default["params"] // 2)
+    searches = {  # label: (workers, cost, constraints)
+        "against params, 1 worker": (1, "params", []),
+        "against params, 2 workers": (2, "params", []),
+        f"accuracy, {half}, 2 workers": (2, None, [half]),
+    }
     walls = {}
     found = {}
-    for workers in (1, 2):
-        print(f"searching {TRIALS} trials on {workers} worker(s) ...", file=sys.stderr)
+    for number, (label, (workers, cost, constraints)) in enumerate(searches.items()):
+        print(f"searching {TRIALS} trials: {label} ...", file=sys.stderr)
         started = time.perf_counter()
-        spec = launch.start_search(workspace, doc, "digits", TRIALS, settings, cost="params",
-                                   workers=workers, name=f"bench-{workers}")  # fmt: skip
+        spec = launch.start_search(workspace, doc, "digits", TRIALS, settings, cost=cost,
+                                   constraints=constraints, workers=workers,
+                                   name=f"bench-{number}")  # fmt: skip
         while studies.summary(workspace, spec.name)["state"] == "running":
             time.sleep(2)
-        walls[workers] = time.perf_counter() - started
-        found[workers] = studies.summary(workspace, spec.name)
+        walls[label] = time.perf_counter() - started
+        found[label] = studies.summary(workspace, spec.name)
 
     print("| | val accuracy | parameters | latency ms |")
     print("|---|---|---|---|")
     print(f"| default (template, {EPOCHS} epochs) | {default['val_accuracy']:.4f} | "
           f"{default['params']:,} | {default['latency']:.3f} |")  # fmt: skip
-    for workers, summary in found.items():
+    for label, summary in found.items():
         complete = [r for r in summary["rows"] if r["state"] == "complete"]
         best = max(complete, key=lambda r: r["val_accuracy"])
         close = [r for r in complete if r["val_accuracy"] >= default["val_accuracy"] - TOLERANCE]
         small = min(close, key=lambda r: r["params"]) if close else None
-        print(f"| search, {workers} worker(s): best | {best['val_accuracy']:.4f} | "
-              f"{best['params']:,} | {best['latency']:.3f} |")  # fmt: skip
+        print(f"| {label}: best | {best['val_accuracy']:.4f} | "
+              f"{best['params']:,} ({best['params'] / default['params']:.0%}) | "
+              f"{best['latency']:.3f} |")  # fmt: skip
         if small:
-            print(f"| search, {workers} worker(s): smallest within 0.5 points | "
-                  f"{small['val_accuracy']:.4f} | {small['params']:,} "
-                  f"({small['params'] / default['params']:.0%} of the default) | "
+            print(f"| {label}: smallest within 0.5 points | {small['val_accuracy']:.4f} | "
+                  f"{small['params']:,} ({small['params'] / default['params']:.0%}) | "
                   f"{small['latency']:.3f} |")  # fmt: skip
         else:
-            print(f"| search, {workers} worker(s): smallest within 0.5 points | none | | |")
+            print(f"| {label}: smallest within 0.5 points | none | | |")
         states = [r["state"] for r in summary["rows"]]
-        print(f"| search, {workers} worker(s): trials | {len(states)} "
-              f"({states.count('complete')} complete, {states.count('pruned')} pruned) | "
-              f"wall {walls[workers]:.0f} s | |")  # fmt: skip
-    print(f"\nwall time: 1 worker {walls[1]:.0f} s, 2 workers {walls[2]:.0f} s "
-          f"({walls[1] / walls[2]:.2f}x)")  # fmt: skip
+        print(f"| {label}: trials | {len(states)} ({states.count('complete')} complete, "
+              f"{states.count('pruned')} pruned); wall {walls[label]:.0f} s | | |")  # fmt: skip
+    one, two = walls["against params, 1 worker"], walls["against params, 2 workers"]
+    print(f"\nwall time against params: 1 worker {one:.0f} s, 2 workers {two:.0f} s "
+          f"({one / two:.2f}x)")  # fmt: skip
 
 
 def _default_figures(folder: Path, doc, settings) -> dict:

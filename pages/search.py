@@ -147,7 +147,8 @@ def progress(name: str) -> None:
     """The study's state and progress; once a running study ends, the page again."""
     found = studies.summary(root, name)
     st.progress(min(found["done"] / found["trials"], 1.0),
-                text=f"{found['state']}: {found['done']} of {found['trials']} trials "
+                text=f"{found['state']}: {found['done']} of {found['trials']} trials trained; "
+                f"{found['skipped']} more pruned before training "
                 f"({len(found['workers'])} worker(s) here)")  # fmt: skip
     seen = st.session_state.get("search:seen")
     st.session_state["search:seen"] = (name, found["state"], found["done"])

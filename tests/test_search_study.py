@@ -363,8 +363,11 @@ def test_a_constraint_nothing_keeps_prunes_every_trial_before_training(iris):
     start_search(iris, iris_search(), "iris", 3, TrainingSettings(epochs=2), workers=1,
                  constraints=[parse_constraint("params<=10")], name="tiny")  # fmt: skip
     found = ended(iris, "tiny", 90)
-    assert found["done"] == 3 and found["constraints"] == ["params<=10"]
-    assert [r["state"] for r in found["rows"]] == ["pruned"] * 3
+    # Pruned before training, they cost nothing and spend no budget: the search ends after
+    # ATTEMPTS times its budget of tries, with no trial trained.
+    assert found["done"] == 0 and found["constraints"] == ["params<=10"]
+    assert found["state"] == "finished" and found["attempts"] == 3 * studies.ATTEMPTS
+    assert {r["state"] for r in found["rows"]} == {"pruned"}
     for row in found["rows"]:
         assert row["reason"].startswith("before training: breaks params "), row["reason"]
         assert row["reason"].endswith(" > 10") and row["params"] > 10 and row["run"] is None

@@ -120,7 +120,8 @@ def _trial_line(row: dict[str, Any], found: dict[str, Any]) -> str:
 
 def _print_summary(args: argparse.Namespace, found: dict[str, Any]) -> None:
     lines = [
-        f"search {found['name']}: {found['state']}, {found['done']}/{found['trials']} trials",
+        f"search {found['name']}: {found['state']}, {found['done']}/{found['trials']} trials "
+        f"trained, {found['skipped']} more pruned before training",
         f"objective: {found['objective']}" + (f", cost: {found['cost']}" if found["cost"] else ""),
     ]
     if found["constraints"]:

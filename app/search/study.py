@@ -36,6 +36,7 @@ DATABASE, STORAGE, WORKERS, LOCK, BUDGET_LOCK = (
 )  # fmt: skip
 HEARTBEAT_SECONDS = 5
 GRACE_SECONDS = 20
+ATTEMPTS = 10  # trials pruned before training: at most this many times the budget in all
 STOPPING = "stopping"  # the study's user attribute that asks workers to start no more trials
 DEFAULT_COST = "params"  # the cost a Pareto front is drawn against when the search has none
 STATES = {  # Optuna's trial states, as LayerFlow says them
@@ -226,12 +227,26 @@ def rows(study: optuna.Study, spec: SearchSpec) -> list[dict[str, Any]]:
 
 
 def counted(study: optuna.Study) -> int:
-    """The trials the budget has spent: all but those the user stopped (and waiting ones)."""
+    """The trials the budget has spent: those that trained or train now. A trial pruned before
+    training cost nothing and does not count (the samplers learn from it all the same); nor
+    does one the user stopped."""
     return sum(
         1
         for t in study.get_trials(deepcopy=False)
-        if t.state != optuna.trial.TrialState.WAITING and not t.user_attrs.get("stopped")
+        if t.state != optuna.trial.TrialState.WAITING
+        and not t.user_attrs.get("stopped")
+        and not t.user_attrs.get("before_training")
     )
+
+
+def exhausted(study: optuna.Study, spec: SearchSpec) -> bool:
+    """Whether the search has tried ATTEMPTS times its budget: a space or constraints that
+    leave (almost) nothing to train end the search there."""
+    return len(study.get_trials(deepcopy=False)) >= spec.trials * ATTEMPTS
+
+
+def spent(study: optuna.Study, spec: SearchSpec) -> bool:
+    return counted(study) >= spec.trials or exhausted(study, spec)
 
 
 def workers(root: Path, name: str) -> list[dict[str, Any]]:
@@ -246,8 +261,7 @@ def state(root: Path, name: str, study: optuna.Study, spec: SearchSpec) -> str:
     interrupted (no worker here and trials still to run)."""
     if workers(root, name):
         return "running"
-    done = counted(study) >= spec.trials
-    if done and not any(
+    if spent(study, spec) and not any(
         t.state == optuna.trial.TrialState.RUNNING for t in study.get_trials(deepcopy=False)
     ):
         return "finished"
@@ -273,6 +287,9 @@ def summary(root: Path, name: str) -> dict[str, Any]:
         "state": state(root, name, study, spec),
         "trials": spec.trials,
         "done": counted(study),
+        "attempts": len(found),
+        "skipped": sum(1 for t in study.get_trials(deepcopy=False)
+                       if t.user_attrs.get("before_training")),  # pruned before training
         "objective": str(spec.objective),
         "cost": spec.cost,
         "constraints": [str(c) for c in spec.constraints],

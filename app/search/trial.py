@@ -116,8 +116,9 @@ def run_trial(trial: optuna.Trial, root: Path, spec: SearchSpec) -> float | tupl
     graph = graph.model_copy(update={"meta": graph.meta.model_copy(
         update={"description": f"trial {trial.number} of search {spec.name}"})})  # fmt: skip
 
-    def prune(reason: str) -> None:
+    def prune(reason: str, before_training: bool = True) -> None:
         trial.set_user_attr("reason", reason)
+        trial.set_user_attr("before_training", before_training)
         raise optuna.TrialPruned(reason)
 
     try:
@@ -148,7 +149,8 @@ def run_trial(trial: optuna.Trial, root: Path, spec: SearchSpec) -> float | tupl
     score, epochs, pruned_at = _train(trial, folder, spec)
     trial.set_user_attr("epochs", epochs)
     if pruned_at is not None:
-        prune(f"pruned at epoch {pruned_at}: {spec.objective.metric} behind the median trial")
+        prune(f"pruned at epoch {pruned_at}: {spec.objective.metric} behind the median trial",
+              before_training=False)
     if score is None or not math.isfinite(score):
         raise TrialFailed(f"the run logged no finite {spec.objective.metric}")
     measured.update(costs(folder, graph, settings))

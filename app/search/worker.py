@@ -50,6 +50,10 @@ def work(root: Path, name: str, index: int | None = None, say=print) -> int:
             if spent >= spec.trials:
                 say(f"search {name}: all {spec.trials} trials run or running")
                 break
+            if studies.exhausted(study, spec):
+                say(f"search {name}: {len(study.trials)} trials tried and only {spent} could "
+                    "train; widen the space or loosen the constraints")  # fmt: skip
+                break
 
             mine: list[int] = []
 
