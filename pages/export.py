@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from app.export import exporter, records
+from app.graph.canvas import escape_markdown
 from ui import jobs, session
 
 st.title("Export")
@@ -25,6 +26,7 @@ FORMATS = {
     "savedmodel": "TensorFlow SavedModel (TF Serving)",
     "tflite": "TensorFlow Lite",
     "onnx": "ONNX",
+    "tfjs": "TensorFlow.js (runs in a browser; with a demo page)",
     "project": "Standalone project (model.py, train.py, dvc.yaml...)",
 }
 QUANTIZE = {None: "none (float32)", "dynamic": "dynamic range", "float16": "float16",
@@ -80,5 +82,9 @@ if found:
     folder = Path(chosen["folder"])
     st.download_button("Download (zip)", archive(folder), file_name=f"{folder.name}.zip",
                        mime="application/zip", icon=":material/download:")  # fmt: skip
+    notes = chosen.get("backend_notes")
+    if notes is not None:
+        st.caption("Backends: " + ("; ".join(escape_markdown(n) for n in notes) if notes else
+                   "the model runs on Keras' TensorFlow, JAX and PyTorch backends"))  # fmt: skip
     with st.expander("Metadata"):
         st.json({key: value for key, value in chosen.items() if key != "folder"})

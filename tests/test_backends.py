@@ -20,7 +20,7 @@ import pytest
 
 from app.graph.analysis import analyze
 from app.graph.codegen import generate_module
-from app.graph.components import CATALOGUE
+from app.graph.components import BACKENDS, CATALOGUE, backend_notes
 from app.graph.model_templates import list_templates, load_template
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,19 +36,12 @@ def on_jax(script: str, folder: Path, timeout: float = 600) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def templates_needing_data() -> set[str]:
-    """Templates whose model cannot be built before data configures it (none today)."""
-    return set()
-
-
 def test_every_templates_generated_module_builds_on_jax_as_the_engine_says(tmp_path):
     expected = {}
-    for name in list_templates():
+    for name in (info.name for info in list_templates()):
         doc = load_template(name)
         analysis = analyze(doc)
-        if any(CATALOGUE[n.component].backends != ("tensorflow", "jax", "torch")
-               for n in doc.nodes if n.component in CATALOGUE):  # fmt: skip
-            continue  # a TensorFlow-only component: said so on export instead
+        assert backend_notes(doc) == [], name  # no template is tied to TensorFlow
         (tmp_path / f"{name}.py").write_text(generate_module(analysis))
         output = next(n.id for n in doc.nodes if n.component == "Output")
         expected[name] = {"params": analysis.totals()["params"],
@@ -70,6 +63,54 @@ def test_every_templates_generated_module_builds_on_jax_as_the_engine_says(tmp_p
     for name, want in expected.items():
         assert found[name]["params"] == want["params"], name
         assert found[name]["shape"] == want["shape"], name
+
+
+def test_every_component_builds_on_jax_with_the_engines_shape_and_parameters(tmp_path):
+    import random
+
+    from tests.graphs import single
+    from tests.test_components_vs_keras import INPUT_RANKS, random_case
+
+    expected = {}
+    for component in sorted(INPUT_RANKS):
+        assert CATALOGUE[component].backends == BACKENDS, component
+        rng = random.Random(7)
+        for _ in range(30):  # the first random case the engine accepts
+            analysis = analyze(single(component, *random_case(component, rng)))
+            if analysis.ok:
+                break
+        assert analysis.ok, component
+        (tmp_path / f"c_{component.lower()}.py").write_text(generate_module(analysis))
+        expected[component] = {"params": analysis.totals()["params"],
+                               "shape": list(analysis.infos["under_test"].shape)}  # fmt: skip
+    found = on_jax(f"""
+        import importlib, json, sys
+        import keras
+        sys.path.insert(0, ".")
+        found = {{}}
+        for name in {sorted(expected)!r}:
+            model = importlib.import_module("c_" + name.lower()).build_model()
+            found[name] = {{"params": model.count_params(),
+                           "shape": [None if d is None else int(d)
+                                     for d in model.outputs[0].shape]}}
+        print(json.dumps(found))
+    """, tmp_path)
+    assert found == expected
+
+
+def test_a_custom_node_whose_code_calls_tensorflow_says_so():
+    from tests.graphs import chain
+
+    doc = chain(("x", "Input", {"shape": [4]}),
+                ("mine", "Custom", {}),
+                ("y", "Output", {"units": 1, "loss": "mean_squared_error"}))  # fmt: skip
+    plain = doc.model_copy(deep=True)
+    plain.nodes[1].code = "return keras.ops.relu(inputs)"
+    tied = doc.model_copy(deep=True)
+    tied.nodes[1].code = "import tensorflow as tf\nreturn tf.nn.relu(inputs)"
+    assert backend_notes(plain) == []
+    assert backend_notes(tied) == ["mine (Custom): its code calls TensorFlow, so the model runs "
+                                   "on the TensorFlow backend only"]  # fmt: skip
 
 
 @pytest.mark.slow

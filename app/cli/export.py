@@ -7,6 +7,7 @@ import json
 
 from app.cli.command import add_command
 from app.cli.output import emit
+from app.export.options import FORMATS
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -20,10 +21,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"exported run {meta['run']} as {args.format}"
         + (f" ({args.quantize})" if args.quantize else "")
         + f" to {folder}",
-        f"parity: {'passed' if parity['passed'] else 'FAILED'}, {parity['detail']}",
+        "parity: " + {True: "passed", False: "FAILED", None: "not checked"}[parity["passed"]]
+        + f", {parity['detail']}",
     ]
     if meta["forced"]:
         lines.append(f"forced: {meta['forced_reason']}")
+    notes = meta.get("backend_notes") or ["the model runs on Keras' TensorFlow, JAX and PyTorch "
+                                          "backends"]  # fmt: skip
+    lines += [f"backends: {note}" for note in notes]
     emit(args, {**meta, "dir": str(folder)}, "\n".join(lines))
     return 0
 
@@ -40,7 +45,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     export.add_argument("run", help="run id or directory")
     export.add_argument(
-        "--format", required=True, choices=["keras", "savedmodel", "tflite", "onnx", "project"]
+        "--format", required=True, choices=list(FORMATS),
+        help="tfjs: a TensorFlow.js layers model, its preprocessing and an index.html demo",
     )
     export.add_argument(
         "--quantize",

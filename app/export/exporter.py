@@ -56,7 +56,8 @@ def export_run(
             (weights and activations, calibrated on rows of the train split); None for float32.
         force: export even when the tests or the parity check failed.
     """
-    from app.export import formats, parity, project, records
+    from app.export import formats, parity, project, records, tfjs
+    from app.graph.components import backend_notes
     from app.graph.document import load
     from app.keras import builder
     from app.runtime.predictor import Predictor, input_specs, output_names
@@ -83,8 +84,12 @@ def export_run(
     try:
         source = dataset.source()  # read once: the parity rows, calibration, the project
         sample = parity.parity_sample(dataset, config, state, source)
+        specs = input_specs(model, raw_columns(config, state))
+        outputs = output_names(model)
         if fmt == "project":
             files = project.write_project(staging, folder, model, dataset, source)
+        elif fmt == "tfjs":  # the trained model; its preprocessing goes beside it as data
+            files = tfjs.write_tfjs(trained, staging, config, state, doc)
         else:
             representative = None
             if quantize == "int8":
@@ -92,18 +97,19 @@ def export_run(
             files = formats.write_model(
                 model, fmt, staging, quantize, representative=representative, sample=sample[0]
             )
-        specs = input_specs(model, raw_columns(config, state))
-        outputs = output_names(model)
-        predictor = Predictor.load(staging, fmt, specs, outputs)
-        checked = parity.check_parity(predictor, trained, sample, quantize, doc)
-        if not checked["passed"] and not force:
+        if fmt == "tfjs":
+            checked = tfjs.check_parity(staging, trained, sample, config, state, doc)
+        else:
+            predictor = Predictor.load(staging, fmt, specs, outputs)
+            checked = parity.check_parity(predictor, trained, sample, quantize, doc)
+        if checked["passed"] is False and not force:
             raise ExportError(
                 f"Run '{info['id']}': the {_label(fmt, quantize)} export does not predict as the "
                 f"model does: {checked['detail']} (--force exports it anyway)"
             )
         # What force overrode, if anything: a failed test report, a failed parity check.
         reasons = [gate["reason"]]
-        if not checked["passed"]:
+        if checked["passed"] is False:
             reasons.append(f"the export does not predict as the model does: {checked['detail']}")
         records.write_metadata(
             staging,
@@ -126,6 +132,8 @@ def export_run(
                 "outputs": outputs,
                 "classes": state.classes,
                 "preprocessing": "in the model: raw inputs, missing numbers become the train mean",
+                # What ties the model to TensorFlow, if anything (else Keras' three backends).
+                "backend_notes": backend_notes(doc),
             },
         )
         swap_in(staging, final)

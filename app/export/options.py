@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-FORMATS = ("keras", "savedmodel", "tflite", "onnx", "project")
+FORMATS = ("keras", "savedmodel", "tflite", "onnx", "tfjs", "project")
 QUANTIZATIONS = ("dynamic", "float16", "int8")
 REPORT = Path("test") / "report.json"
 

@@ -25,6 +25,7 @@ import optuna
 
 from app.files import atomic_write_text, locked
 from app.paths import inside
+from app.runtime.training import DEFAULTS
 from app.search.spec import COST_UNITS, SearchSpec
 from app.workspace import runs
 from app.workspace.runs import alive, spawn
@@ -183,10 +184,13 @@ def sampler(spec: SearchSpec, worker: int | None = None) -> optuna.samplers.Base
 
 
 def pruner(spec: SearchSpec) -> optuna.pruners.BasePruner:
-    """The median pruner on the epoch metric (Optuna prunes single-objective studies only)."""
+    """The median pruner on the epoch metric (Optuna prunes single-objective studies only),
+    from the third of a trial's epochs on: small models start slower, and pruning them at
+    their first epochs would favour the large."""
     if spec.cost:
         return optuna.pruners.NopPruner()
-    return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+    epochs = int(spec.settings.get("epochs", DEFAULTS["epochs"]))
+    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(1, epochs // 3))
 
 
 # Reading

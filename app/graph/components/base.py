@@ -15,6 +15,9 @@ from typing import Any
 Shape = tuple[int | None, ...]  # always includes the batch axis, which is None
 
 
+BACKENDS = ("tensorflow", "jax", "torch")  # Keras 3's backends; a component runs on all by default
+
+
 class ShapeError(ValueError):
     """The component cannot take the shapes it was given; the message says why."""
 
@@ -200,6 +203,8 @@ class Component:
         keras_class: the `keras.layers` class this component renders, used by the Keras
             importer to recognize layers.
         needs_keras: the rule asks Keras itself (generic and custom layers).
+        backends: the Keras backends its code runs on (tests/test_backends.py builds every
+            component on JAX); a Custom node's own code may narrow it (`backend_notes`).
     """
 
     name: str
@@ -211,6 +216,7 @@ class Component:
     keras_class: str | None = None
     needs_keras: bool = False
     tags: frozenset[str] = field(default_factory=frozenset)
+    backends: tuple[str, ...] = BACKENDS
 
     @property
     def template(self) -> str:
