@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app.export import exporter, records
+from app.export import demo, exporter, records
 from app.graph.canvas import escape_markdown
 from ui import jobs, session
 
@@ -82,6 +82,17 @@ if found:
     folder = Path(chosen["folder"])
     st.download_button("Download (zip)", archive(folder), file_name=f"{folder.name}.zip",
                        mime="application/zip", icon=":material/download:")  # fmt: skip
+    if chosen.get("format") == "tfjs":
+        st.caption("The TensorFlow.js export runs in a browser with no server but a static one: "
+                   "model.json, its weights, preprocess.js and index.html, the demo page.")
+        if st.button("Open the demo page", icon=":material/open_in_browser:"):
+            try:
+                st.session_state[f"export:demo:{folder.name}"] = demo.open_demo(folder)
+            except ValueError as error:
+                st.error(escape_markdown(str(error)))
+        url = st.session_state.get(f"export:demo:{folder.name}", "")
+        if url.startswith("http://127.0.0.1:"):
+            st.link_button("Demo page (served from 127.0.0.1)", url)
     notes = chosen.get("backend_notes")
     if notes is not None:
         st.caption("Backends: " + ("; ".join(escape_markdown(n) for n in notes) if notes else

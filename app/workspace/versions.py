@@ -67,9 +67,11 @@ def _quiet() -> Iterator[None]:
 
 # What DVC leaves out of a run directory's versions: its test results, written after the run is
 # recorded (a test must not make the trained run read as modified), and the record, lock and log
-# of a model server of a run or export (app.serve).
+# of a model server of a run or export (app.serve); searches (their studies, app.search); and
+# the records of the TF.js demos' file servers (app.export.demo).
 IGNORED = (
-    "/models/*/runs/*/test/", "serving.json", ".serving.lock", "serving.log", "/searches/"
+    "/models/*/runs/*/test/", "serving.json", ".serving.lock", "serving.log", "/searches/",
+    "*.demo.json", "*.demo.lock",
 )  # fmt: skip
 
 

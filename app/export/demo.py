@@ -1,0 +1,58 @@
+"""The TensorFlow.js export's demo page, served: a static file server (Python's http.server)
+on 127.0.0.1 for the export's folder, in its own process, started once and found again by the
+record it leaves beside the export folder (<export>.demo.json, which git ignores)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from app.files import atomic_write_text, locked
+from app.workspace.runs import alive
+
+DEMO, LOCK = ".demo.json", ".demo.lock"
+HOST = "127.0.0.1"
+
+
+def open_demo(folder: Path, timeout: float = 10.0) -> str:
+    """The URL of the export's index.html, served from 127.0.0.1 (the running server, or a new
+    one)."""
+    if not (folder / "index.html").is_file():
+        raise ValueError(f"{folder.name}: no index.html; only a tfjs export has a demo page")
+    record = folder.parent / f"{folder.name}{DEMO}"
+    with locked(folder.parent / f"{folder.name}{LOCK}"):
+        if record.is_file():
+            known = json.loads(record.read_text())
+            if alive(known["pid"], known.get("pid_started")):
+                return known["url"]
+        with socket.socket() as probe:  # a free port, now
+            probe.bind((HOST, 0))
+            port = probe.getsockname()[1]
+        process = subprocess.Popen(
+            [sys.executable, "-m", "http.server", str(port), "--bind", HOST,
+             "--directory", str(folder)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                socket.create_connection((HOST, port), timeout=0.5).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    process.kill()
+                    message = f"{folder.name}: the demo's file server did not start"
+                    raise ValueError(message) from None
+                time.sleep(0.1)
+        import psutil
+
+        url = f"http://{HOST}:{port}/index.html"
+        atomic_write_text(record, json.dumps({"pid": process.pid, "url": url,
+                                              "pid_started": psutil.Process(process.pid)
+                                              .create_time()}) + "\n")  # fmt: skip
+    return url
