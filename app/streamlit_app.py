@@ -31,6 +31,7 @@ STEPS = [
     ("predict", "Predict", ":material/online_prediction:"),
     ("export", "Export", ":material/download:"),
     ("runs", "Runs", ":material/history:"),
+    ("playground", "Playground", ":material/school:"),
 ]
 
 st.set_page_config(page_title="LayerFlow", layout="wide")
