@@ -268,7 +268,7 @@ def test_rendering_every_page_does_not_import_tensorflow(workspace):
         f"app = AppTest.from_file({ENTRY!r}, default_timeout=60)\n"
         "app.query_params['project'] = 'digits'\n"
         "app.run()\n"
-        f"for name in {PAGES!r}:\n"
+        f"for name in {(*PAGES, 'playground')!r}:\n"
         f"    app.switch_page({str(ROOT / 'pages')!r} + f'/{{name}}.py').run()\n"
         "    assert not app.exception, (name, app.exception)\n"
         "    assert app.title[0].value.lower() in (name, 'layerflow'), name\n"

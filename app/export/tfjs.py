@@ -352,7 +352,8 @@ def js_rows(raw: dict[str, np.ndarray], config, state) -> list[dict[str, Any]]:
 
 def _js_value(value: np.ndarray) -> Any:
     if value.size == 1 and value.ndim <= 1:
-        item = value.reshape(-1)[0].item()
+        item = value.reshape(-1)[0]
+        item = item.item() if isinstance(item, np.generic) else item  # text may be object
         if isinstance(item, bytes):
             return item.decode("utf-8", "replace")
         return None if isinstance(item, float) and math.isnan(item) else item
