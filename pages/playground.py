@@ -67,7 +67,8 @@ with board:
         if st.session_state.get("pg:playing"):
             model.step(STEPS_PER_TICK)
         boundary, right = st.columns([3, 2])
-        boundary.plotly_chart(figures.boundary_figure(model), key="pg:boundary")
+        boundary.image(figures.boundary_image(model),
+                       caption="Blue: class 1, orange: class 0; discs train, rings test")
         with right:
             if model.steps:
                 train_accuracy, test_accuracy = model.accuracy()
@@ -80,8 +81,9 @@ with board:
             else:
                 st.caption("Not trained yet: press Play or Step.")
         st.caption("Each hidden unit's response over the plane (a row per layer):")
-        if model.steps:
-            st.plotly_chart(figures.units_figure(model), key="pg:units")
+        units = figures.units_image(model)
+        if units is not None:  # each map 60 pixels a side, drawn at 90
+            st.image(units, width=int(units.shape[1] * 1.5))
         st.caption(f"Step and redraw: {(time.perf_counter() - started) * 1000:.0f} ms")
 
     live()
@@ -93,7 +95,7 @@ name = st.text_input("Project name", f"playground-{kind}", key="pg:name")
 if st.button("Open in LayerFlow", icon=":material/account_tree:"):
     try:
         project = open_in_layerflow(Workspace.current(), st.session_state["pg:model"], name)
-    except ValueError as error:
+    except (ValueError, OSError) as error:
         st.error(escape_markdown(str(error)))
     else:
         session.open_(project.name)

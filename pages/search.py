@@ -171,9 +171,10 @@ if found["state"] in ("stopped", "interrupted") and buttons[0].button(
         st.error(escape_markdown(str(error)))
     else:
         st.rerun()
-st.caption(f"Objective {found['objective']}" + (f", cost {found['cost']}" if found["cost"] else "")
-           + (f"; constraints {', '.join(found['constraints'])}" if found["constraints"] else "")
-           + f"; storage {found['storage']}")  # fmt: skip
+st.caption(escape_markdown(
+    f"Objective {found['objective']}" + (f", cost {found['cost']}" if found["cost"] else "")
+    + (f"; constraints {', '.join(found['constraints'])}" if found["constraints"] else "")
+    + f"; storage {found['storage']}"))  # fmt: skip
 
 if not found["rows"]:
     st.caption("No trials yet: the workers are starting.")
@@ -231,8 +232,8 @@ with graph_tab:
                    flow.flow_state(analyze(graph), editable=False),
                    height=460, fit_view=True, hide_watermark=True)  # fmt: skip
 with charts_tab:
-    run_dir = root / row["run_dir"] if row.get("run_dir") else None
-    if run_dir is not None and run_dir.is_dir():
+    run_dir = studies.run_folder(root, row.get("run_dir"))
+    if run_dir is not None:
         events, _ = read_events(run_dir)
         st.plotly_chart(charts.training_figure(events), key=f"search:run:{row['run']}")
     else:

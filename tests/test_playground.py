@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -15,7 +13,7 @@ from app.playground.network import GRID, Playground
 from app.playground.project import network_graph, open_in_layerflow
 from app.workspace import Workspace
 from tests.test_app import ENTRY, ROOT, button
-from ui.playground import boundary_figure, loss_figure, units_figure
+from ui.playground import boundary_image, loss_figure, units_image
 
 
 @pytest.mark.parametrize("kind", SETS)
@@ -53,22 +51,23 @@ def test_the_network_learns_each_set_and_its_test_loss_falls(kind, layers):
     assert test_accuracy >= 0.8, (kind, test_accuracy)
 
 
-def test_the_figures_show_the_boundary_the_losses_and_every_hidden_unit():
-    playground = Playground(toy_set("circles"), layers=(3, 2))
-    playground.step(5)
-    playground.step(5)
-    boundary = boundary_figure(playground)
-    z = np.asarray(boundary["data"][0]["z"])
-    assert z.shape == (GRID, GRID) and 0 <= z.min() and z.max() <= 1
-    np.testing.assert_allclose(z, playground.boundary(), atol=1e-3)
-    assert loss_figure(playground)["data"][1]["x"] == [5, 10]
-    units = units_figure(playground)["data"][0]["z"]
-    # two rows of maps (3 then 2 units), each half of GRID square, with gaps between
-    half = GRID // 2
-    assert len(units) == 2 * (half + 3)
-    filled = [sum(v is not None for v in row) for row in units]
-    assert filled[0] == 3 * half and filled[half + 3] == 2 * half
-    json.dumps(boundary)  # plain data, as the page sends it
+def test_the_pictures_show_the_boundary_the_losses_and_every_hidden_unit():
+    from ui.playground import PIXELS, UNIT_PIXELS
+
+    playground = Playground(toy_set("blobs", noise=0.0), layers=(3, 2))
+    assert units_image(playground) is None  # no weights before the first step
+    for _ in range(20):
+        playground.step(5)
+    image = boundary_image(playground)
+    assert image.shape == (GRID * PIXELS, GRID * PIXELS, 3) and image.dtype == np.uint8
+    # class 1's blob is up and to the right: blue there, orange down and to the left
+    top_right, bottom_left = image[8, -8].astype(int), image[-8, 8].astype(int)
+    assert top_right[2] > top_right[0] and bottom_left[0] > bottom_left[2]
+    assert loss_figure(playground)["data"][1]["x"] == list(range(5, 105, 5))
+    units = units_image(playground)
+    side = GRID * UNIT_PIXELS
+    assert units.shape == (2 * (side + 6), 3 * (side + 6), 3)
+    assert (units[side + 6 : 2 * side + 6, 2 * (side + 6) :] == 255).all()  # no third unit
 
 
 def test_the_network_opens_in_layerflow_as_a_project_that_builds(workspace):
@@ -95,7 +94,14 @@ def test_the_page_steps_the_network_and_redraws(workspace):
     assert not app.exception, app.exception
     step = next(m for m in app.metric if m.label == "Step")
     assert step.value == "10"
-    charts = app.get("plotly_chart")
-    assert len(charts) == 3  # the boundary, the losses, the hidden units
+    assert len(app.get("plotly_chart")) == 1  # the losses
+    assert len(app.get("image")) == 2  # the boundary, the hidden units
     app.selectbox(key="pg:kind").select("spirals").run()  # new data: a new network
     assert not [m for m in app.metric if m.label == "Step"]
+
+
+@pytest.mark.parametrize("name", ["/tmp/elsewhere", "a/b", "", "9lives"])
+def test_a_bad_project_name_is_refused_before_anything_is_written(workspace, name):
+    with pytest.raises(ValueError, match="`name`"):
+        open_in_layerflow(Workspace.current(), Playground(toy_set("xor")), name)
+    assert Workspace.current().datasets() == [] and Workspace.current().projects() == []

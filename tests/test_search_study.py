@@ -470,3 +470,23 @@ def test_a_choice_of_cells_takes_the_librarys_blocks_into_the_graph_and_names_un
     from app.graph.analysis import analyze
 
     assert analyze(trial).ok, [p.message for p in analyze(trial).errors]
+
+
+def test_an_int_range_with_a_fractional_step_is_refused_before_a_search():
+    doc = iris_search_doc_with({"dense1": {"units": Range(low=8, high=64, step=0.5)}})
+    messages = [p.message for p in space_problems(doc)]
+    assert messages == ["search.settings.dense1.units: units is a whole number: a step must be "
+                        "a whole number >= 1"]  # fmt: skip
+
+
+def iris_search_doc_with(settings):
+    return load_template("tabular_classification").model_copy(
+        update={"search": SearchSpace(settings=settings)})
+
+
+def test_a_search_name_starts_with_a_letter_and_trial_paths_stay_in_the_workspace(workspace):
+    assert studies.new_name("3 layers")[0].isalpha()
+    (workspace / "models").mkdir(parents=True)
+    assert studies.run_folder(workspace, "../outside") is None
+    assert studies.run_folder(workspace, "/etc") is None
+    assert studies.run_folder(workspace, "models") == (workspace / "models").resolve()

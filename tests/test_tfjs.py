@@ -163,3 +163,25 @@ def layerflow_prediction(workspace, run: str, row: dict) -> np.ndarray:
 
     predictor = run_predictor(workspace.runs[run])
     return np.asarray(predictor.predict({column: [value] for column, value in row.items()}))[0]
+
+
+def test_layers_tfjs_computes_otherwise_are_refused_and_weights_named_as_tfjs_reads_them():
+    import keras
+
+    def model_of(layer, shape):
+        inputs = keras.Input(shape, name="x")
+        return keras.Model(inputs, layer(inputs))
+
+    refused = {
+        "a GRU layer": keras.layers.GRU(3, name="gru"),  # reset_after, which TF.js lacks
+        "gelu activation": keras.layers.Dense(2, activation="gelu", name="d"),
+        "bilinear UpSampling2D": keras.layers.UpSampling2D(interpolation="bilinear", name="u"),
+    }
+    shapes = {"a GRU layer": (4, 2), "gelu activation": (3,), "bilinear UpSampling2D": (4, 4, 1)}
+    for says, layer in refused.items():
+        with pytest.raises(ExportError, match=says):
+            tfjs.layers_model(model_of(layer, shapes[says]))
+    topology, weights = tfjs.layers_model(
+        model_of(keras.layers.DepthwiseConv2D(3, name="dw", activation="silu"), (5, 5, 2)))
+    assert [name for name, _ in weights] == ["dw/depthwise_kernel", "dw/bias"]
+    assert topology["config"]["layers"][1]["config"]["activation"] == "swish"

@@ -1,70 +1,76 @@
-"""The Playground's figures: the decision boundary with the points, the losses, and each hidden
-unit's response map; light enough to redraw at every step. They are plain Plotly figure dicts:
-building go.Figure objects validates every property and takes longer than the step itself."""
+"""The Playground's pictures: the decision boundary with the points and each hidden unit's
+response map as images (numpy and Pillow), and the losses as a Plotly figure; light enough to
+redraw at every step. (A Plotly heatmap is validated property by property on its way to the
+browser, which took longer than the training step itself.)"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 from app.playground.network import Playground
 
-SCALE = [[0, "#f59322"], [0.5, "#e8eaeb"], [1, "#0877bd"]]  # class 0 orange, class 1 blue
-Figure = dict[str, Any]
+ORANGE, LIGHT, BLUE = np.array([245, 147, 34]), np.array([232, 234, 235]), np.array([8, 119, 189])
+RED = np.array([178, 24, 43])
+PIXELS = 4  # image pixels per grid cell of the boundary
+UNIT_PIXELS = 1  # and of a hidden unit's map (the browser scales it up)
 
 
-def boundary_figure(playground: Playground) -> Figure:
+def colours(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """values in [-1, 1] as colours from `low` (-1) through light grey (0) to `high` (1)."""
+    v = np.clip(values, -1, 1)[..., None]
+    mixed = np.where(v < 0, LIGHT + (low - LIGHT) * -v, LIGHT + (high - LIGHT) * v)
+    return mixed.astype(np.uint8)
+
+
+def boundary_image(playground: Playground) -> np.ndarray:
+    """P(class 1) over the plane, orange to blue, with the train points as discs and the test
+    points as rings, y upwards; (H, W, 3) uint8."""
+    grid = playground.boundary()[::-1]  # rows from the top of the plane
+    image = colours(grid * 2 - 1, ORANGE, BLUE).repeat(PIXELS, 0).repeat(PIXELS, 1)
+    picture = Image.fromarray(image)
+    pen = ImageDraw.Draw(picture)
+    size = image.shape[0]
     data = playground.data
-    traces: list[dict[str, Any]] = [{
-        "type": "heatmap", "x": playground.grid.tolist(), "y": playground.grid.tolist(),
-        "z": np.round(playground.boundary(), 3).tolist(), "zmin": 0, "zmax": 1,
-        "colorscale": SCALE, "showscale": False, "hoverinfo": "skip",
-    }]  # fmt: skip
-    for name, x, y, symbol in (("train", data.x_train, data.y_train, "circle"),
-                               ("test", data.x_test, data.y_test, "x")):  # fmt: skip
-        traces.append({
-            "type": "scatter", "mode": "markers", "name": name, "hoverinfo": "skip",
-            "x": x[:, 0].tolist(), "y": x[:, 1].tolist(),
-            "marker": {"symbol": symbol, "size": 6,
-                       "color": ["#0877bd" if v else "#f59322" for v in y.tolist()],
-                       "line": {"width": 1, "color": "white"}},
-        })  # fmt: skip
-    layout = {"height": 430, "width": 430, "margin": {"t": 10, "b": 10, "l": 10, "r": 10},
-              "xaxis": {"range": [-1, 1], "constrain": "domain"},
-              "yaxis": {"range": [-1, 1], "scaleanchor": "x"},
-              "legend": {"orientation": "h", "y": -0.05}}  # fmt: skip
-    return {"data": traces, "layout": layout}
+    for x, y, ring in ((data.x_train, data.y_train, False), (data.x_test, data.y_test, True)):
+        for (a, b), label in zip(x, y, strict=True):
+            cx, cy = (a + 1) / 2 * size, (1 - b) / 2 * size
+            colour = tuple(int(c) for c in (BLUE if label else ORANGE))
+            box = (cx - 3, cy - 3, cx + 3, cy + 3)
+            if ring:
+                pen.ellipse(box, outline=colour, width=2)
+            else:
+                pen.ellipse(box, fill=colour, outline=(255, 255, 255))
+    return np.asarray(picture)
 
 
-def loss_figure(playground: Playground) -> Figure:
-    steps = playground.loss_steps
-    traces = [{"type": "scatter", "mode": "lines", "name": f"{name} loss", "x": steps,
-               "y": values} for name, values in (("train", playground.train_loss),
-                                                 ("test", playground.test_loss))]  # fmt: skip
-    layout = {"height": 220, "margin": {"t": 10, "b": 30, "l": 40, "r": 10},
-              "xaxis": {"title": {"text": "step"}}, "yaxis": {"title": {"text": "log loss"}},
-              "legend": {"orientation": "h", "y": 1.15}}  # fmt: skip
-    return {"data": traces, "layout": layout}
-
-
-def units_figure(playground: Playground) -> Figure:
-    """One small map per hidden unit, a row per layer: the maps, each scaled to its own range,
-    tiled into one image with gaps (one trace draws far quicker than a subplot each)."""
-    units = [[response[::2, ::2] for response in layer] for layer in playground.units()]
-    size, gap = units[0][0].shape[0], 3  # at half the grid's resolution: the maps are small
+def units_image(playground: Playground) -> np.ndarray | None:
+    """Each hidden unit's response, scaled to its own range, red to blue, a row per layer with
+    white gaps; None before the first step."""
+    units = playground.units()
+    if not units:
+        return None
+    size, gap = units[0][0].shape[0] * UNIT_PIXELS, 6
     columns = max(len(layer) for layer in units)
-    tiled = np.full((len(units) * (size + gap), columns * (size + gap)), np.nan)
+    image = np.full((len(units) * (size + gap), columns * (size + gap), 3), 255, np.uint8)
     for row, layer in enumerate(units):
         for col, response in enumerate(layer):
             low, high = float(response.min()), float(response.max())
             scaled = (response - low) / (high - low) * 2 - 1 if high > low else response * 0
+            tile = colours(scaled[::-1], RED, BLUE).repeat(UNIT_PIXELS, 0).repeat(UNIT_PIXELS, 1)
             top, left = row * (size + gap), col * (size + gap)
-            tiled[top : top + size, left : left + size] = scaled
-    z = np.where(np.isnan(tiled), None, np.round(tiled, 3)).tolist()  # gaps: null, drawn blank
-    trace = {"type": "heatmap", "z": z, "colorscale": "RdBu", "zmin": -1, "zmax": 1,
-             "showscale": False, "hoverinfo": "skip"}  # fmt: skip
-    layout = {"height": 100 * len(units) + 20, "margin": {"t": 5, "b": 5, "l": 5, "r": 5},
-              "xaxis": {"visible": False}, "yaxis": {"visible": False, "scaleanchor": "x"},
-              "plot_bgcolor": "white"}  # fmt: skip
-    return {"data": [trace], "layout": layout}
+            image[top : top + size, left : left + size] = tile
+    return image
+
+
+def loss_figure(playground: Playground) -> dict[str, Any]:
+    traces = [{"type": "scatter", "mode": "lines", "name": f"{name} loss",
+               "x": playground.loss_steps, "y": values}
+              for name, values in (("train", playground.train_loss),
+                                   ("test", playground.test_loss))]  # fmt: skip
+    layout = {"height": 220, "margin": {"t": 10, "b": 30, "l": 40, "r": 10},
+              "xaxis": {"title": {"text": "epoch"}}, "yaxis": {"title": {"text": "log loss"}},
+              "legend": {"orientation": "h", "y": 1.15}}  # fmt: skip
+    return {"data": traces, "layout": layout}

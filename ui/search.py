@@ -4,6 +4,7 @@ the metric against a cost, whose points pick a trial)."""
 
 from __future__ import annotations
 
+import html
 import json
 from typing import Any
 
@@ -59,7 +60,7 @@ def space_from_table(table: pd.DataFrame) -> tuple[SearchSpace | None, list[str]
             else:
                 step = row.get("step")
                 dimension = Range(low=float(row["low"]), high=float(row["high"]),
-                                  log=bool(row.get("log")),
+                                  log=bool(row.get("log")) if _filled(row.get("log")) else False,
                                   step=float(step) if _filled(step) else None)  # fmt: skip
         except (ValueError, TypeError, KeyError) as error:
             message = str(error).splitlines()[0] if str(error) else type(error).__name__
@@ -99,10 +100,11 @@ def plain(value: Any) -> Any:
 def history_figure(study: optuna.Study, metric: str) -> go.Figure:
     """Optuna's optimisation history of the metric."""
     if len(study.directions) == 1:
-        figure = optuna.visualization.plot_optimization_history(study, target_name=metric)
+        figure = optuna.visualization.plot_optimization_history(
+            study, target_name=html.escape(metric))
     else:
         figure = optuna.visualization.plot_optimization_history(
-            study, target=lambda t: t.values[0], target_name=metric
+            study, target=lambda t: t.values[0], target_name=html.escape(metric)
         )
     figure.update_layout(height=340, margin={"t": 40, "b": 30})
     return figure
@@ -118,7 +120,7 @@ def importances_figure(study: optuna.Study, metric: str) -> go.Figure | None:
     try:
         figure = optuna.visualization.plot_param_importances(
             study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0),
-            target=lambda t: t.values[0], target_name=metric,
+            target=lambda t: t.values[0], target_name=html.escape(metric),
         )  # fmt: skip
     except (ValueError, RuntimeError):  # too few distinct values to tell importances
         return None
@@ -130,6 +132,7 @@ def pareto_figure(found: dict[str, Any], front: list[dict[str, Any]], cost: str)
     """Every complete trial's metric against its cost, the front (found by Optuna) joined by a
     line; each point's customdata is its trial number, so a click picks it."""
     metric = found["objective"].split(":")[0]
+    shown = html.escape(metric)  # Plotly draws a little HTML in titles and hover text
     points = [r for r in found["rows"] if r["state"] in ("complete", "infeasible")
               and r.get(metric) is not None and r.get(cost) is not None]  # fmt: skip
     on_front = {row["trial"] for row in front}
@@ -144,12 +147,12 @@ def pareto_figure(found: dict[str, Any], front: list[dict[str, Any]], cost: str)
             x=[p[cost] for p in chosen], y=[p[metric] for p in chosen], name=label,
             mode="lines+markers" if label == "Pareto front" else "markers", marker=style,
             customdata=[p["trial"] for p in chosen],
-            hovertemplate="trial %{customdata}<br>" + f"{cost} %{{x:,}}<br>{metric} "
+            hovertemplate="trial %{customdata}<br>" + f"{cost} %{{x:,}}<br>{shown} "
             "%{y:.4g}<extra></extra>",
         ))  # fmt: skip
     figure.update_layout(height=380, margin={"t": 40, "b": 30}, clickmode="event+select",
-                         title=f"{metric} against {cost}", xaxis_title=cost,
-                         yaxis_title=metric)  # fmt: skip
+                         title=f"{shown} against {cost}", xaxis_title=cost,
+                         yaxis_title=shown)  # fmt: skip
     if cost in ("params", "flops"):
         figure.update_xaxes(type="log")
     return figure

@@ -46,6 +46,7 @@ def open_demo(folder: Path, timeout: float = 10.0) -> str:
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
                     process.kill()
+                    process.wait()
                     message = f"{folder.name}: the demo's file server did not start"
                     raise ValueError(message) from None
                 time.sleep(0.1)

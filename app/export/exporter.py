@@ -131,7 +131,9 @@ def export_run(
                 "inputs": specs,
                 "outputs": outputs,
                 "classes": state.classes,
-                "preprocessing": "in the model: raw inputs, missing numbers become the train mean",
+                "preprocessing": "in preprocessing.json, applied by preprocess.js: raw inputs, "
+                "missing numbers become the train mean" if fmt == "tfjs" else
+                "in the model: raw inputs, missing numbers become the train mean",
                 # What ties the model to TensorFlow, if anything (else Keras' three backends).
                 "backend_notes": backend_notes(doc),
             },

@@ -67,7 +67,6 @@ LAYERS: dict[str, tuple[str | None, tuple[str, ...]]] = {
     "LayerNormalization": (None, ("axis", "epsilon", "center", "scale")),
     "Embedding": (None, ("input_dim", "output_dim", "mask_zero")),
     "SimpleRNN": (None, tuple(n for n in RNN if n != "recurrent_activation")),
-    "GRU": (None, (*RNN, "reset_after")),
     "LSTM": (None, RNN),
     "Add": (None, ()),
     "Multiply": (None, ()),
@@ -76,7 +75,6 @@ LAYERS: dict[str, tuple[str | None, tuple[str, ...]]] = {
     "Minimum": (None, ()),
     "Concatenate": (None, ("axis",)),
     "Rescaling": (None, ("scale", "offset")),
-    "Resizing": (None, ("height", "width", "interpolation", "crop_to_aspect_ratio")),
     "ZeroPadding2D": (None, ("padding", "data_format")),
     "Cropping2D": (None, ("cropping", "data_format")),
     "UpSampling2D": (None, ("size", "data_format", "interpolation")),
@@ -89,6 +87,12 @@ LAYERS: dict[str, tuple[str | None, tuple[str, ...]]] = {
     "RandomZoom": ("Activation", ()),
 }
 IDENTITY = {"activation": "linear"}
+# Keras activation -> TF.js's: only those that compute the same thing (TF.js' gelu, hard sigmoid
+# and others differ from Keras 3's, or are missing).
+SAME = ("linear", "relu", "relu6", "elu", "selu", "sigmoid", "softmax", "softplus", "softsign",
+        "tanh", "mish")  # fmt: skip
+ACTIVATIONS = {**{name: name for name in SAME}, "silu": "swish", "swish": "swish"}
+WEIGHT_NAMES = {"DepthwiseConv2D": {"kernel": "depthwise_kernel"}}  # Keras 3 name -> TF.js name
 
 
 def layers_model(model, doc=None) -> tuple[dict[str, Any], list[tuple[str, np.ndarray]]]:
@@ -164,12 +168,27 @@ def _layer(layer, entry: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str
         raise _Unsupported(f"a grouped {kind}")
     if kind.startswith("Global") and settings.get("keepdims"):
         raise _Unsupported(f"{kind} with keepdims")
+    if kind == "Conv2DTranspose" and set(_flat(settings.get("dilation_rate", 1))) != {1}:
+        raise _Unsupported("a dilated Conv2DTranspose, which TF.js does not dilate")
+    if kind == "UpSampling2D" and settings.get("interpolation", "nearest") != "nearest":
+        raise _Unsupported("a bilinear UpSampling2D, which TF.js samples differently")
+    if kind == "Embedding" and settings.get("mask_zero"):
+        raise _Unsupported("an Embedding with mask_zero, whose mask TF.js layers ignore")
+    for key in ("activation", "recurrent_activation"):
+        if key in config:
+            name_of = config[key]
+            if name_of not in ACTIVATIONS:
+                raise _Unsupported(f"the {name_of} activation, which TF.js lacks or computes "
+                                   "otherwise")  # fmt: skip
+            config[key] = ACTIVATIONS[name_of]
     if kind == "Concatenate":
         config["axis"] = settings.get("axis", -1)
     config.update(name=name, trainable=False, dtype="float32")
     named = []
     if target not in ("Activation", "Dropout"):
-        named = [(f"{name}/{v.name}", np.asarray(v.numpy())) for v in layer.weights]
+        renamed = WEIGHT_NAMES.get(kind, {})
+        named = [(f"{name}/{renamed.get(v.name, v.name)}", np.asarray(v.numpy()))
+                 for v in layer.weights]  # fmt: skip
     return {"class_name": target or kind, "name": name, "config": config}, named
 
 
@@ -189,6 +208,10 @@ def _normalization(layer, name: str) -> tuple[dict[str, Any], list[tuple[str, np
         {"class_name": "Dense", "name": name, "config": config},
         [(f"{name}/kernel", kernel), (f"{name}/bias", bias)],
     )
+
+
+def _flat(value: Any) -> list:
+    return list(value) if isinstance(value, list | tuple) else [value]
 
 
 def _plain(value: Any) -> Any:
@@ -351,12 +374,15 @@ def js_rows(raw: dict[str, np.ndarray], config, state) -> list[dict[str, Any]]:
 
 
 def _js_value(value: np.ndarray) -> Any:
+    """A raw value as JSON has it: text as text, NaN (JSON has none) as null."""
     if value.size == 1 and value.ndim <= 1:
         item = value.reshape(-1)[0]
         item = item.item() if isinstance(item, np.generic) else item  # text may be object
         if isinstance(item, bytes):
             return item.decode("utf-8", "replace")
         return None if isinstance(item, float) and math.isnan(item) else item
+    if value.dtype.kind == "f":
+        return np.where(np.isnan(value), None, value.astype(object)).tolist()
     return value.tolist()
 
 

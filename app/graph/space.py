@@ -82,6 +82,11 @@ def _dimension_problem(dimension: Range | Choice, setting: Any) -> str | None:
             return f"a log range needs low above 0, received low={dimension.low:g}"
         if dimension.log and dimension.step is not None:
             return "a log range cannot have a step"
+        whole_step = dimension.step is None or (
+            float(dimension.step).is_integer() and dimension.step >= 1
+        )
+        if setting is not None and setting.kind == "int" and not whole_step:
+            return f"{setting.name} is a whole number: a step must be a whole number >= 1"
         ends = (dimension.low, dimension.high)
         if setting is not None and setting.kind == "int":
             if not all(float(v).is_integer() for v in ends):

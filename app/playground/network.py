@@ -5,11 +5,9 @@ computed from the network's own weights)."""
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import log_loss
 from sklearn.neural_network import MLPClassifier
 
@@ -51,19 +49,17 @@ class Playground:
             hidden_layer_sizes=self.layers, activation=self.activation, solver="adam",
             learning_rate_init=self.learning_rate, alpha=self.regularization,
             batch_size=min(32, len(self.data.y_train)), random_state=self.seed,
-            warm_start=True, shuffle=True, tol=0.0, n_iter_no_change=10**6,
+            shuffle=True,
         )  # fmt: skip
         grid = np.linspace(-1, 1, GRID)
         self.grid = grid
         self.plane = np.stack(np.meshgrid(grid, grid), axis=-1).reshape(-1, 2)
 
     def step(self, count: int = 1) -> None:
-        """Train `count` more epochs (each a pass over the train points): one warm-started fit,
-        which goes on from the weights so far."""
-        self.model.set_params(max_iter=count)
-        with warnings.catch_warnings():  # "max_iter reached": it is asked to stop there
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            self.model.fit(self.data.x_train, self.data.y_train)
+        """Train `count` more epochs, each a pass over the train points (partial_fit, which
+        keeps the optimizer's state from step to step)."""
+        for _ in range(count):
+            self.model.partial_fit(self.data.x_train, self.data.y_train, classes=[0, 1])
         self.steps += count
         self.loss_steps.append(self.steps)
         self.train_loss.append(self.loss(self.data.x_train, self.data.y_train))

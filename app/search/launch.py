@@ -69,6 +69,13 @@ def problems(doc: GraphDocument, settings: TrainingSettings, data: str,
         if name not in TrainingSettings.model_fields:
             found.append(f"search.training.{name}: no training setting {name!r}")
             continue
+        step = getattr(dimension, "step", None)
+        if whole_training_setting(name) and step is not None and not (
+            float(step).is_integer() and step >= 1
+        ):
+            found.append(f"search.training.{name}: {name} is a whole number: a step must be a "
+                         "whole number >= 1")  # fmt: skip
+            continue
         ends = getattr(dimension, "choices", None) or [dimension.low, dimension.high]
         for value in ends:
             if whole_training_setting(name) and float(value).is_integer():

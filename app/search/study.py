@@ -82,8 +82,11 @@ def folder_of(root: Path, name: str) -> Path:
 
 
 def new_name(model: str) -> str:
-    """<model>-<date>-<time>: the model's slug, then when the search was made."""
-    return f"{runs.model_slug(model)[:40]}-{time.strftime('%Y%m%d-%H%M%S')}"
+    """<model>-<date>-<time>: the model's slug (after an s when it does not start with a
+    letter), then when the search was made."""
+    slug = runs.model_slug(model)[:40]
+    slug = slug if slug[:1].isalpha() else f"s{slug}"
+    return f"{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def storage_url(root: Path, name: str) -> str:
@@ -159,7 +162,8 @@ def join(root: Path, name: str, url: str) -> Path:
 
 def load(root: Path, name: str, worker: int | None = None) -> tuple[optuna.Study, SearchSpec]:
     """The study and its spec, with the sampler and pruner its search asks for (seeded by the
-    worker's index, so that parallel workers do not sample alike)."""
+    worker's index and the trials so far, so that parallel workers, and a resumed search, do not
+    sample alike)."""
     url = storage_url(root, name)
     try:
         study = optuna.load_study(study_name=name, storage=storage(url))
@@ -167,7 +171,7 @@ def load(root: Path, name: str, worker: int | None = None) -> tuple[optuna.Study
         known = ", ".join(list_names(root)) or "none yet"
         raise SearchError([f"No search {name!r} (searches: {known})"]) from None
     spec = SearchSpec.model_validate(study.user_attrs["spec"])
-    study.sampler = sampler(spec, worker)
+    study.sampler = sampler(spec, None if worker is None else worker + 7919 * len(study.trials))
     study.pruner = pruner(spec)
     return study, spec
 
@@ -415,14 +419,26 @@ def stop(root: Path, name: str) -> list[str]:
     study.set_user_attr(STOPPING, True)
     asked = []
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        run_dir = trial.user_attrs.get("run_dir")
-        if run_dir and (root / run_dir).is_dir():
+        folder = run_folder(root, trial.user_attrs.get("run_dir"))
+        if folder is not None:
             try:
-                runs.stop(root / run_dir)
+                runs.stop(folder)
                 asked.append(trial.user_attrs["run"])
             except ValueError:  # finished meanwhile
                 pass
     return asked
+
+
+def run_folder(root: Path, run_dir: Any) -> Path | None:
+    """A trial's run directory in this workspace, or None: the study may come from a database
+    shared with other machines, so its paths are kept inside the workspace."""
+    if not isinstance(run_dir, str) or not run_dir:
+        return None
+    try:
+        folder = inside(root, run_dir)
+    except ValueError:
+        return None
+    return folder if folder.is_dir() else None
 
 
 def resume(root: Path, name: str, count: int = 1) -> list[int]:

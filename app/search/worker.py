@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -40,7 +41,9 @@ def work(root: Path, name: str, index: int | None = None, say=print) -> int:
     study, spec = studies.load(root, name, worker=index)
     folder = studies.folder_of(root, name)
     done = 0
-    while True:
+    ended: list[int] = []  # SIGTERM: the running trial stops (its run says so), then the worker
+    signal.signal(signal.SIGTERM, lambda signum, frame: ended.append(signum))
+    while not ended:
         lock = _BudgetLock(folder / studies.BUDGET_LOCK)
         try:
             if study.user_attrs.get(studies.STOPPING):

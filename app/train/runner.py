@@ -96,8 +96,18 @@ def execute(run_dir: Path, callbacks: list | None = None) -> int:
     training = None
     try:
         training = Training(run_dir, writer, callbacks or [])
-        signal.signal(signal.SIGTERM, training.terminate)
-        state, reason = training.run()
+        previous = signal.getsignal(signal.SIGTERM)
+
+        def terminate(signum: int, frame: Any) -> None:  # and tell the process's own handler
+            training.terminate(signum, frame)
+            if callable(previous):
+                previous(signum, frame)
+
+        signal.signal(signal.SIGTERM, terminate)
+        try:
+            state, reason = training.run()
+        finally:  # a search's worker trains many runs in one process
+            signal.signal(signal.SIGTERM, previous)
     except Exception as err:  # the run fails; the process ends normally with its reason
         traceback.print_exc()
         state, reason = "failed", one_line(err, plain=RunFailure)

@@ -31,7 +31,10 @@
     const means = [].concat(feature.mean), offsets = [].concat(feature.offset);
     const scales = [].concat(feature.scale);
     return values.map((v, i) => {
-      const x = missing(v) ? means[i % means.length] : Number(v);
+      // As the Python side reads a table: blank or unreadable text is a missing number.
+      const blank = missing(v) || (typeof v === "string" && v.trim() === "");
+      const read = blank ? NaN : Number(v);
+      const x = Number.isNaN(read) ? means[i % means.length] : read;
       return (Math.fround(x) - Math.fround(offsets[i % offsets.length])) /
         Math.fround(scales[i % scales.length]);
     });
