@@ -82,8 +82,8 @@ with board:
                 st.caption("Not trained yet: press Play or Step.")
         st.caption("Each hidden unit's response over the plane (a row per layer):")
         units = figures.units_image(model)
-        if units is not None:  # each map 60 pixels a side, drawn at 90
-            st.image(units, width=int(units.shape[1] * 1.5))
+        if units is not None:  # each map 30 pixels a side, drawn at 90
+            st.image(units, width=units.shape[1] * 3)
         st.caption(f"Step and redraw: {(time.perf_counter() - started) * 1000:.0f} ms")
 
     live()

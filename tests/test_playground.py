@@ -52,7 +52,7 @@ def test_the_network_learns_each_set_and_its_test_loss_falls(kind, layers):
 
 
 def test_the_pictures_show_the_boundary_the_losses_and_every_hidden_unit():
-    from ui.playground import PIXELS, UNIT_PIXELS
+    from ui.playground import PIXELS, UNIT_STRIDE
 
     playground = Playground(toy_set("blobs", noise=0.0), layers=(3, 2))
     assert units_image(playground) is None  # no weights before the first step
@@ -65,9 +65,9 @@ def test_the_pictures_show_the_boundary_the_losses_and_every_hidden_unit():
     assert top_right[2] > top_right[0] and bottom_left[0] > bottom_left[2]
     assert loss_figure(playground)["data"][1]["x"] == list(range(5, 105, 5))
     units = units_image(playground)
-    side = GRID * UNIT_PIXELS
-    assert units.shape == (2 * (side + 6), 3 * (side + 6), 3)
-    assert (units[side + 6 : 2 * side + 6, 2 * (side + 6) :] == 255).all()  # no third unit
+    side = GRID // UNIT_STRIDE
+    assert units.shape == (2 * (side + 3), 3 * (side + 3), 3)
+    assert (units[side + 3 : 2 * side + 3, 2 * (side + 3) :] == 255).all()  # no third unit
 
 
 def test_the_network_opens_in_layerflow_as_a_project_that_builds(workspace):

@@ -15,7 +15,7 @@ from app.playground.network import Playground
 ORANGE, LIGHT, BLUE = np.array([245, 147, 34]), np.array([232, 234, 235]), np.array([8, 119, 189])
 RED = np.array([178, 24, 43])
 PIXELS = 4  # image pixels per grid cell of the boundary
-UNIT_PIXELS = 1  # and of a hidden unit's map (the browser scales it up)
+UNIT_STRIDE = 2  # a hidden unit's map takes every other grid cell (the browser scales it up)
 
 
 def colours(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
@@ -52,14 +52,14 @@ def units_image(playground: Playground) -> np.ndarray | None:
     units = playground.units()
     if not units:
         return None
-    size, gap = units[0][0].shape[0] * UNIT_PIXELS, 6
+    size, gap = units[0][0][::UNIT_STRIDE, ::UNIT_STRIDE].shape[0], 3
     columns = max(len(layer) for layer in units)
     image = np.full((len(units) * (size + gap), columns * (size + gap), 3), 255, np.uint8)
     for row, layer in enumerate(units):
         for col, response in enumerate(layer):
             low, high = float(response.min()), float(response.max())
             scaled = (response - low) / (high - low) * 2 - 1 if high > low else response * 0
-            tile = colours(scaled[::-1], RED, BLUE).repeat(UNIT_PIXELS, 0).repeat(UNIT_PIXELS, 1)
+            tile = colours(scaled[::-UNIT_STRIDE, ::UNIT_STRIDE], RED, BLUE)
             top, left = row * (size + gap), col * (size + gap)
             image[top : top + size, left : left + size] = tile
     return image

@@ -56,10 +56,12 @@ class Playground:
         self.plane = np.stack(np.meshgrid(grid, grid), axis=-1).reshape(-1, 2)
 
     def step(self, count: int = 1) -> None:
-        """Train `count` more epochs, each a pass over the train points (partial_fit, which
-        keeps the optimizer's state from step to step)."""
-        for _ in range(count):
-            self.model.partial_fit(self.data.x_train, self.data.y_train, classes=[0, 1])
+        """Train `count` more epochs, each a pass over the train points: one partial_fit (which
+        keeps the optimizer's state from step to step) over the points repeated `count` times,
+        shuffled into minibatches as `count` epochs would be."""
+        x = np.tile(self.data.x_train, (count, 1))
+        y = np.tile(self.data.y_train, count)
+        self.model.partial_fit(x, y, classes=[0, 1])
         self.steps += count
         self.loss_steps.append(self.steps)
         self.train_loss.append(self.loss(self.data.x_train, self.data.y_train))

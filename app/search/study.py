@@ -6,7 +6,7 @@ In the workspace, searches/<name>/ holds the study's SQLite file (or, for a stud
 database elsewhere, storage.json with its URL), the local workers' pids and their logs.
 
 Workers beat a heartbeat into the storage: a trial whose worker was killed is marked failed by
-the next reader once GRACE_SECONDS pass without a beat. Stopping is a flag in the study, which
+the next reader once `grace_seconds()` pass without a beat. Stopping is a flag in the study, which
 every worker reads before a trial, wherever it runs.
 
 Importing this module does not import TensorFlow.
@@ -15,6 +15,7 @@ Importing this module does not import TensorFlow.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 import warnings
@@ -35,8 +36,7 @@ FOLDER = "searches"
 DATABASE, STORAGE, WORKERS, LOCK, BUDGET_LOCK = (
     "study.db", "storage.json", "workers.json", ".lock", ".budget.lock"
 )  # fmt: skip
-HEARTBEAT_SECONDS = 5
-GRACE_SECONDS = 20
+GRACE = "LAYERFLOW_SEARCH_GRACE"  # seconds without a heartbeat before a trial is failed (20)
 ATTEMPTS = 10  # trials pruned before training: at most this many times the budget in all
 STOPPING = "stopping"  # the study's user attribute that asks workers to start no more trials
 DEFAULT_COST = "params"  # the cost a Pareto front is drawn against when the search has none
@@ -98,15 +98,26 @@ def storage_url(root: Path, name: str) -> str:
     return f"sqlite:///{folder / DATABASE}"
 
 
+def grace_seconds() -> int:
+    """How long a running trial may go without its worker's heartbeat (LAYERFLOW_SEARCH_GRACE,
+    20 s by default) before it reads as failed; workers beat four times in that time, at most
+    every 5 s."""
+    try:
+        return max(2, int(os.environ.get(GRACE, "20")))
+    except ValueError:
+        return 20
+
+
 def storage(url: str) -> optuna.storages.RDBStorage:
     """Optuna's RDB storage of `url`, with the heartbeat that finds killed workers' trials."""
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
+    grace = grace_seconds()
     try:
         return optuna.storages.RDBStorage(
             url,
             engine_kwargs=engine,
-            heartbeat_interval=HEARTBEAT_SECONDS,
-            grace_period=GRACE_SECONDS,
+            heartbeat_interval=max(1, min(5, grace // 4)),
+            grace_period=grace,
         )
     except Exception as error:  # sqlalchemy's errors: a bad URL, a driver missing, no server
         raise SearchError([f"Cannot open the study storage {_shown(url)}: {error}"]) from None
