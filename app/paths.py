@@ -8,6 +8,7 @@ engine, so every package, the pure graph engine included, may use it.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -15,6 +16,21 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 
 def workspace_root() -> Path:
     return Path(os.environ.get("LAYERFLOW_WORKSPACE") or REPOSITORY).resolve()
+
+
+# The names of projects, datasets and searches: they name folders and appear in URLs.
+NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_\-]{0,63}"
+
+
+def named(parent: Path, name: str) -> Path:
+    """parent/name for a project, dataset or search name; a ValueError saying what a name is
+    for anything else."""
+    if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
+        raise ValueError(
+            "Received an invalid value for `name`, expected a letter then letters, digits, _ "
+            f"or - (64 at most). Received: name={name!r}"
+        )
+    return inside(parent, name)
 
 
 def inside(root: Path, *parts: str) -> Path:

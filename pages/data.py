@@ -13,8 +13,9 @@ import streamlit as st
 
 from app.data.samples import SAMPLES, make_sample
 from app.data.summaries import chart, summary
+from app.paths import NAME_PATTERN
 from app.workspace import Workspace
-from app.workspace.datasets import NAME_PATTERN, refit_project
+from app.workspace.datasets import refit_project
 from ui import session
 from ui.uploads import save_upload
 

@@ -33,15 +33,7 @@ session.step_bar(current, "Search")
 session.notice()
 root = Workspace.current().root
 
-doc = current.graph()
-if current.dataset is None:
-    st.info("Choose the project's dataset first.")
-    st.page_link(session.PAGES["data"], label="Go to Data", icon=":material/table:")
-    st.stop()
-if analyze(doc).errors:
-    st.info("The graph has errors; fix them before searching.")
-    st.page_link(session.PAGES["model"], label="Go to Model", icon=":material/account_tree:")
-    st.stop()
+doc = session.require_data_and_sound_graph(current, "searching")
 settings = TrainingSettings.from_dict(current.settings("training") or {})
 
 # The space

@@ -19,8 +19,8 @@ from app.graph.canvas import escape_markdown
 from app.graph.components.base import fmt_shape
 from app.graph.document import load
 from app.graph.model_templates import list_templates, load_template
+from app.paths import NAME_PATTERN
 from app.workspace import Workspace
-from app.workspace.project import NAME_PATTERN
 from ui import jobs, session
 from ui.uploads import save_upload
 

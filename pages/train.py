@@ -10,7 +10,6 @@ import time
 import pandas as pd
 import streamlit as st
 
-from app.graph.analysis import analyze
 from app.train import launch
 from app.train.settings import TrainingSettings, TrainingSettingsError
 from app.workspace import Workspace, runs
@@ -23,15 +22,7 @@ current = session.require_project()
 session.step_bar(current, "Train")
 session.notice()
 
-doc = current.graph()
-if current.dataset is None:
-    st.info("Choose the project's dataset first.")
-    st.page_link(session.PAGES["data"], label="Go to Data", icon=":material/table:")
-    st.stop()
-if analyze(doc).errors:
-    st.info("The graph has errors; fix them before training.")
-    st.page_link(session.PAGES["model"], label="Go to Model", icon=":material/account_tree:")
-    st.stop()
+doc = session.require_data_and_sound_graph(current, "training")
 
 MAIN = ("optimizer", "learning_rate", "schedule", "batch_size", "epochs", "patience", "seed")
 

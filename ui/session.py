@@ -83,6 +83,21 @@ def _codes(doc: GraphDocument) -> set[str]:
     return {n.code for n in nodes if n.code is not None}
 
 
+def require_data_and_sound_graph(current: Project, doing: str) -> GraphDocument:
+    """The project's graph, when it has a dataset and the graph no errors; else a pointer to
+    the Data or Model page and the end of this page's script (`doing`: "training", ...)."""
+    doc = current.graph()
+    if current.dataset is None:
+        st.info("Choose the project's dataset first.")
+        st.page_link(PAGES["data"], label="Go to Data", icon=":material/table:")
+        st.stop()
+    if analyze(doc).errors:
+        st.info(f"The graph has errors; fix them before {doing}.")
+        st.page_link(PAGES["model"], label="Go to Model", icon=":material/account_tree:")
+        st.stop()
+    return doc
+
+
 def configure_from_data(current: Project, dataset: Dataset, doc: GraphDocument) -> None:
     """Set the graph's inputs and outputs from the dataset, as one step of undo; say what
     changed after the rerun that follows."""

@@ -4,7 +4,6 @@ dataset of the workspace."""
 
 from __future__ import annotations
 
-import re
 import tempfile
 from pathlib import Path
 
@@ -12,8 +11,8 @@ import pandas as pd
 
 from app.graph.document import GraphDocument, parse
 from app.graph.layout import layered_layout
+from app.paths import named
 from app.playground.network import Playground
-from app.workspace.project import NAME_PATTERN
 
 KERAS_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "logistic": "sigmoid", "identity": "linear"}
 
@@ -44,9 +43,7 @@ def open_in_layerflow(workspace, playground: Playground, name: str):
     """A new project `name` with the network as its graph and the toy set as its dataset
     (named after it); the project, configured for the data. Refuses a name that is not a
     project name, or that a project or dataset has already, before writing anything."""
-    if not re.fullmatch(NAME_PATTERN, name or ""):
-        raise ValueError("Received an invalid value for `name`, expected a letter then "
-                         f"letters, digits, _ or - (64 at most). Received: {name!r}")
+    named(workspace.projects_dir, name)  # a project name, or the one-line ValueError
     taken = {entry["name"] for entry in workspace.datasets()}
     if name in workspace.projects() or name in taken:
         raise ValueError(f"A project or dataset named {name!r} exists already; choose another "

@@ -24,14 +24,14 @@ from typing import Any
 
 import optuna
 
+from app.errors import one_line
 from app.files import atomic_write_text, locked
-from app.paths import inside
+from app.paths import NAME_PATTERN, inside, named
 from app.runtime.training import DEFAULTS
 from app.search.spec import COST_UNITS, SearchSpec
 from app.workspace import runs
 from app.workspace.runs import alive, spawn
 
-NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_\-]{0,63}"
 FOLDER = "searches"
 DATABASE, STORAGE, WORKERS, LOCK, BUDGET_LOCK = (
     "study.db", "storage.json", "workers.json", ".lock", ".budget.lock"
@@ -71,14 +71,7 @@ def searches_dir(root: Path) -> Path:
 
 
 def folder_of(root: Path, name: str) -> Path:
-    if not re.fullmatch(NAME_PATTERN, name):
-        raise SearchError(
-            [
-                "Received an invalid value for `name`, expected a letter then letters, digits, "
-                f"_ or - (64 at most). Received: name={name!r}"
-            ]
-        )
-    return inside(searches_dir(root), name)
+    return named(searches_dir(root), name)
 
 
 def new_name(model: str) -> str:
@@ -120,7 +113,8 @@ def storage(url: str) -> optuna.storages.RDBStorage:
             grace_period=grace,
         )
     except Exception as error:  # sqlalchemy's errors: a bad URL, a driver missing, no server
-        raise SearchError([f"Cannot open the study storage {_shown(url)}: {error}"]) from None
+        message = f"Cannot open the study storage {_shown(url)}: {one_line(error)}"
+        raise SearchError([message]) from None
 
 
 def _shown(url: str) -> str:
@@ -175,6 +169,9 @@ def load(root: Path, name: str, worker: int | None = None) -> tuple[optuna.Study
     """The study and its spec, with the sampler and pruner its search asks for (seeded by the
     worker's index and the trials so far, so that parallel workers, and a resumed search, do not
     sample alike)."""
+    if not folder_of(root, name).is_dir():
+        known = ", ".join(list_names(root)) or "none yet"
+        raise SearchError([f"No search {name!r} (searches: {known})"])
     url = storage_url(root, name)
     try:
         study = optuna.load_study(study_name=name, storage=storage(url))

@@ -10,7 +10,6 @@ with the data they belong to.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import tempfile
 import time
@@ -30,12 +29,11 @@ from app.data.sources import DataError, Source, read_source
 from app.files import ArchiveError, atomic_write_text, check_archive, locked, swap_in
 from app.graph.document import GraphDocument
 from app.graph.problems import Problem
-from app.paths import inside
+from app.paths import named
 from app.runtime.tables import iter_table_chunks
 from app.workspace import runs, versions
 from app.workspace.project import Project
 
-NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_\-]{0,63}"
 META, SPLITS, STATE = "layerflow.json", "splits.json", "state.json"
 PREVIEW_ROWS = 10_000
 Progress = Callable[[str], None]
@@ -116,12 +114,7 @@ def data_dir(root: Path) -> Path:
 
 
 def _folder(root: Path, name: str) -> Path:
-    if not re.fullmatch(NAME_PATTERN, name):
-        raise ValueError(
-            f"Received an invalid value for `name`, expected a letter then letters, digits, _ "
-            f"or - (64 at most). Received: name={name!r}"
-        )
-    return inside(data_dir(root), name)
+    return named(data_dir(root), name)
 
 
 def get(root: Path, name: str) -> Dataset:

@@ -9,16 +9,14 @@ Every write is atomic; several projects can live in one workspace.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from app.files import atomic_write_text
 from app.graph.document import GraphDocument, load, save
-from app.paths import inside
+from app.paths import named
 
-NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_\-]{0,63}"
 PROJECT, GRAPH, PREPROCESSING, TRAINING = (
     "project.json",
     "graph.json",
@@ -72,12 +70,7 @@ class Project:
 
 
 def _folder(root: Path, name: str) -> Path:
-    if not re.fullmatch(NAME_PATTERN, name):
-        raise ValueError(
-            "Received an invalid value for `name`, expected a letter then letters, digits, _ "
-            f"or - (64 at most). Received: name={name!r}"
-        )
-    return inside(projects_dir(root), name)
+    return named(projects_dir(root), name)
 
 
 def create_project(root: Path, name: str, doc: GraphDocument) -> Project:
