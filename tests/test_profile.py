@@ -110,35 +110,17 @@ def times_in_a_profiling_process(template: str, sizes: list[int]) -> dict:
     return json.loads(done.stdout.splitlines()[-1])
 
 
-@pytest.mark.parametrize("template, batch", [("image_classification", 1024),
-                                             ("tabular_classification", 8192)])  # fmt: skip
-def test_each_nodes_forward_time_adds_up_to_the_whole_models(template, batch):
-    def gap() -> float:
-        found = times_in_a_profiling_process(template, [batch])
-        (whole,) = found["whole"]
-        total = sum(n["forward_ms"][0] for n in found["nodes"].values() if n["forward_ms"])
-        net = whole["forward_ms"] - whole["overhead_ms"]
-        return abs(net - total) / net
-
-    # a second profile when the first is off: the other tests' processes share the two cores
-    gaps = [gap()]
-    if gaps[0] > 0.25:
-        gaps.append(gap())
-    assert min(gaps) <= 0.25, gaps
-
-
-def test_the_fitted_line_predicts_a_batch_size_it_did_not_measure():
-    def error() -> float:
-        fitted = times_in_a_profiling_process("image_classification", [64, 256, 1024])
-        line = fit.line(fitted["batch_sizes"], [w["step_ms"] for w in fitted["whole"]])
-        (measured,) = times_in_a_profiling_process("image_classification", [512])["whole"]
-        return abs(fit.predict(line, 512) / measured["step_ms"] - 1)
-
-    # once more when off: the other tests' processes share the two cores
-    errors = [error()]
-    if errors[0] > 0.2:
-        errors.append(error())
-    assert min(errors) <= 0.2, errors
+@pytest.mark.parametrize("template", ["image_classification", "tabular_classification"])
+def test_the_nodes_own_nearly_all_of_the_traced_forwards_time(template):
+    """Attribution, not the clock: the nodes' forward times and the traced forward's ops come
+    from one trace, so the share holds on a busy machine. How close the nodes come to the
+    wall-clock forward is bench/bench_profile.py's to measure (README, Profile)."""
+    found = times_in_a_profiling_process(template, [256])
+    (whole,) = found["whole"]
+    total = sum(n["forward_ms"][0] for n in found["nodes"].values() if n["forward_ms"])
+    assert 0.9 * whole["traced_forward_ms"] <= total <= whole["traced_forward_ms"] * 1.0001
+    weighted = [n.id for n in load_template(template).nodes if n.component in ("Conv2D", "Dense")]
+    assert weighted and all(found["nodes"][node]["forward_ms"][0] > 0 for node in weighted)
 
 
 CUSTOM = "x = layers.Dense(16, activation='relu')(inputs[0])\nreturn layers.Dense(8)(x)"

@@ -208,7 +208,8 @@ def profile_times(
     repeats: int = REPEATS,
 ) -> dict[str, Any]:
     """Times at each batch size (ascending): per node forward and backward (ms per step, from
-    the trace), and the whole model's step, forward and inference (ms, wall clock), the call
+    the trace), and the whole model's step, forward and inference (ms, wall clock), the traced
+    forward's ops together (`traced_forward_ms`, what the nodes' forward times are cut from), the call
     overhead, the optimizer's and the unattributed ops' time, throughput (samples/s) and the
     process's peak resident memory after the steps.
 
@@ -264,6 +265,7 @@ def profile_times(
         for node_id in ids:
             per_node[node_id]["forward_ms"].append(ahead.get((node_id, "forward"), 0.0))
             per_node[node_id]["backward_ms"].append(parts.get((node_id, "backward"), 0.0))
+        measured["traced_forward_ms"] = sum(ahead.values())
         for key, owner in (("optimizer_ms", OPTIMIZER), ("unattributed_ms", OTHER)):
             measured[key] = parts.get((owner, "forward"), 0.0) + parts.get((owner, "backward"), 0.0)
         measured["throughput"] = batch / (measured["step_ms"] / 1000)
