@@ -34,7 +34,7 @@ $(CHROMIUM):
 test: $(VENV)/.installed-dev $(CHROMIUM)
 	$(BIN)/ruff check app pages ui tests bench templates
 	$(BIN)/lint-imports
-	$(BIN)/pytest -q -n 2 --durations=15
+	$(BIN)/pytest -q -n 2 --dist worksteal --durations=15
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/bench_graph.py

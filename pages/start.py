@@ -117,6 +117,7 @@ def import_model() -> None:
     with st.form("import_model"):
         upload = st.file_uploader("Keras model", type=["keras", "h5", "json"])
         name = st.text_input("Project name", "imported-model")
+        flat = st.checkbox("One node per layer", help="Leave repeated motifs unfolded: no blocks.")
         submitted = st.form_submit_button("Import", type="primary")
     if submitted and upload is None:
         st.error("Choose a .keras, .h5 or .json file to import.")
@@ -125,7 +126,10 @@ def import_model() -> None:
             model_path = save_upload(upload, Path(folder), "model")
             graph_path = Path(folder) / "graph.json"
             with st.spinner("Reading the model (this loads Keras in a separate process)..."):
-                outcome = jobs.layerflow("import-keras", str(model_path), "-o", str(graph_path))
+                flag = ["--flat"] if flat else []
+                outcome = jobs.layerflow(
+                    "import-keras", str(model_path), "-o", str(graph_path), *flag
+                )
             if outcome.ok:
                 create(name.strip(), load(graph_path, strict=False))
             else:

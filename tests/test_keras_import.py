@@ -18,6 +18,8 @@ from keras import layers
 from app.graph.codegen import generate_module
 from app.graph.components import CATALOGUE, ShapeError
 from app.graph.document import GraphDocument, check, save
+from app.graph.fold import fold_motifs
+from app.graph.layout import layered_layout
 from app.keras import importer as keras_import
 from app.keras import probe
 from app.keras.builder import build_model
@@ -33,11 +35,16 @@ def fresh_keras():
     yield
 
 
-def roundtrip(model: keras.Model, source=None, per_layer: bool = True):
+def roundtrip(model: keras.Model, source=None, per_layer: bool = True, flat: bool = False):
     """Import (from source, or the model itself), rebuild, and check they are the same model:
     total parameters, input and output shapes in order, and with per_layer each layer's
     parameters by name."""
-    doc = import_keras(model if source is None else source)
+    doc = import_keras(model if source is None else source, flat=flat)
+    return doc, same_model(doc, model, per_layer)
+
+
+def same_model(doc: GraphDocument, model: keras.Model, per_layer: bool) -> keras.Model:
+    """The model built from doc, checked to be `model` (see roundtrip)."""
     errors = [p for p in check(doc).problems if p.level == "error"]
     assert not errors, errors
     rebuilt = build_model(doc)
@@ -50,7 +57,7 @@ def roundtrip(model: keras.Model, source=None, per_layer: bool = True):
     if per_layer:
         counts = {layer.name: layer.count_params() for layer in model.layers}
         assert {name: rebuilt.get_layer(name).count_params() for name in counts} == counts
-    return doc, rebuilt
+    return rebuilt
 
 
 def components(doc: GraphDocument) -> dict[str, str]:
@@ -393,20 +400,28 @@ APPLICATIONS = [
     # Its hard sigmoids are written with operations (x + 3.0), imported as Custom nodes.
     ("MobileNetV3Small", (64, 64, 3), {"Conv2D", "DepthwiseConv2D", "BatchNormalization",
                                        "Add", "Rescaling"}),
+    ("EfficientNetB0", (64, 64, 3), {"BatchNormalization", "Multiply", "Add"}),
 ]  # fmt: skip
+FOLDED_AT_LEAST_FIVEFOLD = {"MobileNetV2", "ResNet50", "DenseNet121", "NASNetMobile",
+                            "EfficientNetB0"}  # fmt: skip
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "shape", "first_class"), APPLICATIONS,
                          ids=[a[0] for a in APPLICATIONS])  # fmt: skip
-def test_keras_application_round_trips(name, shape, first_class):
+def test_keras_application_round_trips_flat_and_folded(name, shape, first_class):
     model = getattr(keras.applications, name)(weights=None, input_shape=shape)
-    doc, _ = roundtrip(model)
-    found = components(doc)
+    flat, _ = roundtrip(model, flat=True)
+    found = components(flat)
     for layer in model.layers:
         if type(layer).__name__ in first_class:
             assert found[layer.name] == type(layer).__name__, layer.name
-    assert_edges_go_down(doc)
+    assert_edges_go_down(flat)
+    folded = layered_layout(fold_motifs(flat))  # as import_keras folds
+    same_model(folded, model, per_layer=False)
+    if name in FOLDED_AT_LEAST_FIVEFOLD:
+        assert len(folded.nodes) * 5 <= len(flat.nodes), (len(folded.nodes), len(flat.nodes))
+    assert_edges_go_down(folded)
 
 
 @pytest.mark.slow
@@ -447,7 +462,8 @@ def test_an_imported_nasnet_needs_no_tensorflow_for_its_shapes(tmp_path):
 def test_keras_application_from_a_keras_file(tmp_path):
     model = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), alpha=0.35)
     model.save(tmp_path / "mobilenet.keras")
-    roundtrip(model, tmp_path / "mobilenet.keras")
+    doc, _ = roundtrip(model, tmp_path / "mobilenet.keras", per_layer=False)
+    assert doc.blocks and any(n.component == "Block" for n in doc.nodes)  # folded by default
 
 
 def assert_edges_go_down(doc: GraphDocument) -> None:

@@ -86,9 +86,10 @@ def cmd_codegen(args: argparse.Namespace) -> int:
 def cmd_import_keras(args: argparse.Namespace) -> int:
     from app.keras.importer import import_keras
 
-    doc = import_keras(args.model)
+    doc = import_keras(args.model, flat=args.flat)
     save(doc, args.output)
-    print(f"wrote {args.output}: {len(doc.nodes)} nodes, {len(doc.edges)} edges")
+    blocks = f", {len(doc.blocks)} blocks" if doc.blocks else ""
+    print(f"wrote {args.output}: {len(doc.nodes)} nodes, {len(doc.edges)} edges{blocks}")
     return 0
 
 
@@ -208,11 +209,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         commands,
         "import-keras",
         cmd_import_keras,
-        "Turn a .keras, .h5 or JSON model into a graph.",
+        "Turn a .keras, .h5 or JSON model into a graph, its repeated motifs folded into blocks.",
         json_flag=False,
     )
     imp.add_argument("model")
     imp.add_argument("-o", "--output", required=True)
+    imp.add_argument("--flat", action="store_true", help="one node per layer, no blocks")
     blocks = add_command(
         commands, "blocks", cmd_blocks, "The block library: list, save a graph's block, use one."
     )

@@ -38,6 +38,7 @@ from app.files import check_archive
 from app.graph.components import CATALOGUE, Component, ShapeError
 from app.graph.components.core import DTYPES
 from app.graph.document import GraphDocument, parse
+from app.graph.fold import fold_motifs
 from app.graph.layout import layered_layout
 from app.keras import probe
 from app.workspace import Workspace
@@ -62,12 +63,14 @@ for _component in CATALOGUE.values():
         COMPONENTS_BY_CLASS[_component.keras_class].append(_component)
 
 
-def import_keras(source: str | os.PathLike | keras.Model) -> GraphDocument:
-    """The graph document of a Keras model, laid out for the canvas.
+def import_keras(source: str | os.PathLike | keras.Model, flat: bool = False) -> GraphDocument:
+    """The graph document of a Keras model, laid out for the canvas, its repeated motifs
+    folded into blocks (app.graph.fold).
 
     Args:
         source: a path to a `.keras`, `.h5` (`.hdf5`) or `model.to_json()` file, or a built
             keras.Model (functional or Sequential, possibly with models nested as layers).
+        flat: one node per layer, no blocks.
 
     Raises:
         ValueError: the file is missing, unreadable or of another type; or the model uses
@@ -79,16 +82,17 @@ def import_keras(source: str | os.PathLike | keras.Model) -> GraphDocument:
         model, origin = read_keras_model(source), str(source)
     else:
         model, origin = source, "a keras.Model"
-    doc = layered_layout(_Importer().run(model, origin))
+    doc = _Importer().run(model, origin)
+    doc = layered_layout(doc if flat else fold_motifs(doc))
     # The Custom nodes an import makes are LayerFlow's own code (keras.ops calls with literal
     # arguments), written here for the user's model: trusted like code written in the app.
-    Workspace.current().trust(n.code for n in doc.nodes if n.code is not None)
+    Workspace.current().trust(n.code for n in doc.all_nodes() if n.code is not None)
     return doc
 
 
-def import_keras_file(path: str | os.PathLike) -> GraphDocument:
+def import_keras_file(path: str | os.PathLike, flat: bool = False) -> GraphDocument:
     """`import_keras` for a path."""
-    return import_keras(Path(path))
+    return import_keras(Path(path), flat)
 
 
 def read_keras_model(path: str | os.PathLike) -> keras.Model:

@@ -209,7 +209,7 @@ def profile_times(
 ) -> dict[str, Any]:
     """Times at each batch size (ascending): per node forward and backward (ms per step, from
     the trace), and the whole model's step, forward and inference (ms, wall clock), the traced
-    forward's ops together (`traced_forward_ms`, what the nodes' forward times are cut from), the call
+    forward's ops together (`traced_forward_ms`, which the nodes' forward times divide), the call
     overhead, the optimizer's and the unattributed ops' time, throughput (samples/s) and the
     process's peak resident memory after the steps.
 

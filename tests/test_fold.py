@@ -1,0 +1,155 @@
+"""Motif folding on import (app.graph.fold): repeated subgraphs become blocks, and the folded
+graph is still exactly the imported model. The keras.applications models are folded in
+tests/test_keras_import.py's round trips."""
+
+from __future__ import annotations
+
+import collections
+import json
+
+import keras
+import pytest
+from keras import layers
+
+from app.cli.main import main
+from app.graph.analysis import analyze
+from app.graph.document import GraphDocument, load
+from app.graph.edit import expand_block
+from app.graph.fold import fold_motifs
+from app.keras.builder import build_model
+from app.keras.importer import import_keras
+
+
+def conv_unit(x, name: str):
+    x = layers.Conv2D(8, 3, padding="same", name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.Activation("relu", name=f"{name}_relu")(x)
+
+
+def residual(x, name: str):
+    y = layers.Conv2D(8, 3, padding="same", name=f"{name}_1_conv")(x)
+    y = layers.BatchNormalization(name=f"{name}_1_bn")(y)
+    y = layers.Activation("relu", name=f"{name}_1_relu")(y)
+    y = layers.Conv2D(8, 3, padding="same", name=f"{name}_2_conv")(y)
+    y = layers.BatchNormalization(name=f"{name}_2_bn")(y)
+    y = layers.Add(name=f"{name}_add")([x, y])
+    return layers.Activation("relu", name=f"{name}_out")(y)
+
+
+def two_motifs() -> keras.Model:
+    """A conv unit used twice apart, and a residual block three times in a row."""
+    inputs = keras.Input((16, 16, 3), name="image")
+    x = conv_unit(inputs, "stem")
+    for i in range(3):
+        x = residual(x, f"stage_block{i + 1}")
+    x = layers.MaxPooling2D(name="pool")(x)
+    x = conv_unit(x, "late")
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inputs, layers.Dense(5, name="logits")(x), name="two_motifs")
+
+
+def expanded(doc: GraphDocument) -> GraphDocument:
+    while blocks := [n.id for n in doc.nodes if n.component == "Block"]:
+        doc = expand_block(doc, blocks[0])
+    return doc
+
+
+def test_two_motifs_fold_into_a_repeated_block_and_a_shared_one():
+    model = two_motifs()
+    doc = import_keras(model)
+    blocks = {n.id: n.settings for n in doc.nodes if n.component == "Block"}
+    repeated = [s for s in blocks.values() if s["repeat"] == 3]
+    assert len(repeated) == 1, blocks  # the residual block, stacked three times
+    residual_block = doc.blocks[repeated[0]["block"]]
+    assert collections.Counter(n.component for n in residual_block.nodes) == {
+        "BlockInput": 1, "Conv2D": 2, "BatchNormalization": 2, "Activation": 2, "Add": 1,
+    }  # fmt: skip
+    shared = [s["block"] for s in blocks.values() if s["repeat"] == 1]
+    assert len(shared) == 2 and len(set(shared)) == 1  # the conv unit, one definition used twice
+    assert len(doc.nodes) == 8  # image, 3 Block nodes, pool, gap, logits, its Output
+
+    rebuilt = build_model(doc)
+    assert rebuilt.count_params() == model.count_params()
+    assert tuple(rebuilt.output.shape) == tuple(model.output.shape)
+
+
+def test_the_flat_import_is_one_node_per_layer_and_the_folded_one_expands_back_to_it():
+    model = two_motifs()
+    flat, folded = import_keras(model, flat=True), import_keras(model)
+    assert not flat.blocks
+    assert [n.id for n in flat.nodes[1:-1]] == [layer.name for layer in model.layers[1:]]
+    back = expanded(folded)
+    assert collections.Counter(n.component for n in back.nodes) == collections.Counter(
+        n.component for n in flat.nodes
+    )
+    assert analyze(back).totals() == analyze(flat).totals() == analyze(folded).totals()
+    assert len(back.edges) == len(flat.edges)
+
+
+def test_settings_that_differ_make_separate_definitions():
+    inputs = keras.Input((12, 12, 3))
+    x = inputs
+    for filters in (4, 8, 16):  # the same structure, other widths
+        x = layers.Conv2D(filters, 3, padding="same", name=f"c{filters}_conv")(x)
+        x = layers.BatchNormalization(name=f"c{filters}_bn")(x)
+        x = layers.Activation("relu", name=f"c{filters}_relu")(x)
+        x = layers.MaxPooling2D(name=f"c{filters}_pool")(x)
+    model = keras.Model(inputs, layers.Flatten(name="flat")(x))
+    doc = import_keras(model)
+    used = [n.settings["block"] for n in doc.nodes if n.component == "Block"]
+    assert len(used) == 3 and len(set(used)) == 3
+    filters = sorted(
+        n.settings["filters"] for name in used for n in doc.blocks[name].nodes
+        if n.component == "Conv2D"
+    )  # fmt: skip
+    assert filters == [4, 8, 16]
+    assert build_model(doc).count_params() == model.count_params()
+
+
+def test_small_motifs_with_other_settings_stay_flat():
+    inputs = keras.Input((6,))
+    a = layers.Dense(5, name="a2")(layers.Dense(8, name="a1")(inputs))
+    b = layers.Dense(3, name="b2")(layers.Dense(4, name="b1")(a))
+    doc = import_keras(keras.Model(inputs, b))
+    assert not doc.blocks and len(doc.nodes) == 6
+
+
+def test_a_graph_without_repeats_comes_back_as_it_is():
+    doc = load_json({"nodes": [
+        {"id": "x", "component": "Input", "settings": {"shape": [4]}},
+        {"id": "d", "component": "Dense", "settings": {"units": 2}},
+        {"id": "y", "component": "Output", "settings": {"units": None, "activation": "linear",
+                                                      "loss": "mean_squared_error"}}],
+        "edges": [{"source": "x", "target": "d"}, {"source": "d", "target": "y"}]})  # fmt: skip
+    assert fold_motifs(doc) is doc
+
+
+def load_json(data: dict) -> GraphDocument:
+    from app.graph.document import parse
+
+    return parse(data)
+
+
+def test_import_keras_folds_unless_flat_is_asked(tmp_path, capsys):
+    two_motifs().save(tmp_path / "model.keras")
+    code = main(["import-keras", str(tmp_path / "model.keras"), "-o", str(tmp_path / "g.json")])
+    assert code == 0 and "8 nodes" in capsys.readouterr().out
+    folded = load(tmp_path / "g.json")
+    assert len(folded.blocks) == 2
+    code = main(["import-keras", str(tmp_path / "model.keras"), "-o", str(tmp_path / "f.json"),
+                 "--flat"])  # fmt: skip
+    assert code == 0
+    flat = json.loads((tmp_path / "f.json").read_text())
+    assert "blocks" not in flat or not flat["blocks"]
+    assert len(flat["nodes"]) == len(two_motifs().layers) + 1  # and one Output
+
+
+@pytest.mark.parametrize("repeats", [1, 2])
+def test_a_block_is_not_made_of_one_use(repeats):
+    inputs = keras.Input((16, 16, 3))
+    x = layers.Conv2D(8, 1, name="widen")(inputs)
+    for i in range(repeats):
+        x = residual(x, f"only{i}")
+    doc = import_keras(keras.Model(inputs, x))
+    uses = [n.settings["repeat"] for n in doc.nodes if n.component == "Block"]
+    assert uses == ([] if repeats == 1 else [2])
