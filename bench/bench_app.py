@@ -6,8 +6,13 @@ Run with `.venv/bin/python bench/bench_app.py` (needs Chromium at /usr/bin/chrom
     the same for a one-line Streamlit app: the ratio is what LayerFlow adds to Streamlit.
   - page switch and settings edit: server-side seconds of one script run (AppTest), on projects
     whose graph has 50 and 500 nodes (bench_graph's residual MLP), beside rendering an empty page.
-Medians over repeats (startups: 5 of each, interleaved). Targets (issue #5): startup under 3 s;
-page switch and edit under 300 ms for 50 nodes.
+  - the canvas in the browser (issue #17): seconds from opening the Model page to all of a
+    graph's nodes drawn, and from a label typed in the node panel to the canvas showing it, on
+    a 10-node graph (what any page load costs), NASNetMobile folded on import and flat, and a
+    1,000-node flat graph; with whether the zoom survived the edit.
+Medians over repeats (startups: 5 of each, interleaved; canvas: 3). Targets (issue #5): startup
+under 3 s; page switch and edit under 300 ms for 50 nodes. Issue #17: a 1,000-node flat graph
+drawn under 3 s and an edit on it under 1 s; the folded NASNetMobile under 1.5 s and 300 ms.
 """
 
 from __future__ import annotations
@@ -44,6 +49,14 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def wait_listening(port: int) -> None:
+    while True:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.01)
+
+
 def startup_seconds(browser, script: Path, workspace: Path, last: str = "h1") -> tuple:
     """From `streamlit run SCRIPT` to the server listening, to an h1 in the browser (the first
     page drawn), and to the selector `last` (the page complete)."""
@@ -57,11 +70,7 @@ def startup_seconds(browser, script: Path, workspace: Path, last: str = "h1") ->
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        while True:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.01)
+        wait_listening(port)
         listening = time.perf_counter() - started
         page.goto(f"http://127.0.0.1:{port}/")
         page.wait_for_selector("h1", timeout=60000)
@@ -92,6 +101,77 @@ def app_on(page: str, project: str) -> AppTest:
     return app
 
 
+def canvas_seconds(browser, port: int, project: str, node: str) -> tuple[float, float, bool]:
+    """(seconds to the graph drawn, seconds from a label edit to the canvas showing it, whether
+    the canvas kept its zoom and pan) on the Model page of `project`, with a fresh page."""
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    start = time.perf_counter()
+    page.goto(f"http://127.0.0.1:{port}/model?project={project}")
+    frame = page.frame_locator('iframe[title="streamlit_flow.streamlit_flow"]')
+    frame.locator(f'.react-flow__node[data-id="{node}"]').wait_for(state="attached",
+                                                                 timeout=120_000)  # fmt: skip
+    drawn = time.perf_counter() - start
+    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=120_000)
+    page.get_by_label("Selected node").click()
+    page.keyboard.type(node)
+    page.keyboard.press("Enter")
+    label = page.get_by_label("Label", exact=True)
+    label.wait_for()
+    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=120_000)
+    page.wait_for_timeout(1500)  # the canvas settles after the selection
+    frame.locator(".react-flow__controls-zoomin").click()
+    page.wait_for_timeout(500)
+    viewport = frame.locator(".react-flow__viewport").get_attribute("style")
+    text = f"edited{time.monotonic_ns() % 10**6}"
+    label.fill(text)
+    start = time.perf_counter()
+    label.press("Enter")
+    frame.locator(f'.react-flow__node[data-id="{node}"]:has-text("{text}")').wait_for(
+        state="attached", timeout=120_000
+    )
+    edited = time.perf_counter() - start
+    kept = frame.locator(".react-flow__viewport").get_attribute("style") == viewport
+    page.close()
+    return drawn, edited, kept
+
+
+def canvas_figures(browser) -> None:
+    import keras  # only here: the rest of the benchmark runs without TensorFlow
+
+    from app.keras.importer import import_keras
+
+    nasnet = keras.applications.NASNetMobile(weights=None, input_shape=(96, 96, 3))
+    graphs = {  # project: (graph, the node edited)
+        "mlp10": (layered_layout(parse(residual_mlp(10))), "dense_0"),
+        "nasnet-folded": (import_keras(nasnet), "stem_conv1"),
+        "nasnet-flat": (import_keras(nasnet, flat=True), "stem_conv1"),
+        "mlp1000": (layered_layout(parse(residual_mlp(1000))), "dense_0"),
+    }
+    for name, (doc, _) in graphs.items():
+        Workspace.current().create_project(name, doc)
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app"), "--server.port",
+         str(port), "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=ROOT, env={**os.environ, "LAYERFLOW_WORKSPACE": str(Workspace.current().root)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_listening(port)
+        canvas_seconds(browser, port, "mlp10", "dense_0")  # warm the server and the browser
+        print("the canvas in Chromium (median of 3; a fresh page each time):")
+        for name, (doc, node) in graphs.items():
+            found = [canvas_seconds(browser, port, name, node) for _ in range(3)]
+            drawn = statistics.median(f[0] for f in found)
+            edited = statistics.median(f[1] for f in found)
+            kept = all(f[2] for f in found)
+            print(f"  {name:>14}: {len(doc.nodes):>4} nodes drawn after {drawn:5.2f} s, an edit "
+                  f"on the canvas after {edited * 1000:5.0f} ms, zoom kept: {kept}")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def main() -> None:
     # As `make run` does, so that the engine is not compiled again on every start.
     subprocess.run([sys.executable, "-m", "compileall", "-q", "app", "ui"], cwd=ROOT, check=True)
@@ -108,6 +188,7 @@ def main() -> None:
         for _ in range(5):  # side by side, so that a busy moment touches both
             ours.append(startup_seconds(browser, ROOT / "app", workspace, complete))
             plain.append(startup_seconds(browser, hello, workspace))
+        canvas_figures(browser)
         browser.close()
     for name, times in (("LayerFlow", ours), ("a one-line Streamlit app", plain)):
         listening = statistics.median(t[0] for t in times)

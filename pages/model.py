@@ -14,18 +14,20 @@ from app.graph import canvas
 from app.graph.analysis import analyze
 from app.graph.codegen import generate_module, node_snippet
 from app.graph.components import CATALOGUE
-from app.graph.components.base import fmt_shape
+from app.graph.components.base import fmt_count, fmt_shape
 from app.graph.edit import (
     EditError,
     add_node,
     apply_fix,
     connect,
     expand_block,
+    inside,
     make_block,
     palette,
     set_code,
     set_label,
     set_settings,
+    with_inside,
 )
 from app.graph.layout import layered_layout
 from app.graph.shapes import untrusted_nodes
@@ -51,6 +53,14 @@ seen = doc.model_dump_json() + "".join(n.id for n in untrusted)
 signature = hashlib.sha1(seen.encode()).hexdigest()[:12]
 
 
+# The canvas shows the graph, or the inside of one of its blocks (opened from a Block node).
+open_block = st.session_state.get("open_block")
+if open_block not in doc.blocks:
+    open_block = st.session_state.open_block = None
+view = analysis.inside(open_block) if open_block else analysis
+shown = inside(doc, open_block) if open_block else doc  # what the canvas and the panels edit
+
+
 def change(new_doc, message: str | None = None) -> None:
     session.commit(current, new_doc)
     if message:
@@ -68,9 +78,19 @@ def attempt(edit, *args, message: str | None = None, **kwargs) -> None:
     change(new_doc[0] if isinstance(new_doc, tuple) else new_doc, message)
 
 
+def attempt_shown(edit, *args, message: str | None = None) -> None:
+    """`attempt` on what the canvas shows: the graph, or the open block's inside."""
+    attempt(lambda *rest: put(edit(shown, *rest)), *args, message=message)
+
+
+def put(edited):
+    """The project's graph with `edited` in place of what the canvas shows."""
+    return with_inside(doc, open_block, edited) if open_block else edited
+
+
 # Toolbar
 
-bar = st.columns([1, 1, 1, 1, 4])
+bar = st.columns([1.3, 1.3, 1.7, 2.2, 1.6, 4.5])
 if bar[0].button("Undo", disabled=not history.can_undo, icon=":material/undo:"):
     current.save_graph(history.undo())
     st.rerun()
@@ -78,13 +98,14 @@ if bar[1].button("Redo", disabled=not history.can_redo, icon=":material/redo:"):
     current.save_graph(history.redo())
     st.rerun()
 if bar[2].button("Re-layout", icon=":material/account_tree:"):
-    change(layered_layout(doc))
+    change(put(layered_layout(shown)))
 totals = analysis.totals()
 bar[3].metric("Parameters", f"{totals['params']:,}")
+bar[4].metric("FLOPs", fmt_count(totals["flops"]), help=f"{totals['flops']:,}")
 errors = len(analysis.errors)
-bar[4].caption(
-    f"{len(doc.nodes)} nodes, {len(doc.edges)} edges; {errors} error(s), "
-    f"{sum(p.level == 'warning' for p in analysis.problems)} warning(s). "
+bar[5].caption(
+    f"{len(doc.nodes)} nodes, {len(doc.edges)} edges, {len(doc.blocks)} blocks; {errors} "
+    f"error(s), {sum(p.level == 'warning' for p in analysis.problems)} warning(s). "
     "Drag from a node's lower handle to another node to connect; select a node or edge and "
     "press Backspace to delete it."
 )
@@ -110,7 +131,7 @@ if untrusted:
             session.notice("Code trusted")
             st.rerun()
 
-left, middle, right = st.columns([1.2, 4, 2])
+left, middle, right = st.columns([1, 5, 1.7])
 
 # Palette
 
@@ -119,7 +140,7 @@ with left:
     query = st.text_input("Search components", placeholder="conv, dropout, lstm...")
     groups = palette(query)
     selected = st.session_state.get("selected")
-    if selected not in {node.id for node in doc.nodes}:
+    if selected not in {node.id for node in shown.nodes}:
         selected = None
     for category, items in groups.items():
         with st.expander(category, expanded=bool(query)):
@@ -127,7 +148,7 @@ with left:
                 if st.button(item["name"], key=f"add:{item['name']}", help=item["help"],
                              width="stretch"):  # fmt: skip
                     try:
-                        new_doc, new_id = add_node(doc, item["name"])
+                        new_doc, new_id = add_node(shown, item["name"])
                         if selected is not None:  # feed it from the selected node when it can be
                             try:
                                 new_doc = connect(new_doc, selected, new_id)
@@ -137,7 +158,7 @@ with left:
                         st.error(str(error))
                     else:
                         st.session_state.selected = new_id
-                        change(layered_layout(new_doc), f"Added {new_id}")
+                        change(put(layered_layout(new_doc)), f"Added {new_id}")
     if not groups:
         st.caption("No component matches.")
 
@@ -145,24 +166,39 @@ with left:
 
 
 with middle:
-    tint = st.segmented_control("Colour nodes by their profiled", profile.HEAT, default="none",
-                                key="canvas:heat")  # fmt: skip
-    heat = profile.heat(current, doc, tint or "none")
-    drawn = (current.name, signature, tint, tuple(sorted(heat.items())))
+    if open_block:
+        top = st.columns([3, 1])
+        users = [n.id for n in doc.nodes
+                 if n.component == "Block" and n.settings.get("block") == open_block]  # fmt: skip
+        top[0].markdown(f"Inside block **{canvas.escape_markdown(open_block)}**, used by "
+                        + (", ".join(canvas.escape_markdown(u) for u in users) or "no node")
+                        + ": an edit here changes every use.")  # fmt: skip
+        if top[1].button("Back to the model", icon=":material/arrow_upward:", width="stretch"):
+            st.session_state.open_block = None
+            st.session_state.selected = users[0] if users else None
+            st.rerun()
+        tint, heat = "none", {}
+    else:
+        tint = st.segmented_control("Colour nodes by their profiled", profile.HEAT,
+                                    default="none", key="canvas:heat")  # fmt: skip
+        heat = profile.heat(current, doc, tint or "none")
+    drawn = (current.name, open_block, signature, tint, tuple(sorted(heat.items())))
     if st.session_state.get("flow_signature") != drawn:
-        st.session_state.flow = flow.flow_state(analysis, selected, heat)
+        st.session_state.flow = flow.flow_state(view, selected, heat)
         st.session_state.flow_signature = drawn
     # A change made outside the canvas (a setting, a fix, undo) remounts it under a new key:
     # the component ignores new nodes older than its own last interaction, which on a large
-    # graph can come after the server made them. Moves made on the canvas keep the key.
-    tinted = hashlib.sha1(str(drawn[2:]).encode()).hexdigest()[:8]
+    # graph can come after the server made them; it then fits the view again. Moves and
+    # selections made on the canvas keep the key.
+    tinted = hashlib.sha1(str(drawn[3:]).encode()).hexdigest()[:8]
+    content = view.doc.content_key()
     returned = streamlit_flow(
-        f"canvas:{current.name}:{doc.content_key()}:{tinted}",
+        f"canvas:{current.name}:{open_block or ''}:{content}:{tinted}",
         st.session_state.flow,
-        height=620,
+        height=760,
         fit_view=True,
-        show_minimap=len(doc.nodes) > 30,
-        min_zoom=0.2,  # fit-to-view shows more of a large graph; the minimap shows it whole
+        show_minimap=len(shown.nodes) > 30,
+        min_zoom=0.05,  # fit-to-view shows all of a large graph; the minimap shows where you are
         allow_new_edges=True,
         get_node_on_click=True,
         enable_node_menu=True,
@@ -176,14 +212,14 @@ with middle:
         if returned.selected_id and returned.selected_id != selected:
             st.session_state.selected = selected = returned.selected_id
         result = canvas.apply_changes(
-            doc,
+            shown,
             {node.id: (node.position["x"], node.position["y"]) for node in returned.nodes},
             [(edge.source, edge.target) for edge in returned.edges],
         )
         for message in result.errors:
             st.error(message)
         if result.changed:
-            session.commit(current, result.doc)
+            session.commit(current, put(result.doc))
             if not result.errors:
                 st.rerun()
 
@@ -191,30 +227,31 @@ with middle:
 
 with right:
     st.subheader("Node")
-    ids = [node.id for node in doc.nodes]
+    ids = [node.id for node in shown.nodes]
     chosen = st.selectbox("Selected node", ids, index=ids.index(selected) if selected else None,
                           placeholder="Click a node or pick one")  # fmt: skip
     if chosen != selected:
         st.session_state.selected = selected = chosen
-    node = next((n for n in doc.nodes if n.id == selected), None)
+        st.rerun()
+    node = next((n for n in shown.nodes if n.id == selected), None)
     if node is None:
         st.caption("Select a node to see its settings, shape and code.")
     else:
         spec = CATALOGUE.get(node.component)
-        info = analysis.infos.get(node.id)
+        info = view.infos.get(node.id)
         about = spec.help if spec else "unknown component"
         st.markdown(f"**{canvas.escape_markdown(node.component)}** — "
                     f"{canvas.escape_markdown(about)}")  # fmt: skip
         if info:
             st.caption(f"Output {fmt_shape(info.shape)} · {info.params:,} parameters · "
                        f"{info.flops:,} FLOPs")  # fmt: skip
-        for problem in analysis.problems:
+        for problem in view.problems:
             if problem.node == node.id:
                 problem_box(problem)
         label = st.text_input("Label", node.label or "", key=f"label:{node.id}:{signature}")
         if label != (node.label or ""):
-            attempt(set_label, doc, node.id, label or None)
-        settings = analysis.settings.get(node.id, node.settings)
+            attempt_shown(set_label, node.id, label or None)
+        settings = view.settings.get(node.id, node.settings)
         for setting in spec.settings if spec else ():
             value = settings.get(setting.name, setting.default)
             if setting.kind == "code":
@@ -226,9 +263,13 @@ with right:
                 st.error(f"{node.id}.{setting.name}: {error}")
                 continue
             if edited is not None and edited != value:
-                attempt(set_settings, doc, node.id, {setting.name: edited})
-        if node.component == "Block":
-            if st.button("Expand block", icon=":material/unfold_more:"):
+                attempt_shown(set_settings, node.id, {setting.name: edited})
+        if node.component == "Block" and not open_block:
+            if st.button("Open block", icon=":material/open_in_full:", width="stretch"):
+                st.session_state.open_block = settings.get("block")
+                st.session_state.selected = None
+                st.rerun()
+            if st.button("Expand block", icon=":material/unfold_more:", width="stretch"):
                 attempt(expand_block, doc, node.id, message=f"Expanded {node.id}")
 
 

@@ -221,3 +221,35 @@ def test_corrupt_block_file_gives_a_one_line_error_naming_the_file(workspace, te
     message = str(caught.value)
     assert str(path) in message
     assert "\n" not in message
+
+
+# A block's inside, as the canvas opens it
+
+
+def test_the_inside_of_a_block_has_the_shapes_its_first_use_gives_it():
+    analysis = analyze(parse(graph_data(repeat=2)))
+    inner = analysis.inside("cell")
+    assert [n.id for n in inner.doc.nodes] == ["x", "conv", "add"]
+    assert inner.infos["conv"].shape == (None, IMAGE[0], IMAGE[1], CHANNELS)
+    assert inner.infos["conv"].params == conv2d_params(3, CHANNELS, CHANNELS)  # one repetition
+    assert inner.problems == []
+
+
+def test_an_unused_block_opens_without_shapes_and_a_broken_one_names_its_problem():
+    blocks = {"cell": residual_cell(), "spare": {**widening_cell(), "output": "nowhere"}}
+    inner = analyze(parse(graph_data(blocks=blocks))).inside("spare")
+    assert inner.infos == {}
+    assert [p.code for p in inner.problems] == ["block_output"]
+
+
+def test_an_edit_inside_a_block_changes_every_use_and_only_that_block():
+    from app.graph.edit import EditError, inside, set_settings, with_inside
+
+    doc = parse(graph_data(repeat=3))
+    edited = with_inside(doc, "cell", set_settings(inside(doc, "cell"), "conv", {"filters": 4}))
+    assert [n.settings.get("filters") for n in edited.blocks["cell"].nodes] == [None, 4, None]
+    assert doc.blocks["cell"].nodes[1].settings["filters"] == CHANNELS  # the original is kept
+    assert [n.id for n in edited.nodes] == [n.id for n in doc.nodes]
+    assert errors_on(edited, "res")  # 4 channels cannot be added to 8: on the Block node
+    with pytest.raises(EditError, match="No block named 'nope'"):
+        inside(doc, "nope")

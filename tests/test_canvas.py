@@ -127,3 +127,24 @@ def test_text_for_streamlit_markdown_keeps_its_apostrophes_and_loses_its_syntax(
     assert escape_markdown("The model's [link](x) *em*") == (
         "The model's \\[link\\]\\(x\\) \\*em\\*"
     )
+
+
+def test_a_big_graph_shows_label_and_shape_and_the_selected_node_all_of_it():
+    from app.graph.canvas import COMPACT_FROM
+
+    layers = [(f"d{i}", "Dense", {"units": 4}) for i in range(COMPACT_FROM)]
+    doc = layered_layout(chain(("x", "Input", {"shape": [4]}), *layers,
+                               ("y", "Output", {"units": 1})))  # fmt: skip
+    nodes, _ = elements(analyze(doc), selected="d3")
+    content = {node.id: node.content for node in nodes}
+    assert "\\(None, 4\\)" in content["d1"] and "params" not in content["d1"]
+    assert "Dense" not in content["d1"]
+    assert "Dense" in content["d3"] and "20 params" in content["d3"]
+
+
+def test_a_block_node_names_its_block_and_repeat():
+    from app.graph.document import parse
+    from tests.test_blocks import graph_data
+
+    nodes, _ = elements(analyze(parse(graph_data(repeat=3))))
+    assert "res \\(cell x3\\)" in next(n.content for n in nodes if n.id == "res")

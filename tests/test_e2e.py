@@ -160,17 +160,27 @@ def test_the_wizard_from_template_to_exported_model(browser_page, workspace):
     assert len(exported) == 1 and exported[0].stat().st_size > 0
 
 
-def test_an_imported_keras_model_opens_on_the_canvas_with_labels_as_text(browser_page, workspace):
+def test_an_imported_keras_model_opens_folded_with_labels_as_text_and_its_block_opens(
+    browser_page, workspace
+):
     import keras
+    from keras import layers
 
     from app.graph.edit import set_label
     from app.workspace import Workspace
 
-    model = keras.Sequential([
-        keras.Input((6,)),
-        keras.layers.Dense(5, name="hidden"),
-        keras.layers.Dense(2, activation="softmax", name="probs"),
-    ])  # fmt: skip
+    def residual(x, name):  # a motif stacked twice: one Block node on import
+        y = layers.Conv2D(4, 3, padding="same", name=f"{name}_1_conv")(x)
+        y = layers.BatchNormalization(name=f"{name}_1_bn")(y)
+        y = layers.Activation("relu", name=f"{name}_1_relu")(y)
+        y = layers.Conv2D(4, 3, padding="same", name=f"{name}_2_conv")(y)
+        return layers.Activation("relu", name=f"{name}_out")(layers.Add(name=f"{name}_add")([x, y]))
+
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(4, 1, name="widen")(inputs)
+    x = residual(residual(x, "stage_block1"), "stage_block2")
+    x = layers.Dense(5, name="hidden")(layers.GlobalAveragePooling2D(name="gap")(x))
+    model = keras.Model(inputs, layers.Dense(2, activation="softmax", name="probs")(x))
     path = workspace.parent / "small.keras"
     model.save(path)
     page = browser_page
@@ -182,7 +192,8 @@ def test_an_imported_keras_model_opens_on_the_canvas_with_labels_as_text(browser
     page.get_by_role("button", name="Import").click()
     page.wait_for_selector("h1:has-text('Data')", timeout=120_000)
     doc = Workspace.current().project("imported").graph()
-    assert {node.id for node in doc.nodes} >= {"hidden", "probs"}
+    assert {node.id for node in doc.nodes} >= {"hidden", "probs", "stage_block1"}
+    assert doc.node("stage_block1").settings["repeat"] == 2
 
     hostile = '<img src=x onerror="document.title=\'owned\'"><b>bold</b>'
     Workspace.current().project("imported").save_graph(set_label(doc, "hidden", hostile))
@@ -194,3 +205,24 @@ def test_an_imported_keras_model_opens_on_the_canvas_with_labels_as_text(browser
     assert "<b>bold</b>" in node.inner_text()  # shown as the characters it is made of
     assert node.locator("img, b:has-text('bold')").count() == 0
     assert page.title() != "owned"
+
+    # The folded block opens on the canvas, shows its inside, and goes back
+    pick(page, "stage_block1")
+    page.get_by_role("button", name="Open block").click()
+    settle(page)
+    assert page.get_by_text("Inside block").count() == 1
+    inner = canvas_node(page, "n1_conv")
+    inner.wait_for(state="attached")
+    assert "(None, 8, 8, 4)" in inner.inner_text()
+    assert canvas_node(page, "hidden").count() == 0
+    page.get_by_role("button", name="Back to the model").click()
+    settle(page)
+    canvas_node(page, "stage_block1").wait_for(state="attached")
+
+
+def pick(page, node_id: str) -> None:
+    """Select a node in the node panel."""
+    page.get_by_label("Selected node").click()
+    page.keyboard.type(node_id)
+    page.keyboard.press("Enter")
+    settle(page)

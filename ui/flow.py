@@ -16,9 +16,10 @@ def flow_state(
     heat: dict[str, float] | None = None,
     editable: bool = True,
 ) -> StreamlitFlowState:
-    """The canvas's nodes and edges; `heat` (node id -> 0..1) tints nodes by their profile."""
+    """The canvas's nodes and edges; `heat` (node id -> 0..1) tints nodes by their profile, and
+    on a big graph only the `selected` node shows more than its label and shape."""
     heat = heat or {}
-    nodes, edges = canvas.elements(analysis)
+    nodes, edges = canvas.elements(analysis, selected)
     return StreamlitFlowState(
         nodes=[
             StreamlitFlowNode(

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from app.graph.components import LayerInfo
-from app.graph.document import GraphDocument, Structure, check
+from app.graph.components import CATALOGUE, LayerInfo
+from app.graph.document import GraphDocument, Meta, Structure, check, check_block, check_nodes
 from app.graph.problems import Problem
 from app.graph.rules import DataFacts, RuleContext, run_rules
-from app.graph.shapes import infer
+from app.graph.shapes import block_infos, infer
 from app.graph.space import space_problems
 
 
@@ -40,6 +40,23 @@ class Analysis:
             "params": sum(i.params for i in infos),
             "flops": sum(i.flops for i in infos),
         }
+
+    def inside(self, name: str) -> Analysis:
+        """Block `name`'s inside as a graph of its own, for the canvas and the code: its nodes'
+        shapes and costs as its first use feeds it (none while no Block node uses it, or while
+        that use's inputs have no shape), and the block's own problems."""
+        block = self.doc.blocks[name]
+        view = GraphDocument(meta=Meta(name=name), nodes=block.nodes, edges=block.edges)
+        structure = check_nodes(block.nodes, block.edges, frozenset(CATALOGUE), "")
+        problems = check_block(name, block)
+        infos: dict[str, LayerInfo] = {}
+        use = next((n.id for n in self.doc.nodes if n.component == "Block"
+                    and self.settings.get(n.id, {}).get("block") == name), None)  # fmt: skip
+        sources = self.structure.inputs.get(use, []) if use else []
+        if use and all(s in self.infos for s in sources):
+            found = block_infos(self.doc, name, [self.infos[s].shape for s in sources])
+            infos, problems = found.infos, problems + found.problems
+        return Analysis(view, structure, infos, problems)
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per node, in document order, for tables and JSON."""

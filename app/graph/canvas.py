@@ -12,6 +12,7 @@ imports Streamlit.
 
 from __future__ import annotations
 
+import collections
 import html
 import re
 from dataclasses import dataclass, field
@@ -72,19 +73,30 @@ def node_level(analysis: Analysis, node_id: str) -> str | None:
     return next((level for level in ("error", "warning", "tip") if level in levels), None)
 
 
-def elements(analysis: Analysis) -> tuple[list[CanvasNode], list[CanvasEdge]]:
-    """The nodes (label, component, output shape, parameters, worst problem) and edges."""
+KINDS = {"Input": "input", "BlockInput": "input", "Output": "output"}
+COMPACT_FROM = 60  # nodes: from this many, a node shows its label and shape only
+
+
+def elements(
+    analysis: Analysis, selected: str | None = None
+) -> tuple[list[CanvasNode], list[CanvasEdge]]:
+    """The nodes (label, component, output shape, parameters, worst problem) and edges. On a
+    big graph a node shows its label and shape only, and the selected one all of it (the node
+    panel shows everything of the selected node too)."""
+    compact = len(analysis.doc.nodes) >= COMPACT_FROM
     nodes = []
     for node in analysis.doc.nodes:
         info = analysis.infos.get(node.id)
         shape = fmt_shape(info.shape) if info else "?"
         params = f"{info.params:,} params" if info else "not built"
         title = node.label or node.id
-        lines = [
-            f"**{escape_text(title)}**",
-            f"{escape_text(node.component)} · {escape_text(shape)}",
-            escape_text(params),
-        ]
+        if node.component == "Block":
+            settings = analysis.settings.get(node.id, node.settings)
+            title += f" ({settings.get('block')} x{settings.get('repeat', 1)})"
+        lines = [f"**{escape_text(title)}**", escape_text(shape)]
+        if not compact or node.id == selected:
+            lines[1:] = [f"{escape_text(node.component)} · {escape_text(shape)}",
+                         escape_text(params)]  # fmt: skip
         space = analysis.doc.search
         if space is not None:  # what a search varies here
             for name, dimension in space.settings.get(node.id, {}).items():
@@ -92,7 +104,7 @@ def elements(analysis: Analysis) -> tuple[list[CanvasNode], list[CanvasEdge]]:
             if node.id in space.optional:
                 lines.append("*optional in a search*")
         content = "  \n".join(lines)
-        kind = {"Input": "input", "Output": "output"}.get(node.component, "default")
+        kind = KINDS.get(node.component, "default")
         position = node.position
         nodes.append(
             CanvasNode(
@@ -104,20 +116,17 @@ def elements(analysis: Analysis) -> tuple[list[CanvasNode], list[CanvasEdge]]:
                 kind=kind,
             )
         )
+    feeds = collections.Counter(edge.target for edge in analysis.doc.edges)
     edges = [
         CanvasEdge(
             id=edge_id(edge.source, edge.target, edge.slot),
             source=edge.source,
             target=edge.target,
-            label=str(edge.slot) if _fed_by_several(analysis.doc, edge.target) else "",
+            label=str(edge.slot) if feeds[edge.target] > 1 else "",
         )
         for edge in analysis.doc.edges
     ]
     return nodes, edges
-
-
-def _fed_by_several(doc: GraphDocument, target: str) -> bool:
-    return sum(edge.target == target for edge in doc.edges) > 1
 
 
 @dataclass

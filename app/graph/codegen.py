@@ -25,7 +25,6 @@ from app.graph.analysis import Analysis, analyze
 from app.graph.components import CATALOGUE
 from app.graph.document import BlockDef, GraphDocument, Node, check_nodes
 from app.graph.problems import GraphError
-from app.graph.shapes import block_shapes
 from app.paths import inside, workspace_root
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
@@ -238,16 +237,7 @@ class _Generator:
 
     def block_shapes(self, name: str) -> dict[str, tuple]:
         """Inner shapes of a block's first repetition, for components that need input shapes."""
-        outer = next(
-            n
-            for n in self.doc.nodes
-            if n.component == "Block" and self.analysis.settings.get(n.id, {}).get("block") == name
-        )
-        sources = self.analysis.structure.inputs[outer.id]
-        if any(s not in self.analysis.infos for s in sources):
-            return {}  # shapes unknown (only when generating despite shape errors)
-        shapes = [self.analysis.infos[s].shape for s in sources]
-        return block_shapes(self.doc, name, shapes)
+        return {k: v.shape for k, v in self.analysis.inside(name).infos.items()}
 
     def module(self) -> str:
         self._blocks_rendered: list[str] = []

@@ -27,6 +27,7 @@ from app.graph.document import (
     BlockDef,
     Edge,
     GraphDocument,
+    Meta,
     Node,
     Position,
 )
@@ -426,6 +427,23 @@ def expand_block(doc: GraphDocument, node_id: str) -> GraphDocument:
     still_used = any(n.component == "Block" and n.settings.get("block") == name for n in new.nodes)
     if not still_used:
         del new.blocks[name]
+    return new
+
+
+def inside(doc: GraphDocument, name: str) -> GraphDocument:
+    """Block `name`'s nodes and edges as a graph of their own, for the edits above; `with_inside`
+    puts the edited graph back."""
+    block = doc.blocks.get(name)
+    if block is None:
+        raise EditError(f"No block named {name!r} in this graph")
+    return GraphDocument(meta=Meta(name=name), nodes=block.nodes, edges=block.edges)
+
+
+def with_inside(doc: GraphDocument, name: str, edited: GraphDocument) -> GraphDocument:
+    """A copy of doc whose block `name` holds the nodes and edges of `edited` (see `inside`)."""
+    new = _copy(doc)
+    block = new.blocks[name]
+    new.blocks[name] = block.model_copy(update={"nodes": edited.nodes, "edges": edited.edges})
     return new
 
 

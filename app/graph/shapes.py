@@ -116,14 +116,14 @@ def result_from_json(data: dict[str, Any]) -> ShapeResult:
     return ShapeResult(infos, [Problem(**p) for p in data["problems"]])
 
 
-def block_shapes(doc: GraphDocument, name: str, inputs: list[Shape]) -> dict[str, Shape]:
-    """The shape of every node inside block `name` fed `inputs` (its first repetition)."""
+def block_infos(doc: GraphDocument, name: str, inputs: list[Shape]) -> ShapeResult:
+    """Shape, parameters and FLOPs of every node inside block `name` fed `inputs` (its first
+    repetition), and the problems found on the way."""
     block = doc.blocks[name]
     structure = check_nodes(block.nodes, block.edges, frozenset(CATALOGUE), "")
     untrusted = frozenset(digest(n.code or "") for n in untrusted_nodes(doc))
     inference = _Inference(doc, _PROBER[0] if _PROBER else None, untrusted)
-    result = inference.run(structure, "", block_inputs=inputs)
-    return {k: v.shape for k, v in result.infos.items()}
+    return inference.run(structure, "", block_inputs=inputs)
 
 
 def needs_keras(doc: GraphDocument, untrusted: frozenset[str] = frozenset()) -> bool:

@@ -274,3 +274,11 @@ def size(shape: Sequence[int | None]) -> int:
     for d in shape[1:]:
         n *= d or 1
     return n
+
+
+def fmt_count(count: int) -> str:
+    """A large count in a few characters: 4.1 G, 25.6 M, 13.7 k; small ones whole."""
+    for size, unit in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(count) >= size:
+            return f"{count / size:.1f} {unit}"
+    return str(count)
