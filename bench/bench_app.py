@@ -126,11 +126,15 @@ def canvas_seconds(browser, port: int, project: str, node: str) -> tuple[float, 
     label.fill(text)
     start = time.perf_counter()
     label.press("Enter")
-    frame.locator(f'.react-flow__node[data-id="{node}"]:has-text("{text}")').wait_for(
-        state="attached", timeout=120_000
-    )
+    page.wait_for_function(  # in the canvas drawn, or in a new one that replaced it
+        "([node, text]) => [...document.querySelectorAll('iframe')].some(f => f.contentDocument"
+        " && (f.contentDocument.querySelector(`[data-id=\"${node}\"]`)?.innerText || '')"
+        ".includes(text))", arg=[node, text], timeout=120_000, polling=20,
+    )  # fmt: skip
     edited = time.perf_counter() - start
-    kept = frame.locator(".react-flow__viewport").get_attribute("style") == viewport
+    page.wait_for_timeout(1000)
+    kept = page.frame_locator('iframe[title="streamlit_flow.streamlit_flow"]').last.locator(
+        ".react-flow__viewport").get_attribute("style") == viewport  # fmt: skip
     page.close()
     return drawn, edited, kept
 
