@@ -182,21 +182,24 @@ with middle:
         tint = st.segmented_control("Colour nodes by their profiled", profile.HEAT,
                                     default="none", key="canvas:heat")  # fmt: skip
         heat = profile.heat(current, doc, tint or "none")
-    drawn = (current.name, open_block, signature, tint, tuple(sorted(heat.items())))
+    # One canvas per project and open block, mounted once: the view is fitted then, and a change
+    # made beside it (a setting, a fix, undo) is sent as a new state (ui.flow.stamped), so the
+    # user's zoom and pan stay.
+    key = f"canvas:{current.name}:{open_block or ''}"
+    mounting = key not in st.session_state
+    drawn = (key, signature, tint, tuple(sorted(heat.items())))
+    version = hashlib.sha1(str(drawn).encode()).hexdigest()[:12]
+    seen = st.session_state.get("flow_seen", 0)  # the canvas's last answer
     if st.session_state.get("flow_signature") != drawn:
-        st.session_state.flow = flow.flow_state(view, selected, heat)
+        st.session_state.flow = flow.flow_state(
+            view, selected, heat, version=version, after=None if mounting else seen
+        )
         st.session_state.flow_signature = drawn
-    # A change made outside the canvas (a setting, a fix, undo) remounts it under a new key:
-    # the component ignores new nodes older than its own last interaction, which on a large
-    # graph can come after the server made them; it then fits the view again. Moves and
-    # selections made on the canvas keep the key.
-    tinted = hashlib.sha1(str(drawn[3:]).encode()).hexdigest()[:8]
-    content = view.doc.content_key()
     returned = streamlit_flow(
-        f"canvas:{current.name}:{open_block or ''}:{content}:{tinted}",
+        key,
         st.session_state.flow,
         height=760,
-        fit_view=True,
+        fit_view=mounting,
         show_minimap=len(shown.nodes) > 30,
         min_zoom=0.05,  # fit-to-view shows all of a large graph; the minimap shows where you are
         allow_new_edges=True,
@@ -205,10 +208,13 @@ with middle:
         enable_edge_menu=True,
         hide_watermark=True,
     )
-    # The component answers with its last interaction until there is a new one; only a newer
-    # answer than the state drawn is a change made on the canvas.
-    if returned.timestamp > st.session_state.flow.timestamp:
-        st.session_state.flow = returned
+    # The component answers with its last interaction until there is a new one. A new answer
+    # about an older state (one it kept) is no edit: our state goes again, stamped after it.
+    if returned.timestamp > max(seen, st.session_state.flow.timestamp):
+        st.session_state.flow_seen = returned.timestamp
+        if not flow.shows(returned, version):
+            st.session_state.flow = flow.stamped(st.session_state.flow, returned.timestamp)
+            st.rerun()
         if returned.selected_id and returned.selected_id != selected:
             st.session_state.selected = selected = returned.selected_id
         result = canvas.apply_changes(

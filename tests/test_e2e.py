@@ -160,7 +160,7 @@ def test_the_wizard_from_template_to_exported_model(browser_page, workspace):
     assert len(exported) == 1 and exported[0].stat().st_size > 0
 
 
-def test_an_imported_keras_model_opens_folded_with_labels_as_text_and_its_block_opens(
+def test_an_imported_keras_model_opens_folded_keeps_its_view_and_its_block_opens(
     browser_page, workspace
 ):
     import keras
@@ -205,6 +205,21 @@ def test_an_imported_keras_model_opens_folded_with_labels_as_text_and_its_block_
     assert "<b>bold</b>" in node.inner_text()  # shown as the characters it is made of
     assert node.locator("img, b:has-text('bold')").count() == 0
     assert page.title() != "owned"
+
+    # A setting edited in the node panel reaches the canvas, which keeps the user's zoom
+    frame = page.frame_locator('iframe[title="streamlit_flow.streamlit_flow"]')
+    pick(page, "probs")
+    page.wait_for_timeout(1000)  # the canvas has laid out what it was sent
+    frame.locator(".react-flow__controls-zoomin").click()
+    page.wait_for_timeout(500)
+    viewport = frame.locator(".react-flow__viewport").get_attribute("style")
+    units = page.get_by_label("units", exact=True).and_(page.locator("input"))
+    units.fill("3")
+    units.press("Enter")
+    settle(page)
+    canvas_node(page, "probs").filter(has_text="(None, 3)").wait_for(state="attached")
+    assert frame.locator(".react-flow__viewport").get_attribute("style") == viewport
+    assert page.locator('iframe[title="streamlit_flow.streamlit_flow"]').count() == 1
 
     # The folded block opens on the canvas, shows its inside, and goes back
     pick(page, "stage_block1")
