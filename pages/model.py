@@ -10,6 +10,7 @@ import streamlit as st
 from streamlit_flow import streamlit_flow
 
 from app.data.autoconfig import facts
+from app.errors import one_line
 from app.graph import canvas
 from app.graph.analysis import analyze
 from app.graph.codegen import generate_module, node_snippet
@@ -54,9 +55,10 @@ signature = hashlib.sha1(seen.encode()).hexdigest()[:12]
 
 
 # The canvas shows the graph, or the inside of one of its blocks (opened from a Block node).
-open_block = st.session_state.get("open_block")
+OPEN = f"open_block:{current.name}"  # the block open on the canvas, per project
+open_block = st.session_state.get(OPEN)
 if open_block not in doc.blocks:
-    open_block = st.session_state.open_block = None
+    open_block = st.session_state[OPEN] = None
 view = analysis.inside(open_block) if open_block else analysis
 shown = inside(doc, open_block) if open_block else doc  # what the canvas and the panels edit
 
@@ -174,7 +176,7 @@ with middle:
                         + (", ".join(canvas.escape_markdown(u) for u in users) or "no node")
                         + ": an edit here changes every use.")  # fmt: skip
         if top[1].button("Back to the model", icon=":material/arrow_upward:", width="stretch"):
-            st.session_state.open_block = None
+            st.session_state[OPEN] = None
             st.session_state.selected = users[0] if users else None
             st.rerun()
         tint, heat = "none", {}
@@ -188,13 +190,16 @@ with middle:
     key = f"canvas:{current.name}:{open_block or ''}"
     mounting = key not in st.session_state
     drawn = (key, signature, tint, tuple(sorted(heat.items())))
-    version = hashlib.sha1(str(drawn).encode()).hexdigest()[:12]
     seen = st.session_state.get("flow_seen", 0)  # the canvas's last answer
     if st.session_state.get("flow_signature") != drawn:
+        # each state its own version (an undo gives back an earlier graph, not its state)
+        st.session_state.flow_version = st.session_state.get("flow_version", 0) + 1
         st.session_state.flow = flow.flow_state(
-            view, selected, heat, version=version, after=None if mounting else seen
-        )
+            view, selected, heat, version=str(st.session_state.flow_version),
+            after=None if mounting else seen,
+        )  # fmt: skip
         st.session_state.flow_signature = drawn
+    version = str(st.session_state.flow_version)
     returned = streamlit_flow(
         key,
         st.session_state.flow,
@@ -213,21 +218,23 @@ with middle:
     if returned.timestamp > max(seen, st.session_state.flow.timestamp):
         st.session_state.flow_seen = returned.timestamp
         if not flow.shows(returned, version):
+            # sent again at the end of this run, so that a widget below still gets its click
             st.session_state.flow = flow.stamped(st.session_state.flow, returned.timestamp)
-            st.rerun()
-        if returned.selected_id and returned.selected_id != selected:
-            st.session_state.selected = selected = returned.selected_id
-        result = canvas.apply_changes(
-            shown,
-            {node.id: (node.position["x"], node.position["y"]) for node in returned.nodes},
-            [(edge.source, edge.target) for edge in returned.edges],
-        )
-        for message in result.errors:
-            st.error(message)
-        if result.changed:
-            session.commit(current, put(result.doc))
-            if not result.errors:
-                st.rerun()
+            st.session_state.flow_resend = True
+        else:
+            if returned.selected_id and returned.selected_id != selected:
+                st.session_state.selected = selected = returned.selected_id
+            result = canvas.apply_changes(
+                shown,
+                {node.id: (node.position["x"], node.position["y"]) for node in returned.nodes},
+                [(edge.source, edge.target) for edge in returned.edges],
+            )
+            for message in result.errors:
+                st.error(message)
+            if result.changed:
+                session.commit(current, put(result.doc))
+                # drawn again at the end of this run, so that a click below is not lost
+                st.session_state.flow_resend = not result.errors
 
 # Settings of the selected node
 
@@ -272,7 +279,7 @@ with right:
                 attempt_shown(set_settings, node.id, {setting.name: edited})
         if node.component == "Block" and not open_block:
             if st.button("Open block", icon=":material/open_in_full:", width="stretch"):
-                st.session_state.open_block = settings.get("block")
+                st.session_state[OPEN] = settings.get("block")
                 st.session_state.selected = None
                 st.rerun()
             if st.button("Expand block", icon=":material/unfold_more:", width="stretch"):
@@ -292,6 +299,7 @@ with problems_tab:
         row = st.columns([6, 1, 2])
         problem_box(problem, row[0])
         if problem.node and row[1].button("Select", key=f"pick:{i}"):
+            st.session_state[OPEN] = None  # the problems are the graph's: shown on it
             st.session_state.selected = problem.node
             st.rerun()
         if problem.fix and row[2].button(problem.fix.description, key=f"fix:{i}"):
@@ -307,8 +315,10 @@ with code_tab:
         else:
             st.code(generate_module(analysis), language="python", line_numbers=True)
     with one:
-        node = next((n for n in doc.nodes if n.id == selected), None)
-        if node is not None and (figures := profile.node_figures(current, doc, node.id)):
+        node = next((n for n in shown.nodes if n.id == selected), None)
+        if node is not None and not open_block and (
+            figures := profile.node_figures(current, doc, node.id)
+        ):
             st.caption(figures)  # the time and memory the code below costs
         if node is None:
             st.caption("Select a node.")
@@ -316,17 +326,17 @@ with code_tab:
             with st.form("custom_code"):
                 code = st.text_area("Code of the Custom node", node.code or "", height=260)
                 if st.form_submit_button("Apply code"):
-                    attempt(set_code, doc, node.id, code)
-            node_problems = [p for p in analysis.problems if p.node == node.id]
+                    attempt_shown(set_code, node.id, code)
+            node_problems = [p for p in view.problems if p.node == node.id]
             for problem in node_problems:
                 st.error(problem.message)
             if node_problems:  # the message names the line; numbered lines find it
                 st.code(node.code or "", language="python", line_numbers=True)
         else:
             try:
-                st.code(node_snippet(analysis, node.id), language="python")
-            except ValueError as error:
-                st.warning(str(error))
+                st.code(node_snippet(view, node.id), language="python")
+            except (ValueError, KeyError) as error:
+                st.warning(one_line(error))
 
 with blocks_tab:
     picked = st.multiselect("Nodes to make a block of", [n.id for n in doc.nodes])
@@ -345,3 +355,6 @@ with blocks_tab:
 
 with profile_tab:
     profile.tab(current, doc, ready=not analysis.errors and not untrusted)
+
+if st.session_state.pop("flow_resend", False):
+    st.rerun()  # a change made on the canvas, or our state it has not taken (the canvas section)

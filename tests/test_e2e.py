@@ -226,13 +226,16 @@ def test_an_imported_keras_model_opens_folded_keeps_its_view_and_its_block_opens
     page.get_by_role("button", name="Open block").click()
     settle(page)
     assert page.get_by_text("Inside block").count() == 1
-    inner = canvas_node(page, "n1_conv")
+    # the block's canvas is a new one (its own key): the model's may still be on its way out
+    block_canvas = page.frame_locator('iframe[title="streamlit_flow.streamlit_flow"]').last
+    inner = block_canvas.locator('.react-flow__node[data-id="n1_conv"]')
     inner.wait_for(state="attached")
     assert "(None, 8, 8, 4)" in inner.inner_text()
-    assert canvas_node(page, "hidden").count() == 0
+    assert block_canvas.locator('.react-flow__node[data-id="hidden"]').count() == 0
     page.get_by_role("button", name="Back to the model").click()
     settle(page)
-    canvas_node(page, "stage_block1").wait_for(state="attached")
+    model_canvas = page.frame_locator('iframe[title="streamlit_flow.streamlit_flow"]').last
+    model_canvas.locator('.react-flow__node[data-id="stage_block1"]').wait_for(state="attached")
 
 
 def pick(page, node_id: str) -> None:

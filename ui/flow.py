@@ -4,7 +4,6 @@ page shows a trial's graph."""
 from __future__ import annotations
 
 import dataclasses
-import time
 
 from streamlit_flow.elements import StreamlitFlowEdge, StreamlitFlowNode
 from streamlit_flow.state import StreamlitFlowState
@@ -64,7 +63,8 @@ def flow_state(
 
 
 def stamped(state: StreamlitFlowState, after: int) -> StreamlitFlowState:
-    """`state` stamped newer than the canvas's answer of timestamp `after`, and than now.
+    """`state` stamped just after the canvas's answer of timestamp `after` (the browser's clock,
+    not the server's: an edit made on the canvas since is then newer, and is not missed).
 
     The component takes a state only when it is no older than its own last answer, which it
     stamps with the browser's clock; it then answers again (its nodes, a new timestamp), and
@@ -73,7 +73,7 @@ def stamped(state: StreamlitFlowState, after: int) -> StreamlitFlowState:
     again, stamped after that answer. So the canvas is never remounted for a change made beside
     it, and keeps its zoom and pan.
     """
-    return dataclasses.replace(state, timestamp=max(int(time.time() * 1000), after + 1))
+    return dataclasses.replace(state, timestamp=after + 1)
 
 
 def shows(answer: StreamlitFlowState, version: str) -> bool:

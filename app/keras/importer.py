@@ -83,11 +83,11 @@ def import_keras(source: str | os.PathLike | keras.Model, flat: bool = False) ->
     else:
         model, origin = source, "a keras.Model"
     doc = _Importer().run(model, origin)
-    doc = layered_layout(doc if flat else fold_motifs(doc))
     # The Custom nodes an import makes are LayerFlow's own code (keras.ops calls with literal
-    # arguments), written here for the user's model: trusted like code written in the app.
-    Workspace.current().trust(n.code for n in doc.all_nodes() if n.code is not None)
-    return doc
+    # arguments), written here for the user's model: trusted like code written in the app, and
+    # before folding, whose check needs their shapes.
+    Workspace.current().trust(n.code for n in doc.nodes if n.code is not None)
+    return layered_layout(doc if flat else fold_motifs(doc))
 
 
 def import_keras_file(path: str | os.PathLike, flat: bool = False) -> GraphDocument:
