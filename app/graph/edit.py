@@ -53,14 +53,14 @@ def new_node_id(doc: GraphDocument, component: str) -> str:
     number = 1
     while True:
         candidate = f"{base}_{number}"
-        if candidate not in taken and not _clashes_with_block_layers(
+        if candidate not in taken and not clashes_with_block_layers(
             candidate, component, taken, block_ids
         ):
             return candidate
         number += 1
 
 
-def _clashes_with_block_layers(
+def clashes_with_block_layers(
     candidate: str, component: str, taken: Iterable[str], block_ids: list[str]
 ) -> bool:
     # A Block node's layers are named '<id>_<repetition>_<inner id>'; check() refuses any

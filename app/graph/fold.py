@@ -44,6 +44,7 @@ from app.graph.document import (
     check,
     topological_order,
 )
+from app.graph.edit import clashes_with_block_layers
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def _order(doc: GraphDocument) -> list[str]:
     outputs, each node's deepest input (longest path from an input) visited first."""
     inputs = _inputs(doc.edges)
     depth: dict[str, int] = {}
-    for node_id in _kahn(doc):
+    for node_id in topological_order([n.id for n in doc.nodes], doc.edges)[0]:
         depth[node_id] = 1 + max((depth[s] for s in inputs[node_id] if s in depth), default=-1)
     order: list[str] = []
     done: set[str] = set()
@@ -114,11 +115,6 @@ def _order(doc: GraphDocument) -> list[str]:
             for source in sorted(inputs[node_id], key=lambda s: depth.get(s, 0)):
                 if source not in done:
                     stack.append((source, False))
-    return order
-
-
-def _kahn(doc: GraphDocument) -> list[str]:
-    order, _ = topological_order([n.id for n in doc.nodes], doc.edges)
     return order
 
 
@@ -287,12 +283,15 @@ def _worth(spans: list[list[str]], nodes: dict[str, Node]) -> bool:
     """Whether the uses of one motif are worth blocks: long enough, or sharing settings."""
     if len(spans[0]) >= MIN_UNSHARED:
         return True
-    variants = collections.Counter(
-        json.dumps([[nodes[u].settings, nodes[u].code] for u in span], sort_keys=True)
-        for span in spans
-    )
+    variants = collections.Counter(_settings(span, nodes) for span in spans)
     most = max(variants.values())
     return most >= 2 if len(spans[0]) >= MIN_NODES else most >= 3
+
+
+def _settings(members: list[str], nodes: dict[str, Node]) -> str:
+    """The members' settings and code, as a key: uses of one motif that share it share a
+    block definition."""
+    return json.dumps([[nodes[m].settings, nodes[m].code] for m in members], sort_keys=True)
 
 
 def _token(units, end, start, inputs, position, nodes, outside: dict[str, int]) -> tuple:
@@ -326,13 +325,9 @@ def _rebuild(doc: GraphDocument, uses: list[_Use]) -> GraphDocument:
     order = {n.id: i for i, n in enumerate(doc.nodes)}
     uses.sort(key=lambda use: order[use.members[0]])
     blocks: dict[str, BlockDef] = dict(doc.blocks)
-    variants: dict[str, str] = {}  # settings fingerprint -> block name
+    variants: dict[tuple, str] = {}  # (the motif, its settings) -> block name
     for use in uses:
-        key = json.dumps(
-            [[_structure(nodes[m]), nodes[m].settings, nodes[m].code, _wiring(m, use, inputs)]
-             for m in use.members],
-            sort_keys=True,
-        )  # fmt: skip
+        key = (_motif(use, nodes, inputs), _settings(use.members, nodes))
         if key not in variants:
             name = _free_name(_name(use.members), blocks)
             blocks[name] = _definition(use, nodes, inputs)
@@ -342,9 +337,11 @@ def _rebuild(doc: GraphDocument, uses: list[_Use]) -> GraphDocument:
     taken = {n.id for n in doc.nodes} - {m for use in uses for m in use.members}
     replaced: dict[str, str] = {}  # a chain's output node -> its Block node
     first_member: dict[str, Node] = {}
+    block_ids = [n.id for n in doc.nodes if n.component == "Block"]
     for chain in chains:
-        node_id = _free_id(_name(chain[0].members), taken, block=True)
+        node_id = _free_id(_name(chain[0].members), taken, block_ids)
         taken.add(node_id)
+        block_ids.append(node_id)
         replaced[chain[-1].members[-1]] = node_id
         label = None
         if len(chain) > 1:
@@ -372,10 +369,17 @@ def _rebuild(doc: GraphDocument, uses: list[_Use]) -> GraphDocument:
     return doc.model_copy(update={"nodes": new_nodes, "edges": edges, "blocks": blocks})
 
 
-def _wiring(member: str, use: _Use, inputs: dict[str, list[str]]) -> list[str]:
-    """Where a member's inputs come from, by position in the use or as its input number."""
+def _motif(use: _Use, nodes: dict[str, Node], inputs: dict[str, list[str]]) -> tuple:
+    """The use's motif: each member's structure, and where its inputs come from (a member
+    by its position, or the use's input by its number)."""
     at = {m: i for i, m in enumerate(use.members)}
-    return [f"m{at[s]}" if s in at else f"in{use.sources.index(s)}" for s in inputs[member]]
+    return tuple(
+        (
+            _structure(nodes[m]),
+            tuple(at[s] if s in at else -1 - use.sources.index(s) for s in inputs[m]),
+        )
+        for m in use.members
+    )
 
 
 def _definition(use: _Use, nodes: dict[str, Node], inputs: dict[str, list[str]]) -> BlockDef:
@@ -444,20 +448,17 @@ def _name(members: list[str]) -> str:
     return common if re.search(r"\d", common) else members[0]
 
 
-def _free_id(wanted: str, taken: set[str], block: bool = False) -> str:
-    """An unused node id like `wanted`; for a Block node, also one whose layers'
-    names ('<id>_<repetition>_<node>') no other node's id looks like."""
+def _free_id(wanted: str, taken: set[str], blocks: list[str] | None = None) -> str:
+    """An unused node id like `wanted`; for a Block node (`blocks`: the Block nodes so far),
+    also one that clashes with no Block node's layer names, as `edit.new_node_id` picks."""
     base = re.sub(r"[^A-Za-z0-9_.\-]", "_", wanted.strip("_.-") or "block")[:90]
     if not re.match(NODE_ID_PATTERN, base):
         base = f"n{base}"[:90]
 
     def clashes(node_id: str) -> bool:
-        if node_id in taken:
-            return True
-        if not block:
-            return False
-        layer = re.compile(rf"{re.escape(node_id)}_\d+_")
-        return any(layer.match(other) for other in taken)
+        return node_id in taken or (
+            blocks is not None and clashes_with_block_layers(node_id, "Block", taken, blocks)
+        )
 
     node_id, n = base, 2
     while clashes(node_id):
