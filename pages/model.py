@@ -179,30 +179,28 @@ with middle:
             st.session_state[OPEN] = None
             st.session_state.selected = users[0] if users else None
             st.rerun()
-        tint, heat = "none", {}
+        colouring, heat = "category", {}
     else:
-        tint = st.segmented_control("Colour nodes by their profiled", profile.HEAT,
-                                    default="none", key="canvas:heat")  # fmt: skip
-        heat = profile.heat(current, doc, tint or "none")
+        colouring = st.segmented_control(
+            "Colour nodes by", flow.COLOURINGS, default="category", key="canvas:colour",
+            help="Time and memory: each node's share in the profile of the graph as it is "
+                 "(Profile tab).",
+        ) or "none"  # fmt: skip
+        heat = profile.heat(current, doc, colouring if colouring in profile.HEAT else "none")
     # One canvas per project and open block, mounted once: the view is fitted then, and a change
-    # made beside it (a setting, a fix, undo) is sent as a new state (ui.flow.stamped), so the
-    # user's zoom and pan stay.
-    key = f"canvas:{current.name}:{open_block or ''}"
-    mounting = key not in st.session_state
-    drawn = (key, signature, tint, tuple(sorted(heat.items())))
-    seen = st.session_state.get("flow_seen", 0)  # the canvas's last answer
-    if st.session_state.get("flow_signature") != drawn:
-        # each state its own version (an undo gives back an earlier graph, not its state)
-        st.session_state.flow_version = st.session_state.get("flow_version", 0) + 1
-        st.session_state.flow = flow.flow_state(
-            view, selected, heat, version=str(st.session_state.flow_version),
-            after=None if mounting else seen,
-        )  # fmt: skip
-        st.session_state.flow_signature = drawn
-    version = str(st.session_state.flow_version)
+    # made beside it (a setting, a fix, undo, a selection) is sent as a new state (ui.flow), so
+    # the user's zoom and pan stay.
+    kept = flow.Canvas.kept(st.session_state, f"{current.name}:{open_block or ''}")
+    mounting = kept.mounting(st.session_state)
+    kept.draw(
+        (signature, selected, colouring, tuple(sorted(heat.items()))),
+        lambda version, after: flow.flow_state(view, selected, heat, version=version, after=after,
+                                               by_category=colouring == "category"),
+        mounting,
+    )  # fmt: skip
     returned = streamlit_flow(
-        key,
-        st.session_state.flow,
+        kept.key,
+        kept.state,
         height=760,
         fit_view=mounting,
         show_minimap=len(shown.nodes) > 30,
@@ -213,40 +211,49 @@ with middle:
         enable_edge_menu=True,
         hide_watermark=True,
     )
-    # The component answers with its last interaction until there is a new one. A new answer
-    # about an older state (one it kept) is no edit: our state goes again, stamped after it.
-    if returned.timestamp > max(seen, st.session_state.flow.timestamp):
-        st.session_state.flow_seen = returned.timestamp
-        if not flow.shows(returned, version):
-            # sent again at the end of this run, so that a widget below still gets its click
-            st.session_state.flow = flow.stamped(st.session_state.flow, returned.timestamp)
-            st.session_state.flow_resend = True
-        else:
-            if returned.selected_id and returned.selected_id != selected:
-                st.session_state.selected = selected = returned.selected_id
-            result = canvas.apply_changes(
-                shown,
-                {node.id: (node.position["x"], node.position["y"]) for node in returned.nodes},
-                [(edge.source, edge.target) for edge in returned.edges],
-            )
-            for message in result.errors:
-                st.error(message)
-            if result.changed:
-                session.commit(current, put(result.doc))
-                # drawn again at the end of this run, so that a click below is not lost
-                st.session_state.flow_resend = not result.errors
+    if colouring == "category":
+        st.html(flow.category_legend(view))
+    answer = kept.answer(returned)
+    if answer is not None:
+        if answer.selected_id and answer.selected_id != selected:
+            st.session_state.selected = selected = answer.selected_id
+            kept.resend = True  # drawn again: its details, and the shapes on its edges
+        result = canvas.apply_changes(
+            shown,
+            {node.id: (node.position["x"], node.position["y"]) for node in answer.nodes},
+            [(edge.source, edge.target) for edge in answer.edges],
+        )
+        for message in result.errors:
+            st.error(message)
+        if result.changed:
+            session.commit(current, put(result.doc))
+            # drawn again at the end of this run, so that a click below is not lost
+            kept.resend = not result.errors
+        elif result.errors:
+            kept.resend = False  # the errors stay in view
 
 # Settings of the selected node
 
 with right:
     st.subheader("Node")
     ids = [node.id for node in shown.nodes]
+    named = {node.id: f"{node.id} · {node.label}" if node.label else node.id
+             for node in shown.nodes}  # fmt: skip
     chosen = st.selectbox("Selected node", ids, index=ids.index(selected) if selected else None,
-                          placeholder="Click a node or pick one")  # fmt: skip
+                          format_func=named.get,
+                          placeholder="Click a node, or type its id or label")  # fmt: skip
     if chosen != selected:
         st.session_state.selected = selected = chosen
         st.rerun()
     node = next((n for n in shown.nodes if n.id == selected), None)
+    if node is not None and st.button(
+        "Show on the canvas",
+        icon=":material/center_focus_strong:",
+        width="stretch",
+        help="Centres the canvas on the node and its neighbours",
+    ):
+        kept.focus(canvas.around(shown, node.id))
+        st.rerun()
     if node is None:
         st.caption("Select a node to see its settings, shape and code.")
     else:
@@ -288,9 +295,7 @@ with right:
 
 # Problems, code, blocks
 
-problems_tab, code_tab, blocks_tab, profile_tab = st.tabs(
-    ["Problems", "Code", "Blocks", "Profile"]
-)
+problems_tab, code_tab, blocks_tab, profile_tab = st.tabs(["Problems", "Code", "Blocks", "Profile"])
 with problems_tab:
     found = list(analysis.problems) + (dataset.mismatches(doc) if dataset else [])
     if not found:
@@ -316,8 +321,10 @@ with code_tab:
             st.code(generate_module(analysis), language="python", line_numbers=True)
     with one:
         node = next((n for n in shown.nodes if n.id == selected), None)
-        if node is not None and not open_block and (
-            figures := profile.node_figures(current, doc, node.id)
+        if (
+            node is not None
+            and not open_block
+            and (figures := profile.node_figures(current, doc, node.id))
         ):
             st.caption(figures)  # the time and memory the code below costs
         if node is None:
@@ -356,5 +363,6 @@ with blocks_tab:
 with profile_tab:
     profile.tab(current, doc, ready=not analysis.errors and not untrusted)
 
-if st.session_state.pop("flow_resend", False):
+if kept.resend:
+    kept.resend = False
     st.rerun()  # a change made on the canvas, or our state it has not taken (the canvas section)

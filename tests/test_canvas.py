@@ -148,3 +148,40 @@ def test_a_block_node_names_its_block_and_repeat():
 
     nodes, _ = elements(analyze(parse(graph_data(repeat=3))))
     assert "res \\(cell x3\\)" in next(n.content for n in nodes if n.id == "res")
+
+
+def test_the_selected_nodes_edges_show_the_tensor_they_carry():
+    from app.graph.edit import add_node, connect
+
+    _, edges = elements(analyze(small()), selected="hidden")
+    assert [edge.label for edge in edges] == ["(None, 4)", "(None, 8)"]
+    assert [edge.label for edge in elements(analyze(small()))[1]] == ["", ""]
+    # into a node of several inputs, an edge shows its slot, and its shape when selected
+    doc, add = add_node(small(), "Concatenate")
+    doc = connect(connect(doc, "x", add), "hidden", add)
+    into = [e.label for e in elements(analyze(doc))[1] if e.target == add]
+    assert into == ["0", "1"]
+    into = [e.label for e in elements(analyze(doc), selected=add)[1] if e.target == add]
+    assert into == ["0: (None, 4)", "1: (None, 8)"]
+
+
+def test_a_node_is_filled_by_its_components_category():
+    from app.graph.canvas import CATEGORY_COLORS
+    from app.graph.components import CATALOGUE
+
+    nodes, _ = elements(analyze(small()))
+    assert [node.category for node in nodes] == ["Input & Output", "Core", "Input & Output"]
+    assert nodes[1].fill == CATEGORY_COLORS["Core"] != nodes[0].fill
+    # every category of the catalogue has its own colour
+    categories = {component.category for component in CATALOGUE.values()}
+    assert categories <= set(CATEGORY_COLORS)
+    assert len({CATEGORY_COLORS[c] for c in categories}) == len(categories)
+
+
+def test_around_a_node_are_its_neighbours_within_two_edges():
+    from app.graph.canvas import around
+
+    layers = [(f"d{i}", "Dense", {"units": 4}) for i in range(8)]
+    doc = chain(("x", "Input", {"shape": [4]}), *layers, ("y", "Output", {"units": 1}))
+    assert around(doc, "d4") == {"d2", "d3", "d4", "d5", "d6"}
+    assert around(doc, "x", hops=1) == {"x", "d0"}

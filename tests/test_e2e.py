@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -220,6 +220,20 @@ def test_an_imported_keras_model_opens_folded_keeps_its_view_and_its_block_opens
     canvas_node(page, "probs").filter(has_text="(None, 3)").wait_for(state="attached")
     assert frame.locator(".react-flow__viewport").get_attribute("style") == viewport
     assert page.locator('iframe[title="streamlit_flow.streamlit_flow"]').count() == 1
+
+    # The selected node's edges show their shapes; "Show on the canvas" centres the view on it
+    # (the canvas mounted again, fitted to its neighbours), then shows the whole graph
+    edge_label = frame.locator(".react-flow__edge-text", has_text="(None, 5)")
+    edge_label.wait_for(state="attached")  # hidden -> probs carries (None, 5)
+    page.get_by_role("button", name="Show on the canvas").click()
+    settle(page)
+    frame = page.frame_locator('iframe[title="streamlit_flow.streamlit_flow"]').last
+    widen = frame.locator('.react-flow__node[data-id="widen"]')
+    widen.wait_for(state="attached")
+    every = len(Workspace.current().project("imported").graph().nodes)
+    expect(frame.locator(".react-flow__node")).to_have_count(every, timeout=60_000)  # revealed
+    assert frame.locator(".react-flow__viewport").get_attribute("style") != viewport
+    assert widen.is_visible()
 
     # The folded block opens on the canvas, shows its inside, and goes back
     pick(page, "stage_block1")

@@ -216,9 +216,9 @@ def test_the_model_page_draws_a_profile_and_tints_the_canvas_by_it(workspace):
     slowest = table["node"].iloc[0]
     next(s for s in app.selectbox if s.label == "Selected node").select(slowest).run()
     assert any(c.value.startswith("Profile at batch 16: forward") for c in app.caption)
-    flow = app.session_state["flow"]
-    assert all("background" not in n.style for n in flow.nodes)
-    app.session_state["canvas:heat"] = "time"
+    flow = app.session_state["canvas"].state  # filled by category, not by the profile
+    assert not any(n.style["background"].startswith("rgba") for n in flow.nodes)
+    app.session_state["canvas:colour"] = "time"
     app.run()
-    tinted = {n.id: n.style.get("background") for n in app.session_state["flow"].nodes}
+    tinted = {n.id: n.style.get("background") for n in app.session_state["canvas"].state.nodes}
     assert tinted[slowest] == "rgba(230, 80, 30, 0.90)"  # the slowest node: the darkest

@@ -1,9 +1,14 @@
 """The canvas's state (streamlit-flow) of a graph, as the Model page edits it and the Search
-page shows a trial's graph."""
+page shows a trial's graph, and what the Model page keeps of its canvas between runs
+(`Canvas`)."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import html
+from collections.abc import Callable, MutableMapping
+from typing import Any
 
 from streamlit_flow.elements import StreamlitFlowEdge, StreamlitFlowNode
 from streamlit_flow.state import StreamlitFlowState
@@ -12,6 +17,7 @@ from app.graph import canvas
 from app.graph.analysis import Analysis
 
 VERSION = "version"  # a key of every node's data: which of our states the canvas shows
+COLOURINGS = ("category", "time", "memory", "none")  # what a node's fill shows
 
 
 def flow_state(
@@ -21,9 +27,11 @@ def flow_state(
     editable: bool = True,
     version: str = "",
     after: int | None = None,
+    by_category: bool = True,
 ) -> StreamlitFlowState:
-    """The canvas's nodes and edges; `heat` (node id -> 0..1) tints nodes by their profile, and
-    on a big graph only the `selected` node shows more than its label and shape.
+    """The canvas's nodes and edges; `heat` (node id -> 0..1) tints nodes by their profile,
+    else they are filled by their category (`by_category`), and on a big graph only the
+    `selected` node shows more than its label and shape.
 
     version: written into every node's data, so that the canvas's answers say which state they
         are about (`shows`).
@@ -46,20 +54,46 @@ def flow_state(
                 deletable=editable,
                 draggable=editable,
                 selected=node.id == selected,
-                style={"border": f"2px solid {node.color}", "borderRadius": "6px",
-                       "fontSize": "12px", "width": "190px", "padding": "4px",
-                       **({"background": f"rgba(230, 80, 30, {0.1 + 0.8 * heat[node.id]:.2f})"}
-                          if node.id in heat else {})},  # fmt: skip
+                style={
+                    "border": f"2px solid {node.color}",
+                    "borderRadius": "6px",
+                    "fontSize": "12px",
+                    "width": "190px",
+                    "padding": "4px",
+                    **_fill(node, heat, by_category),
+                },  # fmt: skip
             )
             for node in nodes
         ],
         edges=[
-            StreamlitFlowEdge(edge.id, edge.source, edge.target, label=edge.label,
-                              deletable=editable)  # fmt: skip
+            StreamlitFlowEdge(
+                edge.id, edge.source, edge.target, label=edge.label, deletable=editable
+            )  # fmt: skip
             for edge in edges
         ],
     )
     return state if after is None else stamped(state, after)
+
+
+def category_legend(analysis: Analysis) -> str:
+    """HTML: a swatch and the name of each component category in the graph."""
+    present = sorted({canvas.category_of(node.component) for node in analysis.doc.nodes} - {""})
+    chips = "".join(
+        f'<span style="background:{canvas.CATEGORY_COLORS.get(name, "#ffffff")};'
+        f'border:1px solid #bbb;border-radius:4px;padding:1px 6px;margin-right:6px">'
+        f"{html.escape(name)}</span>"
+        for name in present
+    )
+    return f'<div style="font-size:12px;line-height:1.9">{chips}</div>'
+
+
+def _fill(node: canvas.CanvasNode, heat: dict[str, float], by_category: bool) -> dict:
+    if heat:
+        share = heat.get(node.id)
+        return (
+            {} if share is None else {"background": f"rgba(230, 80, 30, {0.1 + 0.8 * share:.2f})"}
+        )
+    return {"background": node.fill} if by_category else {}
 
 
 def stamped(state: StreamlitFlowState, after: int) -> StreamlitFlowState:
@@ -79,3 +113,93 @@ def stamped(state: StreamlitFlowState, after: int) -> StreamlitFlowState:
 def shows(answer: StreamlitFlowState, version: str) -> bool:
     """Whether the canvas's answer is about our state `version` (not an older one it kept)."""
     return all(node.data.get(VERSION) == version for node in answer.nodes)
+
+
+@dataclasses.dataclass
+class Canvas:
+    """What the Model page keeps of one canvas (a project's graph, or a block's inside) between
+    runs: the state last sent, what it was made from, and the canvas's last answer.
+
+    Each state has its own version, written into its nodes (`shows`), so an answer about an
+    older state is told from one about ours; an undo gives back an earlier graph, never an
+    earlier state. The component is mounted once, and mounted again (a new key) only to centre
+    the view on a node (`focus`).
+    """
+
+    name: str  # the project and the open block
+    mounts: int = 0
+    drawn: Any = None  # what the state was made from: the graph, selection, colouring
+    state: StreamlitFlowState | None = None
+    version: int = 0
+    seen: int = 0  # the timestamp of the canvas's last answer
+    resend: bool = False  # send our state again at the end of this run
+    shown: frozenset[str] | None = None  # the nodes a new mount shows, to fit its view to them
+    revealed: bool = True  # the whole graph is shown again after such a mount
+
+    @classmethod
+    def kept(cls, session: MutableMapping, name: str) -> Canvas:
+        """The page's canvas `name`; a new one when the page shows another."""
+        found = session.get("canvas")
+        if not isinstance(found, Canvas) or found.name != name:
+            found = session["canvas"] = cls(name)
+        return found
+
+    @property
+    def key(self) -> str:
+        return f"canvas:{self.name}:{self.mounts}"
+
+    def mounting(self, session: MutableMapping) -> bool:
+        return self.key not in session
+
+    def draw(
+        self, drawn: Any, make: Callable[[str, int], StreamlitFlowState], mounting: bool
+    ) -> StreamlitFlowState:
+        """Our state for the canvas: made again by `make(version, after)` when what it is made
+        from (`drawn`) changed, stamped after the canvas's last answer (a mounting canvas takes
+        any state; its first answer, by the browser's clock, is then newer whatever the
+        server's clock says)."""
+        if drawn != self.drawn or self.state is None:
+            self.version += 1
+            self.state = make(str(self.version), self.seen)
+            self.drawn = drawn
+            self.revealed = not (mounting and self.shown is not None)
+            if not self.revealed:  # after `focus`: the nodes to fit the view to, alone
+                for node in self.state.nodes:
+                    node.hidden = node.id not in self.shown
+            self.shown = None
+        return self.state
+
+    def focus(self, node_ids: set[str]) -> None:
+        """Centre the view on these nodes: the canvas is mounted again, fitted to them alone,
+        and then shown whole."""
+        self.mounts += 1
+        self.shown = frozenset(node_ids)
+        self.drawn = None
+
+    def answer(self, returned: StreamlitFlowState) -> StreamlitFlowState | None:
+        """The canvas's answer, when it is a new one about our state (an edit to replay);
+        None otherwise. An answer about an older state has our state sent again."""
+        assert self.state is not None
+        if returned.timestamp <= max(self.seen, self.state.timestamp):
+            return None
+        self.seen = returned.timestamp
+        version = str(self.version)
+        if not shows(returned, version):
+            # sent again at the end of this run, so that a widget below still gets its click
+            self.state = stamped(self.state, returned.timestamp)
+            self.resend = True
+            return None
+        if not self.revealed:  # fitted to the focused nodes: now the whole graph
+            self.version += 1
+            self.state = stamped(_every_node(self.state, str(self.version)), returned.timestamp)
+            self.revealed, self.resend = True, True
+            return None
+        return returned
+
+
+def _every_node(state: StreamlitFlowState, version: str) -> StreamlitFlowState:
+    nodes = copy.deepcopy(state.nodes)
+    for node in nodes:
+        node.hidden = False
+        node.data[VERSION] = version
+    return dataclasses.replace(state, nodes=nodes)

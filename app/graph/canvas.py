@@ -19,12 +19,31 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.graph.analysis import Analysis
+from app.graph.components import CATALOGUE
 from app.graph.components.base import fmt_shape
 from app.graph.document import GraphDocument
 from app.graph.edit import EditError, connect, disconnect, move, remove_nodes
 from app.graph.space import described
 
 LEVEL_COLORS = {"error": "#d62728", "warning": "#ff9f1c", "tip": "#2b8cbe", None: "#9e9e9e"}
+# A node's fill, by its component's palette category: light, so that text and borders read.
+CATEGORY_COLORS = {
+    "Input & Output": "#eceff1",
+    "Core": "#dbe9fa",
+    "Convolution": "#d9f2dc",
+    "Pooling": "#e6f4c4",
+    "Normalization": "#f9d6d5",
+    "Regularization": "#fbf1c0",
+    "Merge": "#eadcf7",
+    "Reshaping": "#d6f0f0",
+    "Resampling": "#cde8f7",
+    "Text & Sequence": "#fadbe6",
+    "Preprocessing": "#e8e3dc",
+    "Augmentation": "#f0e4f2",
+    "Blocks": "#ffe0b2",
+    "Advanced": "#e0e0e0",
+    "Pretrained": "#d7dbf5",
+}
 # Markdown's own punctuation, and $ for the canvas's math plugin: escaped with a backslash so
 # that a label reads as the characters it is made of.
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$>])")
@@ -54,10 +73,15 @@ class CanvasNode:
     content: str  # escaped Markdown
     level: str | None  # the worst problem on the node: error, warning, tip or None
     kind: str  # input, output or default: where its handles are
+    category: str  # its component's palette category (CATEGORY_COLORS)
 
     @property
     def color(self) -> str:
         return LEVEL_COLORS[self.level]
+
+    @property
+    def fill(self) -> str:
+        return CATEGORY_COLORS.get(self.category, "#ffffff")
 
 
 @dataclass
@@ -73,6 +97,11 @@ def node_level(analysis: Analysis, node_id: str) -> str | None:
     return next((level for level in ("error", "warning", "tip") if level in levels), None)
 
 
+def category_of(component: str) -> str:
+    found = CATALOGUE.get(component)
+    return found.category if found else ""
+
+
 KINDS = {"Input": "input", "BlockInput": "input", "Output": "output"}
 COMPACT_FROM = 60  # nodes: from this many, a node shows its label and shape only
 
@@ -82,7 +111,8 @@ def elements(
 ) -> tuple[list[CanvasNode], list[CanvasEdge]]:
     """The nodes (label, component, output shape, parameters, worst problem) and edges. On a
     big graph a node shows its label and shape only, and the selected one all of it (the node
-    panel shows everything of the selected node too)."""
+    panel shows everything of the selected node too). The edges into and out of the selected
+    node show the tensor they carry; an edge into a node with several inputs shows its slot."""
     compact = len(analysis.doc.nodes) >= COMPACT_FROM
     nodes = []
     for node in analysis.doc.nodes:
@@ -114,19 +144,35 @@ def elements(
                 content=content,
                 level=node_level(analysis, node.id),
                 kind=kind,
+                category=category_of(node.component),
             )
         )
     feeds = collections.Counter(edge.target for edge in analysis.doc.edges)
-    edges = [
-        CanvasEdge(
-            id=edge_id(edge.source, edge.target, edge.slot),
-            source=edge.source,
-            target=edge.target,
-            label=str(edge.slot) if feeds[edge.target] > 1 else "",
+    edges = []
+    for edge in analysis.doc.edges:
+        parts = [str(edge.slot)] if feeds[edge.target] > 1 else []
+        if selected in (edge.source, edge.target):
+            info = analysis.infos.get(edge.source)
+            parts.append(fmt_shape(info.shape) if info else "?")
+        edges.append(
+            CanvasEdge(
+                id=edge_id(edge.source, edge.target, edge.slot),
+                source=edge.source,
+                target=edge.target,
+                label=": ".join(parts),  # plain text: React Flow draws it as SVG text
+            )
         )
-        for edge in analysis.doc.edges
-    ]
     return nodes, edges
+
+
+def around(doc: GraphDocument, node_id: str, hops: int = 2) -> set[str]:
+    """The node and the nodes within `hops` edges of it, either way: what a view centred on it
+    shows."""
+    near = {node_id}
+    for _ in range(hops):
+        near |= {e.target for e in doc.edges if e.source in near}
+        near |= {e.source for e in doc.edges if e.target in near}
+    return near
 
 
 @dataclass
