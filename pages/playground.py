@@ -73,9 +73,9 @@ with board:
             if model.steps:
                 train_accuracy, test_accuracy = model.accuracy()
                 cells = st.columns(3)
-                cells[0].metric("Step", model.steps)
-                cells[1].metric("Train loss", f"{model.train_loss[-1]:.3f}")
-                cells[2].metric("Test loss", f"{model.test_loss[-1]:.3f}")
+                cells[0].metric("Epoch", model.steps, help="Step trains five epochs")
+                cells[1].metric("Train loss", f"{model.train_loss[-1]:.2f}")
+                cells[2].metric("Test loss", f"{model.test_loss[-1]:.2f}")
                 st.plotly_chart(figures.loss_figure(model), key="pg:loss")
                 st.caption(f"Accuracy: train {train_accuracy:.1%}, test {test_accuracy:.1%}")
             else:
@@ -91,7 +91,7 @@ with board:
 st.subheader("Open in LayerFlow")
 st.caption("A project with this network as its graph (a Dense layer per hidden layer) and the "
            "toy points as its dataset, to train with Keras and see every layer.")  # fmt: skip
-name = st.text_input("Project name", f"playground-{kind}", key="pg:name")
+name = st.text_input("Project name", f"playground-{kind}", key=f"pg:name:{kind}")
 if st.button("Open in LayerFlow", icon=":material/account_tree:"):
     try:
         project = open_in_layerflow(Workspace.current(), st.session_state["pg:model"], name)

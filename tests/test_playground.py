@@ -92,12 +92,13 @@ def test_the_page_steps_the_network_and_redraws(workspace):
     button(app, "Step").click().run()
     button(app, "Step").click().run()
     assert not app.exception, app.exception
-    step = next(m for m in app.metric if m.label == "Step")
-    assert step.value == "10"
+    epoch = next(m for m in app.metric if m.label == "Epoch")
+    assert epoch.value == "10"  # five a step
     assert len(app.get("plotly_chart")) == 1  # the losses
     assert len(app.get("image")) == 2  # the boundary, the hidden units
     app.selectbox(key="pg:kind").select("spirals").run()  # new data: a new network
-    assert not [m for m in app.metric if m.label == "Step"]
+    assert not [m for m in app.metric if m.label == "Epoch"]
+    assert app.text_input(key="pg:name:spirals").value == "playground-spirals"
 
 
 @pytest.mark.parametrize("name", ["/tmp/elsewhere", "a/b", "", "9lives"])

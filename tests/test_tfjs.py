@@ -100,6 +100,25 @@ def test_a_layer_tfjs_lacks_is_refused_naming_its_node():
     assert message.startswith("TensorFlow.js cannot run node attend (a MultiHeadAttention layer")
 
 
+def test_custom_code_is_refused_naming_its_node_even_when_it_calls_operations():
+    import keras
+
+    from app.graph.edit import set_code
+    from app.keras.builder import build_model
+    from tests.graphs import trusted
+
+    doc = chain(("x", "Input", {"shape": [4]}), ("mine", "Custom", {}),
+                ("y", "Output", {"units": 2, "activation": "softmax",
+                                 "loss": "sparse_categorical_crossentropy"}))  # fmt: skip
+    doc = trusted(set_code(doc, "mine", "return keras.ops.relu(inputs[0]) * 2.0"))
+    keras.utils.set_random_seed(0)
+    with pytest.raises(ExportError) as raised:  # its operations are no layers of the model
+        tfjs.layers_model(build_model(doc), doc)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith("TensorFlow.js cannot run node mine (Custom code")
+
+
 def test_normalization_becomes_a_dense_layer_that_computes_it():
     import keras
 
@@ -185,3 +204,13 @@ def test_layers_tfjs_computes_otherwise_are_refused_and_weights_named_as_tfjs_re
         model_of(keras.layers.DepthwiseConv2D(3, name="dw", activation="silu"), (5, 5, 2)))
     assert [name for name, _ in weights] == ["dw/depthwise_kernel", "dw/bias"]
     assert topology["config"]["layers"][1]["config"]["activation"] == "swish"
+
+
+def test_python_prediction_of_a_tfjs_export_says_where_it_runs(tmp_path):
+    from app.runtime.predictor import METADATA, Predictor
+
+    (tmp_path / METADATA).write_text(json.dumps({"format": "tfjs", "inputs": [], "outputs": []}))
+    with pytest.raises(ValueError) as raised:
+        Predictor.of_export(tmp_path)
+    assert str(raised.value).startswith(f"{tmp_path}: a TensorFlow.js export runs in a browser")
+    assert "predict.js" in str(raised.value)

@@ -100,10 +100,16 @@ def layers_model(model, doc=None) -> tuple[dict[str, Any], list[tuple[str, np.nd
     name (layer/weight), in order. Raises ExportError naming every layer TF.js cannot run."""
     config = model.get_config()
     by_name = {layer.name: layer for layer in model.layers}
-    refused = []
+    refused = [f"node {node_id} (Custom code, which TensorFlow.js cannot run)"
+               for node_id in _custom_nodes(doc)]  # fmt: skip
     layers, weights = [], []
     for entry in config["layers"]:
-        layer = by_name[entry["config"]["name"]]
+        layer = by_name.get(entry["config"]["name"])
+        if layer is None:  # an operation called on tensors (keras.ops), not a layer
+            if not refused:
+                refused.append(f"{_node_of(entry['config']['name'], doc)} (a "
+                               f"{entry.get('class_name')} operation, not a layer)")  # fmt: skip
+            continue
         try:
             written, named = _layer(layer, entry)
         except _Unsupported as error:
@@ -134,6 +140,14 @@ def layers_model(model, doc=None) -> tuple[dict[str, Any], list[tuple[str, np.nd
 
 class _Unsupported(Exception):
     pass
+
+
+def _custom_nodes(doc) -> list[str]:
+    """The Custom nodes of the graph and of its blocks (their code may call anything)."""
+    if doc is None:
+        return []
+    inner = [n for block in doc.blocks.values() for n in block.nodes]
+    return [n.id for n in [*doc.nodes, *inner] if n.component == "Custom"]
 
 
 def _node_of(layer_name: str, doc) -> str:

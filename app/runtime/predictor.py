@@ -130,6 +130,10 @@ class Predictor:
         if not path.is_file():
             raise ValueError(f"{folder}: not an export folder (it has no {METADATA})")
         meta = json.loads(path.read_text())
+        if meta.get("format") == "tfjs":
+            raise ValueError(f"{folder}: a TensorFlow.js export runs in a browser (its index.html) "
+                             "or in Node (node predict.js FOLDER rows.json), not in Python; "
+                             "predict with its run instead")  # fmt: skip
         return cls.load(folder, meta["format"], meta["inputs"], meta["outputs"], compiled=compiled)
 
     def predict(self, raw: Any) -> np.ndarray | dict[str, np.ndarray]:
