@@ -214,3 +214,28 @@ def test_python_prediction_of_a_tfjs_export_says_where_it_runs(tmp_path):
         Predictor.of_export(tmp_path)
     assert str(raised.value).startswith(f"{tmp_path}: a TensorFlow.js export runs in a browser")
     assert "predict.js" in str(raised.value)
+
+
+def test_the_demo_file_server_answers_then_stops_when_idle(tmp_path):
+    import time
+    import urllib.request
+
+    from app.export.demo import DEMO, open_demo
+    from app.workspace.runs import alive
+
+    folder = tmp_path / "run-tfjs"
+    folder.mkdir()
+    (folder / "index.html").write_text("<p>demo</p>")
+    url = open_demo(folder, idle=2.0)
+    assert url.startswith("http://127.0.0.1:")
+    assert open_demo(folder, idle=2.0) == url  # found again while it runs
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        assert answer.read() == b"<p>demo</p>"
+    pid = json.loads((tmp_path / f"run-tfjs{DEMO}").read_text())["pid"]
+    deadline = time.monotonic() + 30
+    while alive(pid, None) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not alive(pid, None)  # stopped after 2 s with no request
+    again = open_demo(folder, idle=2.0)  # asked again: a new server
+    with urllib.request.urlopen(again, timeout=5) as answer:
+        assert answer.read() == b"<p>demo</p>"
