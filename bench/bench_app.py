@@ -9,7 +9,9 @@ Run with `.venv/bin/python bench/bench_app.py` (needs Chromium at /usr/bin/chrom
   - the canvas in the browser (issue #17): seconds from opening the Model page to all of a
     graph's nodes drawn, and from a label typed in the node panel to the canvas showing it, on
     a 10-node graph (what any page load costs), NASNetMobile folded on import and flat, and a
-    1,000-node flat graph; with whether the zoom survived the edit.
+    1,000-node flat graph; with whether the zoom survived the edit. LayerFlow's build of the
+    canvas component (ui/flow_component) beside the installed streamlit-flow's, in turn.
+    `--canvas` runs these alone.
 Medians over repeats (startups: 5 of each, interleaved; canvas: 3). Targets (issue #5): startup
 under 3 s; page switch and edit under 300 ms for 50 nodes. Issue #17: a 1,000-node flat graph
 drawn under 3 s and an edit on it under 1 s; the folded NASNetMobile under 1.5 s and 300 ms.
@@ -101,13 +103,17 @@ def app_on(page: str, project: str) -> AppTest:
     return app
 
 
+CANVAS = 'iframe[title$=".canvas"], iframe[title="streamlit_flow.streamlit_flow"]'
+CANVASES = ("ours", "upstream")  # LAYERFLOW_CANVAS: our build, or the installed package's
+
+
 def canvas_seconds(browser, port: int, project: str, node: str) -> tuple[float, float, bool]:
     """(seconds to the graph drawn, seconds from a label edit to the canvas showing it, whether
     the canvas kept its zoom and pan) on the Model page of `project`, with a fresh page."""
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     start = time.perf_counter()
     page.goto(f"http://127.0.0.1:{port}/model?project={project}")
-    frame = page.frame_locator('iframe[title="streamlit_flow.streamlit_flow"]')
+    frame = page.frame_locator(CANVAS)
     frame.locator(f'.react-flow__node[data-id="{node}"]').wait_for(state="attached",
                                                                  timeout=120_000)  # fmt: skip
     drawn = time.perf_counter() - start
@@ -133,7 +139,7 @@ def canvas_seconds(browser, port: int, project: str, node: str) -> tuple[float, 
     )  # fmt: skip
     edited = time.perf_counter() - start
     page.wait_for_timeout(1000)
-    kept = page.frame_locator('iframe[title="streamlit_flow.streamlit_flow"]').last.locator(
+    kept = page.frame_locator(CANVAS).last.locator(
         ".react-flow__viewport").get_attribute("style") == viewport  # fmt: skip
     page.close()
     return drawn, edited, kept
@@ -153,27 +159,47 @@ def canvas_figures(browser) -> None:
     }
     for name, (doc, _) in graphs.items():
         Workspace.current().create_project(name, doc)
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app"), "--server.port",
-         str(port), "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=ROOT, env={**os.environ, "LAYERFLOW_WORKSPACE": str(Workspace.current().root)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        wait_listening(port)
-        canvas_seconds(browser, port, "mlp10", "dense_0")  # warm the server and the browser
-        print("the canvas in Chromium (median of 3; a fresh page each time):")
-        for name, (doc, node) in graphs.items():
-            found = [canvas_seconds(browser, port, name, node) for _ in range(3)]
-            drawn = statistics.median(f[0] for f in found)
-            edited = statistics.median(f[1] for f in found)
-            kept = all(f[2] for f in found)
-            print(f"  {name:>14}: {len(doc.nodes):>4} nodes drawn after {drawn:5.2f} s, an edit "
-                  f"on the canvas after {edited * 1000:5.0f} ms, zoom kept: {kept}")
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    found: dict[tuple[str, str], list] = {}  # (canvas, graph) -> measurements
+    for repeat in range(3):  # the two canvases in turn, alternating which goes first, so
+        for canvas in CANVASES[:: 1 if repeat % 2 else -1]:  # that a busy moment touches both
+            port = free_port()
+            server = subprocess.Popen(
+                [sys.executable, "-m", "streamlit", "run", str(ROOT / "app"), "--server.port",
+                 str(port), "--server.address", "127.0.0.1", "--server.headless", "true"],
+                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                env={**os.environ, "LAYERFLOW_WORKSPACE": str(Workspace.current().root),
+                     "LAYERFLOW_CANVAS": canvas},
+            )  # fmt: skip
+            try:
+                wait_listening(port)
+                canvas_seconds(browser, port, "mlp10", "dense_0")  # warm the server and browser
+                for name, (_, node) in graphs.items():
+                    found.setdefault((canvas, name), []).append(
+                        canvas_seconds(browser, port, name, node)
+                    )
+            finally:
+                server.terminate()
+                server.wait(timeout=30)
+    print(
+        "the canvas in Chromium (median of 3; a fresh page each time): LayerFlow's build of "
+        "streamlit-flow (ui/flow_component) beside the installed one"
+    )
+    for name, (doc, _) in graphs.items():
+        medians = {}
+        for canvas in CANVASES:
+            runs = found[canvas, name]
+            medians[canvas] = [statistics.median(r[i] for r in runs) for i in (0, 1)]
+            kept = all(r[2] for r in runs)
+            print(
+                f"  {name:>14} {canvas:>8}: {len(doc.nodes):>4} nodes drawn after "
+                f"{medians[canvas][0]:5.2f} s, an edit on the canvas after "
+                f"{medians[canvas][1] * 1000:5.0f} ms, zoom kept: {kept}"
+            )
+        ours, theirs = medians["ours"], medians["upstream"]
+        print(
+            f"  {name:>14}    ratio: drawn {ours[0] / theirs[0]:.2f}x, "
+            f"edit {ours[1] / theirs[1]:.2f}x (ours / installed)"
+        )
 
 
 def main() -> None:
@@ -186,6 +212,9 @@ def main() -> None:
 
     with sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        if "--canvas" in sys.argv:  # the canvas figures alone
+            canvas_figures(browser)
+            return
         startup_seconds(browser, ROOT / "app", workspace)  # warm the file cache
         complete = "button:has-text('Create project')"
         ours, plain = [], []
@@ -198,8 +227,10 @@ def main() -> None:
         listening = statistics.median(t[0] for t in times)
         shown = statistics.median(t[1] for t in times)
         whole = statistics.median(t[2] for t in times)
-        print(f"startup of {name}: listening after {listening:.2f} s, first page drawn in the "
-              f"browser after {shown:.2f} s, complete after {whole:.2f} s")
+        print(
+            f"startup of {name}: listening after {listening:.2f} s, first page drawn in the "
+            f"browser after {shown:.2f} s, complete after {whole:.2f} s"
+        )
     ratio = statistics.median(t[1] for t in ours) / statistics.median(t[1] for t in plain)
     print(f"  ratio LayerFlow / plain Streamlit: {ratio:.2f}x (target: first page under 3 s)")
 
@@ -216,12 +247,15 @@ def main() -> None:
         select.select("dense_0").run()
         values = iter(range(65, 65 + 100))
         edit = script_seconds(
-            lambda m=model, v=values: next(n for n in m.number_input if n.label == "units")
-            .set_value(next(v)).run()
+            lambda m=model, v=values: (
+                next(n for n in m.number_input if n.label == "units").set_value(next(v)).run()
+            )
         )
-        print(f"  {nodes:>3} nodes: Model page {switch * 1000:6.0f} ms, settings edit "
-              f"{edit * 1000:6.0f} ms, beside the Start page {baseline * 1000:5.0f} ms "
-              f"(ratio {switch / baseline:.1f}x); target < 300 ms for 50 nodes")
+        print(
+            f"  {nodes:>3} nodes: Model page {switch * 1000:6.0f} ms, settings edit "
+            f"{edit * 1000:6.0f} ms, beside the Start page {baseline * 1000:5.0f} ms "
+            f"(ratio {switch / baseline:.1f}x); target < 300 ms for 50 nodes"
+        )
 
 
 if __name__ == "__main__":

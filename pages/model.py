@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 
 import streamlit as st
-from streamlit_flow import streamlit_flow
 
 from app.data.autoconfig import facts
 from app.errors import one_line
@@ -34,6 +33,7 @@ from app.graph.layout import layered_layout
 from app.graph.shapes import untrusted_nodes
 from app.workspace import Workspace
 from ui import flow, profile, session
+from ui.flow_component import streamlit_flow
 from ui.widgets import InvalidJSON, component_setting, problem_box
 
 st.title("Model")
@@ -191,6 +191,9 @@ with middle:
     # made beside it (a setting, a fix, undo, a selection) is sent as a new state (ui.flow), so
     # the user's zoom and pan stay.
     kept = flow.Canvas.kept(st.session_state, f"{current.name}:{open_block or ''}")
+    for message in kept.refused:  # what the graph refused of the canvas's last change
+        st.error(message)
+    kept.refused = []
     mounting = kept.mounting(st.session_state)
     kept.draw(
         (signature, selected, colouring, tuple(sorted(heat.items()))),
@@ -223,14 +226,12 @@ with middle:
             {node.id: (node.position["x"], node.position["y"]) for node in answer.nodes},
             [(edge.source, edge.target) for edge in answer.edges],
         )
-        for message in result.errors:
-            st.error(message)
         if result.changed:
             session.commit(current, put(result.doc))
-            # drawn again at the end of this run, so that a click below is not lost
-            kept.resend = not result.errors
-        elif result.errors:
-            kept.resend = False  # the errors stay in view
+            kept.resend = True  # drawn again at the end of this run: a click below is not lost
+        if result.errors:  # shown after the rerun, with the canvas as the graph is
+            kept.refused = result.errors
+            kept.restore()
 
 # Settings of the selected node
 
@@ -293,75 +294,87 @@ with right:
                 attempt(expand_block, doc, node.id, message=f"Expanded {node.id}")
 
 
-# Problems, code, blocks
+# Problems, code, blocks, profile: only the open tab runs and reaches the browser (the whole
+# model's code, highlighted, took more of an edit's time in the browser than the canvas did)
 
-problems_tab, code_tab, blocks_tab, profile_tab = st.tabs(["Problems", "Code", "Blocks", "Profile"])
-with problems_tab:
-    found = list(analysis.problems) + (dataset.mismatches(doc) if dataset else [])
-    if not found:
-        st.success("No errors, warnings or tips.")
-    for i, problem in enumerate(found):
-        row = st.columns([6, 1, 2])
-        problem_box(problem, row[0])
-        if problem.node and row[1].button("Select", key=f"pick:{i}"):
-            st.session_state[OPEN] = None  # the problems are the graph's: shown on it
-            st.session_state.selected = problem.node
-            st.rerun()
-        if problem.fix and row[2].button(problem.fix.description, key=f"fix:{i}"):
-            attempt(apply_fix, doc, problem.fix, message=problem.fix.description)
-    if dataset and st.button("Configure inputs and outputs from the data"):
-        session.configure_from_data(current, dataset, doc)
+problems_tab, code_tab, blocks_tab, profile_tab = st.tabs(
+    ["Problems", "Code", "Blocks", "Profile"], key="model:tab", on_change="rerun"
+)
+if problems_tab.open:
+    with problems_tab:
+        found = list(analysis.problems) + (dataset.mismatches(doc) if dataset else [])
+        if not found:
+            st.success("No errors, warnings or tips.")
+        for i, problem in enumerate(found):
+            row = st.columns([6, 1, 2])
+            problem_box(problem, row[0])
+            if problem.node and row[1].button("Select", key=f"pick:{i}"):
+                st.session_state[OPEN] = None  # the problems are the graph's: shown on it
+                st.session_state.selected = problem.node
+                st.rerun()
+            if problem.fix and row[2].button(problem.fix.description, key=f"fix:{i}"):
+                attempt(apply_fix, doc, problem.fix, message=problem.fix.description)
+        if dataset and st.button("Configure inputs and outputs from the data"):
+            session.configure_from_data(current, dataset, doc)
 
-with code_tab:
-    whole, one = st.tabs(["Whole model", "Selected node"])
-    with whole:
-        if analysis.errors:
-            st.warning("Fix the errors to see the model's code.")
-        else:
-            st.code(generate_module(analysis), language="python", line_numbers=True)
-    with one:
-        node = next((n for n in shown.nodes if n.id == selected), None)
-        if (
-            node is not None
-            and not open_block
-            and (figures := profile.node_figures(current, doc, node.id))
-        ):
-            st.caption(figures)  # the time and memory the code below costs
-        if node is None:
-            st.caption("Select a node.")
-        elif node.component == "Custom":
-            with st.form("custom_code"):
-                code = st.text_area("Code of the Custom node", node.code or "", height=260)
-                if st.form_submit_button("Apply code"):
-                    attempt_shown(set_code, node.id, code)
-            node_problems = [p for p in view.problems if p.node == node.id]
-            for problem in node_problems:
-                st.error(problem.message)
-            if node_problems:  # the message names the line; numbered lines find it
-                st.code(node.code or "", language="python", line_numbers=True)
-        else:
-            try:
-                st.code(node_snippet(view, node.id), language="python")
-            except (ValueError, KeyError) as error:
-                st.warning(one_line(error))
 
-with blocks_tab:
-    picked = st.multiselect("Nodes to make a block of", [n.id for n in doc.nodes])
-    block_name = st.text_input("Block name", "block")
-    if st.button("Make block", disabled=not picked):
-        attempt(make_block, doc, picked, block_name, message=f"Block {block_name} made")
-    saved = workspace.blocks()
-    if saved:
-        use = st.selectbox("Saved blocks", saved)
-        if st.button("Use saved block"):
-            attempt(workspace.use_block, doc, use, message=f"Block {use} added")
-    for name, block in doc.blocks.items():
-        if st.button(f"Save {name} to the library", key=f"save-block:{name}"):
-            workspace.save_block(name, block)
-            st.toast(f"Saved block {name}")
+def selected_code(node) -> None:
+    """The selected node's code (a Custom node's, editable) and what it costs."""
+    figures = profile.node_figures(current, doc, node.id) if node and not open_block else None
+    if figures:
+        st.caption(figures)  # the time and memory the code below costs
+    if node is None:
+        st.caption("Select a node.")
+    elif node.component == "Custom":
+        with st.form("custom_code"):
+            code = st.text_area("Code of the Custom node", node.code or "", height=260)
+            if st.form_submit_button("Apply code"):
+                attempt_shown(set_code, node.id, code)
+        node_problems = [p for p in view.problems if p.node == node.id]
+        for problem in node_problems:
+            st.error(problem.message)
+        if node_problems:  # the message names the line; numbered lines find it
+            st.code(node.code or "", language="python", line_numbers=True)
+    else:
+        try:
+            st.code(node_snippet(view, node.id), language="python")
+        except (ValueError, KeyError) as error:
+            st.warning(one_line(error))
 
-with profile_tab:
-    profile.tab(current, doc, ready=not analysis.errors and not untrusted)
+
+if code_tab.open:
+    with code_tab:
+        whole, one = st.tabs(["Whole model", "Selected node"], key="model:code",
+                             on_change="rerun")  # fmt: skip
+        if whole.open:
+            with whole:
+                if analysis.errors:
+                    st.warning("Fix the errors to see the model's code.")
+                else:
+                    st.code(generate_module(analysis), language="python", line_numbers=True)
+        if one.open:
+            with one:
+                selected_code(node)
+
+if blocks_tab.open:
+    with blocks_tab:
+        picked = st.multiselect("Nodes to make a block of", [n.id for n in doc.nodes])
+        block_name = st.text_input("Block name", "block")
+        if st.button("Make block", disabled=not picked):
+            attempt(make_block, doc, picked, block_name, message=f"Block {block_name} made")
+        saved = workspace.blocks()
+        if saved:
+            use = st.selectbox("Saved blocks", saved)
+            if st.button("Use saved block"):
+                attempt(workspace.use_block, doc, use, message=f"Block {use} added")
+        for name, block in doc.blocks.items():
+            if st.button(f"Save {name} to the library", key=f"save-block:{name}"):
+                workspace.save_block(name, block)
+                st.toast(f"Saved block {name}")
+
+if profile_tab.open:
+    with profile_tab:
+        profile.tab(current, doc, ready=not analysis.errors and not untrusted)
 
 if kept.resend:
     kept.resend = False

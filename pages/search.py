@@ -12,7 +12,6 @@ import os
 
 import pandas as pd
 import streamlit as st
-from streamlit_flow import streamlit_flow
 
 from app.graph.analysis import analyze
 from app.graph.canvas import escape_markdown
@@ -26,6 +25,7 @@ from app.workspace import Workspace
 from app.workspace.events import read_events
 from ui import charts, flow, session
 from ui import search as parts
+from ui.flow_component import streamlit_flow
 
 st.title("Search")
 current = session.require_project()

@@ -190,8 +190,13 @@ def test_a_fix_from_the_problems_panel_is_applied(workspace):
 def test_the_code_tab_shows_the_whole_model_and_a_custom_node_is_edited_in_place(workspace):
     new_project()
     app = page("model", "digits")
+    assert not app.code  # only the open tab (Problems) runs
+    app.session_state["model:tab"] = "Code"
+    app.run()
     assert any("def build_model() -> keras.Model:" in code.value for code in app.code)
     button(app, "Custom").click().run()
+    app.session_state["model:code"] = "Selected node"  # the new node's code
+    app.run()
     custom = next(node.id for node in Workspace.current().project("digits").graph().nodes
                   if node.component == "Custom")  # fmt: skip
     app.text_area[0].set_value("x = inputs[0]\nreturn x *\n")

@@ -88,7 +88,7 @@ def settle(page, timeout: float = 120_000) -> None:
 
 
 def canvas_node(page, node_id: str):
-    frame = page.frame_locator('iframe[title="streamlit_flow.streamlit_flow"]')
+    frame = page.frame_locator('iframe[title="ui.flow_component.canvas"]')
     return frame.locator(f'.react-flow__node[data-id="{node_id}"]')
 
 
@@ -207,7 +207,8 @@ def test_an_imported_keras_model_opens_folded_keeps_its_view_and_its_block_opens
     assert page.title() != "owned"
 
     # A setting edited in the node panel reaches the canvas, which keeps the user's zoom
-    frame = page.frame_locator('iframe[title="streamlit_flow.streamlit_flow"]')
+    frame = page.frame_locator('iframe[title="ui.flow_component.canvas"]')
+    fitted = scale(frame)  # the whole graph, fitted when the canvas mounted
     pick(page, "probs")
     page.wait_for_timeout(1000)  # the canvas has laid out what it was sent
     frame.locator(".react-flow__controls-zoomin").click()
@@ -219,21 +220,27 @@ def test_an_imported_keras_model_opens_folded_keeps_its_view_and_its_block_opens
     settle(page)
     canvas_node(page, "probs").filter(has_text="(None, 3)").wait_for(state="attached")
     assert frame.locator(".react-flow__viewport").get_attribute("style") == viewport
-    assert page.locator('iframe[title="streamlit_flow.streamlit_flow"]').count() == 1
+    assert page.locator('iframe[title="ui.flow_component.canvas"]').count() == 1
 
     # The selected node's edges show their shapes; "Show on the canvas" centres the view on it
     # (the canvas mounted again, fitted to its neighbours), then shows the whole graph
     edge_label = frame.locator(".react-flow__edge-text", has_text="(None, 5)")
     edge_label.wait_for(state="attached")  # hidden -> probs carries (None, 5)
+    pick(page, "hidden")
     page.get_by_role("button", name="Show on the canvas").click()
     settle(page)
-    frame = page.frame_locator('iframe[title="streamlit_flow.streamlit_flow"]').last
+    frame = page.frame_locator('iframe[title="ui.flow_component.canvas"]').last
     widen = frame.locator('.react-flow__node[data-id="widen"]')
     widen.wait_for(state="attached")
     every = len(Workspace.current().project("imported").graph().nodes)
     expect(frame.locator(".react-flow__node")).to_have_count(every, timeout=60_000)  # revealed
-    assert frame.locator(".react-flow__viewport").get_attribute("style") != viewport
-    assert widen.is_visible()
+    # fitted to hidden's neighbourhood (closer than the whole graph), hidden near the middle
+    assert scale(frame) > 1.2 * fitted
+    pane = page.locator('iframe[title="ui.flow_component.canvas"]').last.bounding_box()
+    box = frame.locator('.react-flow__node[data-id="hidden"]').bounding_box()
+    middle = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    assert abs(middle[0] - (pane["x"] + pane["width"] / 2)) < pane["width"] * 0.2
+    assert abs(middle[1] - (pane["y"] + pane["height"] / 2)) < pane["height"] * 0.2
 
     # The folded block opens on the canvas, shows its inside, and goes back
     pick(page, "stage_block1")
@@ -241,15 +248,21 @@ def test_an_imported_keras_model_opens_folded_keeps_its_view_and_its_block_opens
     settle(page)
     assert page.get_by_text("Inside block").count() == 1
     # the block's canvas is a new one (its own key): the model's may still be on its way out
-    block_canvas = page.frame_locator('iframe[title="streamlit_flow.streamlit_flow"]').last
+    block_canvas = page.frame_locator('iframe[title="ui.flow_component.canvas"]').last
     inner = block_canvas.locator('.react-flow__node[data-id="n1_conv"]')
     inner.wait_for(state="attached")
     assert "(None, 8, 8, 4)" in inner.inner_text()
     assert block_canvas.locator('.react-flow__node[data-id="hidden"]').count() == 0
     page.get_by_role("button", name="Back to the model").click()
     settle(page)
-    model_canvas = page.frame_locator('iframe[title="streamlit_flow.streamlit_flow"]').last
+    model_canvas = page.frame_locator('iframe[title="ui.flow_component.canvas"]').last
     model_canvas.locator('.react-flow__node[data-id="stage_block1"]').wait_for(state="attached")
+
+
+def scale(frame) -> float:
+    """The canvas's zoom."""
+    style = frame.locator(".react-flow__viewport").get_attribute("style")
+    return float(style.split("scale(")[1].split(")")[0])
 
 
 def pick(page, node_id: str) -> None:

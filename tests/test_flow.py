@@ -71,3 +71,26 @@ def test_a_jump_mounts_the_canvas_fitted_to_the_neighbourhood_then_shows_all():
     assert kept.state.timestamp == jumped.timestamp + 4
     whole = kept.state
     assert kept.answer(answer(whole, whole.timestamp + 2)) is not None
+
+
+def test_what_the_graph_refused_is_undone_on_the_canvas_by_sending_our_state_again():
+    kept = flow.Canvas.kept({}, "p:")
+    ours = kept.draw("graph", make, mounting=True)
+    drawn_edge = answer(ours, ours.timestamp + 7)  # the canvas with an edge the graph refuses
+    assert kept.answer(drawn_edge) is not None
+    kept.restore()
+    assert kept.resend and kept.state.timestamp == drawn_edge.timestamp + 1
+    assert [e.id for e in kept.state.edges] == [e.id for e in ours.edges]  # without it
+
+
+def test_an_answer_about_the_neighbourhood_after_the_whole_graph_was_sent_is_not_an_edit():
+    session = {}
+    kept = flow.Canvas.kept(session, "p:")
+    kept.draw("graph", make, mounting=True)
+    kept.focus({"d3"})
+    jumped = kept.draw("graph", make, mounting=True)
+    kept.answer(answer(jumped, jumped.timestamp + 3))  # whole graph sent, stamped after this
+    late = answer(jumped, jumped.timestamp + 9)  # the canvas answered again before taking it
+    assert kept.answer(late) is None and kept.resend  # ours goes again
+    assert not any(n.hidden for n in kept.state.nodes)
+    assert kept.state.timestamp == late.timestamp + 1

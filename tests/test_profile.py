@@ -208,6 +208,8 @@ def test_the_model_page_draws_a_profile_and_tints_the_canvas_by_it(workspace):
     folder.mkdir()
     (folder / launch.REPORT).write_text(json.dumps(found))
     app = page("model", "digits")
+    app.session_state["model:tab"] = "Profile"
+    app.run()
     assert not app.error, [e.value for e in app.error]
     table = next(d.value for d in app.dataframe if "time ms" in d.value.columns)
     measured = table["time ms"].dropna().tolist()
@@ -215,6 +217,9 @@ def test_the_model_page_draws_a_profile_and_tints_the_canvas_by_it(workspace):
     assert {m.label for m in app.metric} >= {"Training step", "Throughput", "Inference"}
     slowest = table["node"].iloc[0]
     next(s for s in app.selectbox if s.label == "Selected node").select(slowest).run()
+    app.session_state["model:tab"] = "Code"
+    app.session_state["model:code"] = "Selected node"
+    app.run()
     assert any(c.value.startswith("Profile at batch 16: forward") for c in app.caption)
     flow = app.session_state["canvas"].state  # filled by category, not by the profile
     assert not any(n.style["background"].startswith("rgba") for n in flow.nodes)

@@ -79,7 +79,7 @@ def category_legend(analysis: Analysis) -> str:
     """HTML: a swatch and the name of each component category in the graph."""
     present = sorted({canvas.category_of(node.component) for node in analysis.doc.nodes} - {""})
     chips = "".join(
-        f'<span style="background:{canvas.CATEGORY_COLORS.get(name, "#ffffff")};'
+        f'<span style="background:{canvas.category_color(name)};'
         f'border:1px solid #bbb;border-radius:4px;padding:1px 6px;margin-right:6px">'
         f"{html.escape(name)}</span>"
         for name in present
@@ -133,6 +133,7 @@ class Canvas:
     version: int = 0
     seen: int = 0  # the timestamp of the canvas's last answer
     resend: bool = False  # send our state again at the end of this run
+    refused: list[str] = dataclasses.field(default_factory=list)  # to show on the next run
     shown: frozenset[str] | None = None  # the nodes a new mount shows, to fit its view to them
     revealed: bool = True  # the whole graph is shown again after such a mount
 
@@ -168,6 +169,13 @@ class Canvas:
                     node.hidden = node.id not in self.shown
             self.shown = None
         return self.state
+
+    def restore(self) -> None:
+        """Our state again, stamped after the canvas's last answer: the canvas drops what the
+        graph refused (an edge that would make a cycle)."""
+        assert self.state is not None
+        self.state = stamped(self.state, self.seen)
+        self.resend = True
 
     def focus(self, node_ids: set[str]) -> None:
         """Centre the view on these nodes: the canvas is mounted again, fitted to them alone,

@@ -44,8 +44,8 @@ CATEGORY_COLORS = {
     "Advanced": "#e0e0e0",
     "Pretrained": "#d7dbf5",
 }
-# Markdown's own punctuation, and $ for the canvas's math plugin: escaped with a backslash so
-# that a label reads as the characters it is made of.
+# Markdown's own punctuation, and $ (for the installed component's math plugin): escaped with a
+# backslash so that a label reads as the characters it is made of.
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$>])")
 
 
@@ -81,7 +81,7 @@ class CanvasNode:
 
     @property
     def fill(self) -> str:
-        return CATEGORY_COLORS.get(self.category, "#ffffff")
+        return category_color(self.category)
 
 
 @dataclass
@@ -95,6 +95,10 @@ class CanvasEdge:
 def node_level(analysis: Analysis, node_id: str) -> str | None:
     levels = {problem.level for problem in analysis.problems if problem.node == node_id}
     return next((level for level in ("error", "warning", "tip") if level in levels), None)
+
+
+def category_color(category: str) -> str:
+    return CATEGORY_COLORS.get(category, "#ffffff")
 
 
 def category_of(component: str) -> str:

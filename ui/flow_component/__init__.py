@@ -1,0 +1,84 @@
+"""streamlit-flow-component 1.6.1 (MIT, Dhruv Kapur; LICENSE here), its frontend rebuilt with
+LayerFlow's patch (PATCH.diff, against upstream commit 751d62b; rebuild with build.sh). The
+patch:
+
+- with a manual layout (LayerFlow places the nodes), no ELK layout pass runs when the canvas
+  mounts or takes a new state, and it answers once per state, not twice; a big graph draws
+  about a third sooner (README, Big models);
+- node text is Markdown only: no raw HTML, math or code highlighting (a smaller bundle, and
+  text from a graph cannot become markup even if its escaping failed).
+
+The Python side is the installed package's: its state and element classes, and the same
+arguments. Only the component's files are ours. LAYERFLOW_CANVAS=upstream draws the installed
+package's own component instead, for bench/bench_app.py to measure both side by side.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import streamlit.components.v1 as components
+from streamlit_flow.elements import StreamlitFlowEdge, StreamlitFlowNode
+from streamlit_flow.layouts import ManualLayout
+from streamlit_flow.state import StreamlitFlowState
+
+_component = components.declare_component("canvas", path=str(Path(__file__).parent / "build"))
+
+
+def streamlit_flow(
+    key: str,
+    state: StreamlitFlowState,
+    height: int = 500,
+    fit_view: bool = False,
+    show_minimap: bool = False,
+    allow_new_edges: bool = False,
+    get_node_on_click: bool = False,
+    min_zoom: float = 0.5,
+    enable_node_menu: bool = False,
+    enable_edge_menu: bool = False,
+    hide_watermark: bool = False,
+) -> StreamlitFlowState:
+    """The canvas of `state`; its last answer (nodes, edges, the selected id, the browser's
+    timestamp), or `state` itself until it has answered."""
+    if os.environ.get("LAYERFLOW_CANVAS") == "upstream":
+        import streamlit_flow as upstream
+
+        return upstream.streamlit_flow(
+            key, state, height=height, fit_view=fit_view, show_minimap=show_minimap,
+            allow_new_edges=allow_new_edges, get_node_on_click=get_node_on_click,
+            min_zoom=min_zoom, enable_node_menu=enable_node_menu,
+            enable_edge_menu=enable_edge_menu, hide_watermark=hide_watermark,
+        )  # fmt: skip
+    answer = _component(
+        component="streamlit_flow",  # the frontend draws only this one
+        key=key,
+        nodes=[node.asdict() for node in state.nodes],
+        edges=[edge.asdict() for edge in state.edges],
+        timestamp=state.timestamp,
+        height=height,
+        fitView=fit_view,
+        showControls=True,
+        showMiniMap=show_minimap,
+        style={},
+        animateNewEdges=False,
+        allowNewEdges=allow_new_edges,
+        layoutOptions=ManualLayout().__to_dict__(),
+        getNodeOnClick=get_node_on_click,
+        getEdgeOnClick=False,
+        panOnDrag=True,
+        allowZoom=True,
+        minZoom=min_zoom,
+        enableNodeMenu=enable_node_menu,
+        enablePaneMenu=False,
+        enableEdgeMenu=enable_edge_menu,
+        hideWatermark=hide_watermark,
+    )
+    if answer is None:
+        return state
+    return StreamlitFlowState(
+        nodes=[StreamlitFlowNode.from_dict(node) for node in answer["nodes"]],
+        edges=[StreamlitFlowEdge.from_dict(edge) for edge in answer["edges"]],
+        selected_id=answer["selectedId"],
+        timestamp=answer["timestamp"],
+    )
