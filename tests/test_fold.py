@@ -153,3 +153,18 @@ def test_a_block_is_not_made_of_one_use(repeats):
     doc = import_keras(keras.Model(inputs, x))
     uses = [n.settings["repeat"] for n in doc.nodes if n.component == "Block"]
     assert uses == ([] if repeats == 1 else [2])
+
+
+def test_a_motif_named_like_another_blocks_layers_gets_an_id_of_its_own():
+    # The second use's name, 's1_2_late', reads like the Block node 's1''s layer names
+    # ('s1_<repetition>_<inner id>'), and so does every 's1_2_late_<n>'.
+    inputs = keras.Input((16, 16, 3))
+    x = conv_unit(inputs, "s1")
+    x = layers.MaxPooling2D(name="pool")(x)
+    x = conv_unit(x, "s1_2_late")
+    model = keras.Model(inputs, layers.GlobalAveragePooling2D(name="gap")(x))
+    doc = import_keras(model)
+    ids = sorted(n.id for n in doc.nodes if n.component == "Block")
+    assert ids == ["s1", "s1-2-late"]
+    assert analyze(doc).errors == []
+    assert build_model(doc).count_params() == model.count_params()

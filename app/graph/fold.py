@@ -454,6 +454,10 @@ def _free_id(wanted: str, taken: set[str], blocks: list[str] | None = None) -> s
     base = re.sub(r"[^A-Za-z0-9_.\-]", "_", wanted.strip("_.-") or "block")[:90]
     if not re.match(NODE_ID_PATTERN, base):
         base = f"n{base}"[:90]
+    if blocks and clashes_with_block_layers(f"{base}_", "", (), blocks):
+        # `base` reads like a Block node's layer ('<block>_<n>_...'), and so would every
+        # numbered variant: without underscores no variant can.
+        base = base.replace("_", "-")
 
     def clashes(node_id: str) -> bool:
         return node_id in taken or (
