@@ -6,8 +6,8 @@ machine otherwise idle). In a temporary workspace:
   - the image-classification template, configured for digits, with its second convolution
     stage (conv2, pool2) made a Block, so that its repeat count can be searched;
   - the default: that graph trained once with the settings the trials start from;
-  - the space: conv1's filters, the Dense units, the dropout rate, the Block's repeat count and
-    the learning rate (log scale);
+  - the space: conv1's filters, the filters of the Block's convolution (conv2), the Dense
+    units, the dropout rate, the Block's repeat count and the learning rate (log scale);
   - a search of TRIALS trials against parameters (NSGA-II), on one worker, then the same
     search on two workers;
   - a search of TRIALS trials for accuracy alone (TPE and the median pruner) under the
@@ -15,7 +15,9 @@ machine otherwise idle). In a temporary workspace:
 
 Prints a Markdown table: the default's validation accuracy, parameters and latency; for each
 search, the best validation accuracy found, the smallest model within 0.5 points of the
-default's accuracy (parameters and latency), the trials' states and the wall time.
+default's accuracy (parameters and latency), the trials' states and the wall time; then
+whether any search met the goal: a model at least as accurate as the default with at most half
+its parameters.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ def main() -> None:
     space = SearchSpace(
         settings={
             "conv1": {"filters": Choice(choices=[4, 8, 16, 32])},
+            "stage/conv2": {"filters": Choice(choices=[4, 8, 16, 32])},  # inside the Block
             "dense": {"units": Choice(choices=[8, 16, 32, 64, 128])},
             "dropout": {"rate": Range(low=0.0, high=0.5)},
             block: {"repeat": Range(low=1, high=2, step=1)},
@@ -113,6 +116,16 @@ def main() -> None:
         states = [r["state"] for r in summary["rows"]]
         print(f"| {label}: trials | {len(states)} ({states.count('complete')} complete, "
               f"{states.count('pruned')} pruned); wall {walls[label]:.0f} s | | |")  # fmt: skip
+    goal = [(label, r) for label, summary in found.items() for r in summary["rows"]
+            if r["state"] == "complete" and r["val_accuracy"] >= default["val_accuracy"]
+            and r["params"] <= default["params"] / 2]  # fmt: skip
+    if goal:
+        label, row = min(goal, key=lambda found: found[1]["params"])
+        print(f"\ngoal met: {label}, trial {row['trial']}: {row['val_accuracy']:.4f} with "
+              f"{row['params']:,} parameters ({row['params'] / default['params']:.0%})")
+    else:
+        print("\ngoal not met: no trial as accurate as the default with at most half its "
+              "parameters")
     one, two = walls["against params, 1 worker"], walls["against params, 2 workers"]
     print(f"\nwall time against params: 1 worker {one:.0f} s, 2 workers {two:.0f} s "
           f"({one / two:.2f}x)")  # fmt: skip

@@ -79,7 +79,8 @@ def configured_space():
     from app.graph.document import Choice, Range, SearchSpace
 
     return SearchSpace(settings={"dense1": {"units": Choice(choices=[8, 16])},
-                                 "dropout": {"rate": Range(low=0.0, high=0.5)}},
+                                 "dropout": {"rate": Range(low=0.0, high=0.5)},
+                                 "cell/conv.1": {"filters": Choice(choices=[4, 8])}},
                        optional=["dropout"],
                        training={"learning_rate": Range(low=1e-4, high=1e-2, log=True)})
 

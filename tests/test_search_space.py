@@ -133,3 +133,35 @@ def test_cli_proposes_a_space_writes_it_and_names_each_problem(tmp_path, capsys)
     errors = [line for line in capsys.readouterr().out.splitlines() if line.startswith("error")]
     assert errors == ["error: search.settings.dense.units: low (64) must be below high (8)",
                       "error: search.optional: no node with id 'nowhere'"]  # fmt: skip
+
+
+def staged(space: dict | None = None):
+    """The image template with its second stage (conv2, pool2) made the block 'stage'."""
+    from app.graph.edit import make_block
+
+    doc = make_block(load_template("image_classification"), ["conv2", "pool2"], "stage")
+    return parse({**doc.model_dump(mode="json"), "search": space}) if space else doc
+
+
+def test_a_node_inside_a_block_is_searched_for_every_use_of_the_block():
+    from app.graph.canvas import elements
+
+    doc = staged({"settings": {"stage/conv2": {"filters": {"choices": [8, 64]}}}})
+    assert space_problems(doc) == [] and set(dimensions(doc.search)) == {"stage/conv2.filters"}
+    small = analyze(trial_graph(doc, {"stage/conv2.filters": 8})).totals()["params"]
+    large = analyze(trial_graph(doc, {"stage/conv2.filters": 64})).totals()["params"]
+    assert small < analyze(doc).totals()["params"] < large
+    block = next(n for n in doc.nodes if n.component == "Block")
+    content = {node.id: node.content for node in elements(analyze(doc))[0]}[block.id]
+    assert "*conv2\\.filters: 8 \\| 64*" in content
+    # proposed from the graph: the widths in the blocks it uses as well
+    assert propose(staged()).settings["stage/conv2"]["filters"] == Choice(choices=[16, 32, 64])
+
+
+@pytest.mark.parametrize("key, message", [
+    ("nowhere/conv2", "search.settings: nowhere/conv2: no block named 'nowhere' (blocks: stage)"),
+    ("stage/conv9", "search.settings: stage/conv9: block stage has no node 'conv9'"),
+])  # fmt: skip
+def test_a_block_node_that_is_not_there_is_one_message(key, message):
+    doc = staged({"settings": {key: {"filters": {"choices": [8, 64]}}}})
+    assert [p.message for p in space_problems(doc)] == [message]

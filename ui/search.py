@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from app.graph.document import Choice, Range, SearchSpace
-from app.graph.space import described, dimensions
+from app.graph.space import described, dimensions, split_dimension
 
 COLUMNS = ("name", "kind", "low", "high", "log", "step", "choices")
 
@@ -43,8 +43,8 @@ def space_from_table(table: pd.DataFrame) -> tuple[SearchSpace | None, list[str]
         name = str(row.get("name") or "").strip()
         if not name:
             continue
-        head, _, rest = name.partition(".")
-        if not rest:
+        head, rest = split_dimension(name)
+        if not rest or not head:
             problems.append(f"row {number}: {name!r} must be node.setting, optional.node or "
                             "training.setting")  # fmt: skip
             continue

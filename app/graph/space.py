@@ -1,6 +1,7 @@
 """A search space on the graph (the document's `search`, a SearchSpace): which node settings a
 search varies (a Range of numbers or a Choice of values), which nodes a trial may leave out,
-and which training settings it varies.
+and which training settings it varies. A node inside a block definition is searched as
+`<block>/<node id>`; its value holds for every use of the block.
 
 `space_problems` checks a space against its graph, one message per problem; `propose` makes a
 space from a graph for a beginner's one-button search (widths halved and doubled, dropout
@@ -16,7 +17,7 @@ from typing import Any
 
 from app.graph.components import CATALOGUE
 from app.graph.components.base import SettingError
-from app.graph.document import Choice, GraphDocument, Range, SearchSpace
+from app.graph.document import Choice, GraphDocument, Node, Range, SearchSpace
 from app.graph.problems import Problem
 
 NUMBER_KINDS = ("int", "float")
@@ -41,9 +42,9 @@ def space_problems(doc: GraphDocument) -> list[Problem]:
         problems.append(Problem("error", "search_space", message, node=node, setting=setting))
 
     for node_id, settings in space.settings.items():
-        node = nodes.get(node_id)
+        node = searched_node(doc, node_id)
         if node is None:
-            problem(f"search.settings: no node with id {node_id!r}")
+            problem(f"search.settings: {_missing(doc, node_id)}")
             continue
         spec = CATALOGUE.get(node.component)
         known = {setting.name: setting for setting in spec.settings} if spec else {}
@@ -66,6 +67,36 @@ def space_problems(doc: GraphDocument) -> list[Problem]:
         if message := _dimension_problem(dimension, None):
             problem(f"search.training.{name}: {message}")
     return problems
+
+
+def searched_node(doc: GraphDocument, key: str) -> Node | None:
+    """The node a space's settings key names: a graph node's id, or `<block>/<node id>` for a
+    node inside a block definition."""
+    block, slash, inner = key.partition("/")
+    if not slash:
+        nodes, node_id = doc.nodes, key
+    else:
+        nodes, node_id = (doc.blocks[block].nodes if block in doc.blocks else []), inner
+    return next((node for node in nodes if node.id == node_id), None)
+
+
+def _missing(doc: GraphDocument, key: str) -> str:
+    block, slash, inner = key.partition("/")
+    if not slash:
+        return f"no node with id {key!r}"
+    if block not in doc.blocks:
+        return f"{key}: no block named {block!r} (blocks: {', '.join(doc.blocks) or 'none'})"
+    return f"{key}: block {block} has no node {inner!r}"
+
+
+def split_dimension(name: str) -> tuple[str, str]:
+    """A dimension's name as `dimensions` makes it, split into where and what:
+    ('optional', node), ('training', setting), or (node key, setting)."""
+    head, _, rest = name.partition(".")
+    if head in ("optional", "training"):
+        return head, rest
+    key, _, setting = name.rpartition(".")  # node ids may hold dots; setting names never do
+    return key, setting
 
 
 def _dimension_problem(dimension: Range | Choice, setting: Any) -> str | None:
@@ -117,8 +148,8 @@ def described(dimension: Range | Choice) -> str:
 
 
 def dimensions(space: SearchSpace) -> dict[str, Range | Choice]:
-    """Each searched value by name: `node.setting`, `optional.node` (a Choice of keeping the
-    node or not) and `training.name`."""
+    """Each searched value by name: `node.setting` (`block/node.setting` inside a block),
+    `optional.node` (a Choice of keeping the node or not) and `training.name`."""
     found: dict[str, Range | Choice] = {}
     for node_id, settings in space.settings.items():
         for name, dimension in settings.items():
@@ -132,24 +163,28 @@ def dimensions(space: SearchSpace) -> dict[str, Range | Choice]:
 
 def propose(doc: GraphDocument) -> SearchSpace:
     """A space for a one-button search: each width (Dense units, convolution filters, RNN
-    units) from half to twice its value, each dropout rate from 0 to 0.5, each Block's repeat
-    count from 1 to twice it, and the learning rate from 1e-4 to 1e-2 on a log scale."""
+    units; in the graph and in the blocks it uses) from half to twice its value, each dropout
+    rate from 0 to 0.5, each Block's repeat count from 1 to twice it, and the learning rate
+    from 1e-4 to 1e-2 on a log scale."""
     settings: dict[str, dict[str, Range | Choice]] = {}
-    for node in doc.nodes:
+    used = {n.settings.get("block") for n in doc.nodes if n.component == "Block"}
+    inner = [(f"{name}/{n.id}", n) for name in doc.blocks if name in used
+             for n in doc.blocks[name].nodes]  # fmt: skip
+    for key, node in [*((n.id, n) for n in doc.nodes), *inner]:
         spec = CATALOGUE.get(node.component)
         if spec is None:
             continue
         values = {s.name: node.settings.get(s.name, s.default) for s in spec.settings}
         width = WIDTH_SETTINGS.get(node.component)
         if width and isinstance(values.get(width), int) and values[width] >= 2:
-            settings[node.id] = {width: Choice(choices=sorted({max(1, values[width] // 2),
-                                                                values[width],
-                                                                values[width] * 2}))}  # fmt: skip
+            settings[key] = {width: Choice(choices=sorted({max(1, values[width] // 2),
+                                                           values[width],
+                                                           values[width] * 2}))}  # fmt: skip
         elif node.component in DROPOUT_SETTINGS:
-            settings[node.id] = {DROPOUT_SETTINGS[node.component]: Range(low=0.0, high=0.5)}
+            settings[key] = {DROPOUT_SETTINGS[node.component]: Range(low=0.0, high=0.5)}
         elif node.component == "Block" and isinstance(values.get("repeat"), int):
             top = min(MAX_REPEAT, max(2, values["repeat"] * 2))
-            settings[node.id] = {"repeat": Range(low=1, high=top, step=1)}
+            settings[key] = {"repeat": Range(low=1, high=top, step=1)}
     return SearchSpace(settings=settings, training={"learning_rate": LEARNING_RATE})
 
 
@@ -159,12 +194,10 @@ def trial_graph(doc: GraphDocument, values: dict[str, Any]) -> GraphDocument:
     it fed). Training values are not the graph's and are ignored here. The trial's graph has
     no search space of its own."""
     trial = doc.model_copy(deep=True, update={"search": None})
-    by_id = {node.id: node for node in trial.nodes}
     for name, value in values.items():
-        head, _, rest = name.partition(".")
-        if head in ("optional", "training"):
-            continue
-        by_id[head].settings[rest] = value
+        key, setting = split_dimension(name)
+        if key not in ("optional", "training"):
+            searched_node(trial, key).settings[setting] = value
     for name, keep in values.items():
         if name.startswith("optional.") and keep is False:
             trial = _left_out(trial, name.removeprefix("optional."))

@@ -24,7 +24,7 @@ import optuna
 from app.graph.analysis import analyze
 from app.graph.components import CATALOGUE
 from app.graph.document import Choice, GraphDocument, Range
-from app.graph.space import dimensions, trial_graph
+from app.graph.space import dimensions, searched_node, split_dimension, trial_graph
 from app.search.spec import AFTER_TRAINING, BEFORE_TRAINING, SearchSpec
 from app.search.study import STOPPING
 from app.train.settings import TrainingSettings, TrainingSettingsError
@@ -64,10 +64,10 @@ def suggest(trial: optuna.Trial, doc: GraphDocument) -> dict[str, Any]:
 
 def _whole(name: str, dimension: Range, doc: GraphDocument) -> bool:
     """Whether a range takes whole numbers: an int setting's, or one whose ends and step are."""
-    head, _, setting = name.partition(".")
-    if head == "training":
+    key, setting = split_dimension(name)
+    if key == "training":
         return whole_training_setting(setting)
-    node = next((n for n in doc.nodes if n.id == head), None)
+    node = searched_node(doc, key)
     spec = CATALOGUE.get(node.component) if node else None
     kinds = {s.name: s.kind for s in spec.settings} if spec else {}
     if kinds.get(setting) == "int":
