@@ -150,12 +150,13 @@ def test_a_block_node_names_its_block_and_repeat():
     assert "res \\(cell x3\\)" in next(n.content for n in nodes if n.id == "res")
 
 
-def test_the_selected_nodes_edges_show_the_tensor_they_carry():
+def test_the_selected_nodes_edges_show_the_tensor_they_carry_and_any_edge_under_the_pointer():
     from app.graph.edit import add_node, connect
 
     _, edges = elements(analyze(small()), selected="hidden")
     assert [edge.label for edge in edges] == ["(None, 4)", "(None, 8)"]
     assert [edge.label for edge in elements(analyze(small()))[1]] == ["", ""]
+    assert [edge.hover for edge in elements(analyze(small()))[1]] == ["(None, 4)", "(None, 8)"]
     # into a node of several inputs, an edge shows its slot, and its shape when selected
     doc, add = add_node(small(), "Concatenate")
     doc = connect(connect(doc, "x", add), "hidden", add)
@@ -163,6 +164,7 @@ def test_the_selected_nodes_edges_show_the_tensor_they_carry():
     assert into == ["0", "1"]
     into = [e.label for e in elements(analyze(doc), selected=add)[1] if e.target == add]
     assert into == ["0: (None, 4)", "1: (None, 8)"]
+    assert [e.hover for e in elements(analyze(doc))[1] if e.target == add] == into
 
 
 def test_a_node_is_filled_by_its_components_category():

@@ -67,7 +67,8 @@ def flow_state(
         ],
         edges=[
             StreamlitFlowEdge(
-                edge.id, edge.source, edge.target, label=edge.label, deletable=editable
+                edge.id, edge.source, edge.target, label=edge.label, deletable=editable,
+                data={"hover": edge.hover},  # shown while the pointer is on it (PATCH.diff)
             )  # fmt: skip
             for edge in edges
         ],

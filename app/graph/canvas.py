@@ -90,6 +90,7 @@ class CanvasEdge:
     source: str
     target: str
     label: str
+    hover: str  # the label while the pointer is on the edge: its slot and the tensor it carries
 
 
 def node_level(analysis: Analysis, node_id: str) -> str | None:
@@ -135,6 +136,12 @@ def elements(
         if space is not None:  # what a search varies here
             for name, dimension in space.settings.get(node.id, {}).items():
                 lines.append(f"*{escape_text(name)}: {escape_text(described(dimension))}*")
+            if node.component == "Block":  # and inside its definition, for every use
+                prefix = f"{node.settings.get('block')}/"
+                for key, settings in space.settings.items():
+                    for name, dimension in settings.items() if key.startswith(prefix) else ():
+                        where = f"{key.removeprefix(prefix)}.{name}"
+                        lines.append(f"*{escape_text(where)}: {escape_text(described(dimension))}*")
             if node.id in space.optional:
                 lines.append("*optional in a search*")
         content = "  \n".join(lines)
@@ -154,16 +161,16 @@ def elements(
     feeds = collections.Counter(edge.target for edge in analysis.doc.edges)
     edges = []
     for edge in analysis.doc.edges:
-        parts = [str(edge.slot)] if feeds[edge.target] > 1 else []
-        if selected in (edge.source, edge.target):
-            info = analysis.infos.get(edge.source)
-            parts.append(fmt_shape(info.shape) if info else "?")
+        slot = [str(edge.slot)] if feeds[edge.target] > 1 else []
+        info = analysis.infos.get(edge.source)
+        full = ": ".join([*slot, fmt_shape(info.shape) if info else "?"])
         edges.append(
             CanvasEdge(
                 id=edge_id(edge.source, edge.target, edge.slot),
                 source=edge.source,
-                target=edge.target,
-                label=": ".join(parts),  # plain text: React Flow draws it as SVG text
+                target=edge.target,  # plain text: React Flow draws labels as SVG text
+                label=full if selected in (edge.source, edge.target) else ": ".join(slot),
+                hover=full,
             )
         )
     return nodes, edges

@@ -6,7 +6,9 @@ patch:
   mounts or takes a new state, and it answers once per state, not twice; a big graph draws
   about a third sooner (README, Big models);
 - node text is Markdown only: no raw HTML, math or code highlighting (a smaller bundle, and
-  text from a graph cannot become markup even if its escaping failed).
+  text from a graph cannot become markup even if its escaping failed);
+- an edge with `data={"hover": text}` shows that text as its label while the pointer is on it
+  (the tensor it carries), and its own label again after.
 
 The Python side is the installed package's: its state and element classes, and the same
 arguments. Only the component's files are ours. LAYERFLOW_CANVAS=upstream draws the installed
