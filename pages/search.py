@@ -40,6 +40,7 @@ settings = TrainingSettings.from_dict(current.settings("training") or {})
 
 st.subheader("What to search")
 st.caption("Each row is a setting the trials vary: `node.setting` (a node's setting), "
+           "`block/node.setting` (a setting inside a block, for every use of it), "
            "`training.name` (a training setting) or `optional.node` (a node a trial may leave "
            "out). A range has low and high (log for a log scale, step for steps); choices are "
            'a JSON list, such as `[32, 64, 128]` or `["relu", "gelu"]`.')  # fmt: skip
