@@ -186,13 +186,18 @@ def load(root: Path, name: str, worker: int | None = None) -> tuple[optuna.Study
 
 def sampler(spec: SearchSpec, worker: int | None = None) -> optuna.samplers.BaseSampler:
     """TPE for one objective, NSGA-II for the metric against a cost; both keep clear of
-    trials that broke a constraint (app.search.trial.record_constraints tells them)."""
+    trials that broke a constraint (app.search.trial.record_constraints tells them). TPE
+    models the values together (multivariate: a wide layer after a narrow one is a different
+    model) and counts the trials other workers are running as bad for now (constant_liar), so
+    that two workers do not sample the same model."""
     seed = None if worker is None else spec.seed * 1000 + worker
     if spec.cost:
         population = max(4, min(50, spec.trials // 2))
         return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
     startup = max(2, min(10, spec.trials // 3))
-    return optuna.samplers.TPESampler(n_startup_trials=startup, seed=seed)
+    return optuna.samplers.TPESampler(
+        n_startup_trials=startup, seed=seed, multivariate=True, constant_liar=True
+    )
 
 
 def pruner(spec: SearchSpec) -> optuna.pruners.BasePruner:
