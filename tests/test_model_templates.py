@@ -175,5 +175,31 @@ def test_template_names_its_sample_and_fits_it_once_configured(name, sample_path
     spec = input_spec(config, fit(config, source, range(prof.rows)))
     head = (prof.task, prof.target, prof.classes)
     configured, _ = autoconfig.configure(doc, spec, *head)
+    assert configured.meta.task == doc.meta.task, name  # its own sample: as the template says
     assert [p.message for p in analyze(configured).errors] == [], name
     assert [p.message for p in autoconfig.mismatches(configured, spec, *head)] == [], name
+
+
+@pytest.mark.parametrize("said, task, now", [
+    ("binary_classification", "multiclass", "multiclass_classification"),
+    ("binary_classification", "regression", "regression"),
+    ("image_classification", "binary", "image_classification"),
+    ("image_classification", "multiclass", "image_classification"),
+    ("regression", "binary", "binary_classification"),
+    ("anomaly_detection", "binary", "anomaly_detection"),
+    (None, "forecasting", "forecasting"),
+])  # fmt: skip
+def test_configuring_for_other_data_says_the_datas_task(said, task, now):
+    assert autoconfig.described_task(said, task) == now
+
+
+def test_data_configure_of_a_binary_template_for_iris_says_multiclass(tmp_path):
+    doc = next(load_template(n) for n in TEMPLATES
+               if load_template(n).meta.task == "binary_classification")  # fmt: skip
+    source = read_source(make_sample("iris", tmp_path / "iris"))
+    prof = profile(source)
+    config = default_config(prof)
+    spec = input_spec(config, fit(config, source, range(prof.rows)))
+    configured, changes = autoconfig.configure(doc, spec, prof.task, prof.target, prof.classes)
+    assert configured.meta.task == "multiclass_classification"
+    assert "meta.task: 'binary_classification' -> 'multiclass_classification'" in changes

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.data.anomaly import reconstructs
+from app.data.anomaly import ANOMALY_TASK, reconstructs
 from app.graph.analysis import analyze
 from app.graph.components import CATALOGUE
 from app.graph.document import GraphDocument, Node
@@ -110,7 +110,28 @@ def configure(
     head = wanted_head(task, classes)
     if head and target and len(outputs) == 1:
         changes += _apply(outputs[0], {**_head_of(doc, outputs[0], head), "target": target})
+    said = described_task(doc.meta.task, task)
+    if said != doc.meta.task:
+        changes.append(f"meta.task: {doc.meta.task!r} -> {said!r}")
+        doc.meta.task = said
     return doc, changes
+
+
+TASK_NAMES = {"binary": "binary_classification", "multiclass": "multiclass_classification",
+              "regression": "regression", "forecasting": "forecasting",
+              "segmentation": "segmentation"}  # fmt: skip
+
+
+def described_task(said: str | None, task: str | None) -> str | None:
+    """What a graph's meta.task says once configured for data of `task` (the profile's word):
+    kept where the data does not contradict it (image_classification is any classification of
+    images), else the data's task."""
+    if task not in TASK_NAMES or said == ANOMALY_TASK:  # the graph's purpose, not the data's
+        return said
+    contradicted = {"binary": "multiclass_classification", "multiclass": "binary_classification"}
+    if task in contradicted and (said or "").endswith("classification"):
+        return TASK_NAMES[task] if said == contradicted[task] else said
+    return TASK_NAMES[task]
 
 
 def _head_of(doc: GraphDocument, node: Node, head: dict[str, Any]) -> dict[str, Any]:
