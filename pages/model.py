@@ -4,6 +4,7 @@ once."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 import streamlit as st
@@ -34,7 +35,13 @@ from app.graph.shapes import untrusted_nodes
 from app.workspace import Workspace
 from ui import flow, profile, session
 from ui.flow_component import streamlit_flow
-from ui.widgets import InvalidJSON, component_setting, problem_box
+from ui.widgets import (
+    InvalidJSON,
+    component_setting,
+    problem_box,
+    read_setting,
+    setting_kind,
+)
 
 st.title("Model")
 workspace = Workspace.current()
@@ -90,15 +97,32 @@ def put(edited):
     return with_inside(doc, open_block, edited) if open_block else edited
 
 
+REFUSED = "model:refused"  # why the last edit made by a callback was refused, shown in the run
+# that follows
+
+
+def on_change(key: str, edit) -> None:
+    """A node panel widget's on_change: `edit(what it holds)` on what the canvas shows, saved
+    before the run that follows draws the page, so one run shows it (not two, as an edit
+    made while the page draws would take: that one, then a rerun)."""
+    try:
+        edited = edit(st.session_state[key])
+    except InvalidJSON:
+        return  # the widget says so itself, in the run that follows
+    except (EditError, ValueError) as error:
+        st.session_state[REFUSED] = str(error)
+        return
+    if edited is not None:  # None: nothing to change
+        session.commit(current, put(edited[0] if isinstance(edited, tuple) else edited))
+
+
 # Toolbar
 
 bar = st.columns([1.3, 1.3, 1.7, 2.2, 1.6, 4.5])
-if bar[0].button("Undo", disabled=not history.can_undo, icon=":material/undo:"):
-    current.save_graph(history.undo())
-    st.rerun()
-if bar[1].button("Redo", disabled=not history.can_redo, icon=":material/redo:"):
-    current.save_graph(history.redo())
-    st.rerun()
+bar[0].button("Undo", disabled=not history.can_undo, icon=":material/undo:",
+              on_click=lambda: current.save_graph(history.undo()))  # fmt: skip
+bar[1].button("Redo", disabled=not history.can_redo, icon=":material/redo:",
+              on_click=lambda: current.save_graph(history.redo()))  # fmt: skip
 if bar[2].button("Re-layout", icon=":material/account_tree:"):
     change(put(layered_layout(shown)))
 totals = analysis.totals()
@@ -144,23 +168,29 @@ with left:
     selected = st.session_state.get("selected")
     if selected not in {node.id for node in shown.nodes}:
         selected = None
+
+    def add(component: str) -> None:
+        """A palette button's on_click: the component added after the selected node (fed from
+        it when it can be), selected, and saved before the run that draws it."""
+        try:
+            new_doc, new_id = add_node(shown, component)
+        except EditError as error:
+            st.session_state[REFUSED] = str(error)
+            return
+        if selected is not None:
+            try:
+                new_doc = connect(new_doc, selected, new_id)
+            except EditError:
+                pass
+        st.session_state.selected = new_id
+        session.commit(current, put(layered_layout(new_doc)))
+        session.notice(f"Added {new_id}")
+
     for category, items in groups.items():
         with st.expander(category, expanded=bool(query)):
             for item in items:
-                if st.button(item["name"], key=f"add:{item['name']}", help=item["help"],
-                             width="stretch"):  # fmt: skip
-                    try:
-                        new_doc, new_id = add_node(shown, item["name"])
-                        if selected is not None:  # feed it from the selected node when it can be
-                            try:
-                                new_doc = connect(new_doc, selected, new_id)
-                            except EditError:
-                                pass
-                    except EditError as error:
-                        st.error(str(error))
-                    else:
-                        st.session_state.selected = new_id
-                        change(put(layered_layout(new_doc)), f"Added {new_id}")
+                st.button(item["name"], key=f"add:{item['name']}", help=item["help"],
+                          width="stretch", on_click=add, args=(item["name"],))  # fmt: skip
     if not groups:
         st.caption("No component matches.")
 
@@ -237,6 +267,8 @@ with middle:
 
 with right:
     st.subheader("Node")
+    if refused := st.session_state.pop(REFUSED, None):  # the panel's or palette's last edit
+        st.error(refused)
     ids = [node.id for node in shown.nodes]
     named = {node.id: f"{node.id} · {node.label}" if node.label else node.id
              for node in shown.nodes}  # fmt: skip
@@ -269,22 +301,26 @@ with right:
         for problem in view.problems:
             if problem.node == node.id:
                 problem_box(problem)
-        label = st.text_input("Label", node.label or "", key=f"label:{node.id}:{signature}")
-        if label != (node.label or ""):
-            attempt_shown(set_label, node.id, label or None)
+        key = f"label:{node.id}:{signature}"
+        st.text_input("Label", node.label or "", key=key, on_change=on_change, args=(
+            key, lambda text, node_id=node.id: set_label(shown, node_id, text or None)))
         settings = view.settings.get(node.id, node.settings)
         for setting in spec.settings if spec else ():
             value = settings.get(setting.name, setting.default)
             if setting.kind == "code":
                 continue  # the Custom component's code is edited under Code
             key = f"set:{node.id}:{setting.name}:{signature}"
+
+            def edit(raw, node_id=node.id, setting=setting, value=value):
+                edited = read_setting(setting_kind(setting), raw, value)
+                if edited is not None and edited != value:
+                    return set_settings(shown, node_id, {setting.name: edited})
+                return None
+
             try:
-                edited = component_setting(setting, value, key)
+                component_setting(setting, value, key, functools.partial(on_change, key, edit))
             except InvalidJSON as error:
                 st.error(f"{node.id}.{setting.name}: {error}")
-                continue
-            if edited is not None and edited != value:
-                attempt_shown(set_settings, node.id, {setting.name: edited})
         if node.component == "Block" and not open_block:
             if st.button("Open block", icon=":material/open_in_full:", width="stretch"):
                 st.session_state[OPEN] = settings.get("block")

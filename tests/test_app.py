@@ -364,3 +364,14 @@ def test_the_runs_page_lists_and_compares_runs_and_deletes_one(trained_workspace
     button(app, "Delete run").click().run()
     assert not app.exception
     assert not victim.exists()
+
+
+def test_a_refused_setting_says_why_and_leaves_the_graph_as_it_was(workspace):
+    new_project()
+    app = page("model", "digits")
+    next(s for s in app.selectbox if s.label == "Selected node").select("conv1").run()
+    before = Workspace.current().project("digits").graph()
+    next(t for t in app.text_input if t.label == "kernel_size").input("[-3, 3]").run()
+    assert not app.exception
+    assert [e.value for e in app.error if "kernel_size" in e.value], [e.value for e in app.error]
+    assert Workspace.current().project("digits").graph() == before

@@ -38,8 +38,10 @@ def setting_input(
     choices: typing.Sequence[Any] = (),
     minimum: float | None = None,
     maximum: float | None = None,
+    on_change: typing.Callable[[], None] | None = None,
 ) -> Any:
-    """The widget of one setting, labelled `name`, and the value it holds.
+    """The widget of one setting, labelled `name`, and the value it holds (`read_setting` of
+    what the widget holds; `on_change` may read it so from st.session_state[key]).
 
     Args:
         kind: one of KINDS: choice (a select of `choices`), choices (a multiselect of them;
@@ -50,51 +52,65 @@ def setting_input(
     if kind == "choice":
         options = list(choices)
         at = options.index(value) if value in options else 0
-        return st.selectbox(name, options, index=at, key=key, help=help_text)
-    if kind == "choices":
-        chosen = st.multiselect(name, list(choices), default=value or [], key=key, help=help_text)
-        return chosen or None
-    if kind == "bool":
-        return st.toggle(name, bool(value), key=key, help=help_text)
-    if kind in ("int", "float"):
-        integer = kind == "int"
-        cast = int if integer else float
-        number = st.number_input(
+        raw = st.selectbox(name, options, index=at, key=key, help=help_text, on_change=on_change)
+    elif kind == "choices":
+        raw = st.multiselect(name, list(choices), default=value or [], key=key, help=help_text,
+                             on_change=on_change)  # fmt: skip
+    elif kind == "bool":
+        raw = st.toggle(name, bool(value), key=key, help=help_text, on_change=on_change)
+    elif kind in ("int", "float"):
+        cast = int if kind == "int" else float
+        raw = st.number_input(
             name,
             value=cast(value),
             min_value=cast(minimum) if minimum is not None else None,
             max_value=cast(maximum) if maximum is not None else None,
-            step=1 if integer else None,
-            format=None if integer else "%g",
+            step=1 if kind == "int" else None,
+            format=None if kind == "int" else "%g",
             key=key,
             help=help_text,
+            on_change=on_change,
         )
-        return cast(number)
+    elif kind in ("json", "str"):
+        shown = json.dumps(value) if kind == "json" else str(value)
+        raw = st.text_input(name, shown, key=key, help=help_text, on_change=on_change)
+    else:
+        raise ValueError(
+            f"Received an invalid value for `kind`, expected one of {', '.join(KINDS)}. "
+            f"Received: kind={kind!r}"
+        )
+    return read_setting(kind, raw, value)
+
+
+def read_setting(kind: str, raw: Any, value: Any) -> Any:
+    """The value a `setting_input` widget of `kind` holding `raw` says; `value` is the one it
+    was drawn with (JSON text left as drawn keeps it exactly)."""
+    if kind == "choices":
+        return raw or None
+    if kind in ("int", "float"):
+        return (int if kind == "int" else float)(raw)
     if kind == "json":
-        shown = json.dumps(value)
-        text = st.text_input(name, shown, key=key, help=help_text)
-        if text == shown:
+        if raw == json.dumps(value):
             return value
         try:
-            return json.loads(text)
+            return json.loads(raw)
         except json.JSONDecodeError:
-            raise InvalidJSON(text) from None
-    if kind == "str":
-        return st.text_input(name, str(value), key=key, help=help_text)
-    raise ValueError(
-        f"Received an invalid value for `kind`, expected one of {', '.join(KINDS)}. "
-        f"Received: kind={kind!r}"
-    )
+            raise InvalidJSON(raw) from None
+    return raw
 
 
-def component_setting(setting: Setting, value: Any, key: str) -> Any:
-    """The widget of a component's setting (not a `code` one: that is edited as code).
-
-    A setting that may be None, and the list-like kinds (ints, shape, json), are JSON text."""
+def setting_kind(setting: Setting) -> str:
+    """The widget kind of a component's setting: one that may be None, and the list-like
+    kinds (ints, shape, json), are JSON text."""
     list_like = setting.optional or setting.kind in ("ints", "shape", "json")
-    kind = "json" if list_like else setting.kind
-    return setting_input(setting.name, kind, value, key, setting.help, setting.choices,
-                         setting.min, setting.max)  # fmt: skip
+    return "json" if list_like else setting.kind
+
+
+def component_setting(setting: Setting, value: Any, key: str,
+                      on_change: typing.Callable[[], None] | None = None) -> Any:  # fmt: skip
+    """The widget of a component's setting (not a `code` one: that is edited as code)."""
+    return setting_input(setting.name, setting_kind(setting), value, key, setting.help,
+                         setting.choices, setting.min, setting.max, on_change)  # fmt: skip
 
 
 def training_setting(name: str, value: Any, key: str) -> Any:
