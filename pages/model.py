@@ -78,7 +78,9 @@ def change(new_doc, message: str | None = None) -> None:
 
 
 def attempt(edit, *args, message: str | None = None, **kwargs) -> None:
-    """Apply an edit; a refused one shows its one-line reason instead."""
+    """Apply an edit while the page draws, then rerun to show it; a refused one shows its
+    one-line reason where it was asked. For the rarer edits (blocks, a Custom node's code);
+    the frequent ones take one run through `on_change` and `on_click`."""
     try:
         new_doc = edit(*args, **kwargs)
     except (EditError, ValueError) as error:
@@ -116,6 +118,19 @@ def on_change(key: str, edit) -> None:
         session.commit(current, put(edited[0] if isinstance(edited, tuple) else edited))
 
 
+def on_click(edit, *args, message: str | None = None) -> None:
+    """A button's on_click: `edit(*args)` (of the whole graph) saved before the run that
+    draws it, as `on_change` does; `message` is said after it."""
+    try:
+        edited = edit(*args)
+    except (EditError, ValueError) as error:
+        st.session_state[REFUSED] = str(error)
+        return
+    session.commit(current, edited[0] if isinstance(edited, tuple) else edited)
+    if message:
+        session.notice(message)
+
+
 # Toolbar
 
 bar = st.columns([1.3, 1.3, 1.7, 2.2, 1.6, 4.5])
@@ -123,8 +138,8 @@ bar[0].button("Undo", disabled=not history.can_undo, icon=":material/undo:",
               on_click=lambda: current.save_graph(history.undo()))  # fmt: skip
 bar[1].button("Redo", disabled=not history.can_redo, icon=":material/redo:",
               on_click=lambda: current.save_graph(history.redo()))  # fmt: skip
-if bar[2].button("Re-layout", icon=":material/account_tree:"):
-    change(put(layered_layout(shown)))
+bar[2].button("Re-layout", icon=":material/account_tree:",
+              on_click=on_click, args=(lambda: put(layered_layout(shown)),))  # fmt: skip
 totals = analysis.totals()
 bar[3].metric("Parameters", f"{totals['params']:,}")
 bar[4].metric("FLOPs", fmt_count(totals["flops"]), help=f"{totals['flops']:,}")
@@ -348,8 +363,10 @@ if problems_tab.open:
                 st.session_state[OPEN] = None  # the problems are the graph's: shown on it
                 st.session_state.selected = problem.node
                 st.rerun()
-            if problem.fix and row[2].button(problem.fix.description, key=f"fix:{i}"):
-                attempt(apply_fix, doc, problem.fix, message=problem.fix.description)
+            if problem.fix:
+                row[2].button(problem.fix.description, key=f"fix:{i}", on_click=on_click,
+                              args=(apply_fix, doc, problem.fix),
+                              kwargs={"message": problem.fix.description})  # fmt: skip
         if dataset and st.button("Configure inputs and outputs from the data"):
             session.configure_from_data(current, dataset, doc)
 

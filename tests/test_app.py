@@ -187,6 +187,22 @@ def test_a_fix_from_the_problems_panel_is_applied(workspace):
     assert Workspace.current().project("flowers").graph() != before
 
 
+def test_re_layout_places_the_nodes_in_layers_and_undo_takes_it_back(workspace):
+    from app.graph.edit import move
+    from app.graph.layout import layered_layout
+
+    new_project()
+    project = Workspace.current().project("digits")
+    project.save_graph(move(project.graph(), "dense", 900, -400))
+    before = project.graph()
+    app = page("model", "digits")
+    button(app, "Re-layout").click().run()
+    assert not app.exception
+    assert project.graph() == layered_layout(before) != before
+    button(app, "Undo").click().run()
+    assert project.graph() == before
+
+
 def test_the_code_tab_shows_the_whole_model_and_a_custom_node_is_edited_in_place(workspace):
     new_project()
     app = page("model", "digits")
