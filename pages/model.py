@@ -55,10 +55,16 @@ dataset = workspace.dataset(current.dataset) if current.dataset else None
 data_facts = facts(dataset.meta, len(dataset.splits["train"])) if dataset else None
 analysis = analyze(doc, data_facts)
 untrusted = untrusted_nodes(doc)
-# The canvas and the node widgets are redrawn when the graph changes, or when trusting its code
-# lets shapes be found.
-seen = doc.model_dump_json() + "".join(n.id for n in untrusted)
-signature = hashlib.sha1(seen.encode()).hexdigest()[:12]
+
+
+def signature_of(graph) -> str:
+    """Changes with the graph, and when trusting its code lets shapes be found: the canvas and
+    the node widgets are drawn again (new keys) when it does."""
+    seen = graph.model_dump_json() + "".join(n.id for n in untrusted_nodes(graph))
+    return hashlib.sha1(seen.encode()).hexdigest()[:12]
+
+
+signature = signature_of(doc)
 
 
 # The canvas shows the graph, or the inside of one of its blocks (opened from a Block node).
@@ -106,7 +112,14 @@ REFUSED = "model:refused"  # why the last edit made by a callback was refused, s
 def on_change(key: str, edit) -> None:
     """A node panel widget's on_change: `edit(what it holds)` on what the canvas shows, saved
     before the run that follows draws the page, so one run shows it (not two, as an edit
-    made while the page draws would take: that one, then a rerun)."""
+    made while the page draws would take: that one, then a rerun).
+
+    Only a widget drawn for the graph as it is saved edits it. The browser also reports
+    widgets of earlier runs (a number input left by a click elsewhere sends its value as it
+    goes, and a key that comes back after an undo brings its old value): those are stale, and
+    so is an edit that changes nothing, which would only cut the redo history."""
+    if signature_of(current.graph()) != signature:
+        return
     try:
         edited = edit(st.session_state[key])
     except InvalidJSON:
@@ -114,8 +127,9 @@ def on_change(key: str, edit) -> None:
     except (EditError, ValueError) as error:
         st.session_state[REFUSED] = str(error)
         return
-    if edited is not None:  # None: nothing to change
-        session.commit(current, put(edited[0] if isinstance(edited, tuple) else edited))
+    edited = put(edited[0] if isinstance(edited, tuple) else edited) if edited else None
+    if edited is not None and edited != doc:
+        session.commit(current, edited)
 
 
 def on_click(edit, *args, message: str | None = None) -> None:

@@ -221,6 +221,21 @@ def test_an_imported_keras_model_opens_folded_keeps_its_view_and_its_block_opens
     canvas_node(page, "probs").filter(has_text="(None, 3)").wait_for(state="attached")
     assert frame.locator(".react-flow__viewport").get_attribute("style") == viewport
     assert page.locator('iframe[title="ui.flow_component.canvas"]').count() == 1
+    # Undo takes an edit back and Redo makes it again. The browser reports widgets of earlier
+    # runs too (the number input, still focused when Undo is clicked, sends its value again):
+    # those must not count as new edits, which would also cut the redo history.
+    units = page.get_by_label("units", exact=True).and_(page.locator("input")).last
+    units.fill("4")
+    units.press("Enter")
+    settle(page)
+    canvas_node(page, "probs").filter(has_text="(None, 4)").wait_for(state="attached")
+    page.get_by_role("button", name="Undo").click()
+    settle(page)
+    canvas_node(page, "probs").filter(has_text="(None, 3)").wait_for(state="attached")
+    page.get_by_role("button", name="Redo").click()
+    settle(page)
+    canvas_node(page, "probs").filter(has_text="(None, 4)").wait_for(state="attached")
+    assert Workspace.current().project("imported").graph().node("probs").settings["units"] == 4
 
     # The selected node's edges show their shapes; "Show on the canvas" centres the view on it
     # (the canvas mounted again, fitted to its neighbours), then shows the whole graph
