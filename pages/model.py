@@ -120,29 +120,30 @@ def on_change(key: str, edit) -> None:
     so is an edit that changes nothing, which would only cut the redo history."""
     if signature_of(current.graph()) != signature:
         return
-    try:
-        edited = edit(st.session_state[key])
-    except InvalidJSON:
-        return  # the widget says so itself, in the run that follows
-    except (EditError, ValueError) as error:
-        st.session_state[REFUSED] = str(error)
-        return
-    edited = put(edited[0] if isinstance(edited, tuple) else edited) if edited else None
-    if edited is not None and edited != doc:
-        session.commit(current, edited)
+
+    def edited():
+        made = edit(st.session_state[key])
+        return None if made is None else put(made[0] if isinstance(made, tuple) else made)
+
+    on_click(edited)
 
 
 def on_click(edit, *args, message: str | None = None) -> None:
-    """A button's on_click: `edit(*args)` (of the whole graph) saved before the run that
-    draws it, as `on_change` does; `message` is said after it."""
+    """A button's on_click: `edit(*args)`, the whole graph edited (None: nothing to change),
+    saved before the run that draws it; a refused edit says why in that run; `message` is
+    said after a change."""
     try:
         edited = edit(*args)
+    except InvalidJSON:
+        return  # a JSON setting's widget says so itself, in the run that follows
     except (EditError, ValueError) as error:
         st.session_state[REFUSED] = str(error)
         return
-    session.commit(current, edited[0] if isinstance(edited, tuple) else edited)
-    if message:
-        session.notice(message)
+    edited = edited[0] if isinstance(edited, tuple) else edited
+    if edited is not None and edited != doc:
+        session.commit(current, edited)
+        if message:
+            session.notice(message)
 
 
 # Toolbar
@@ -198,28 +199,25 @@ with left:
     if selected not in {node.id for node in shown.nodes}:
         selected = None
 
-    def add(component: str) -> None:
-        """A palette button's on_click: the component added after the selected node (fed from
-        it when it can be), selected, and saved before the run that draws it."""
-        try:
-            new_doc, new_id = add_node(shown, component)
-        except EditError as error:
-            st.session_state[REFUSED] = str(error)
-            return
+    def added(component: str):
+        """The graph with the component added after the selected node (fed from it when it
+        can be) and laid out; the new node is selected and named after the run."""
+        new_doc, new_id = add_node(shown, component)
         if selected is not None:
             try:
                 new_doc = connect(new_doc, selected, new_id)
             except EditError:
                 pass
         st.session_state.selected = new_id
-        session.commit(current, put(layered_layout(new_doc)))
         session.notice(f"Added {new_id}")
+        return put(layered_layout(new_doc))
 
     for category, items in groups.items():
         with st.expander(category, expanded=bool(query)):
             for item in items:
                 st.button(item["name"], key=f"add:{item['name']}", help=item["help"],
-                          width="stretch", on_click=add, args=(item["name"],))  # fmt: skip
+                          width="stretch", on_click=on_click,
+                          args=(added, item["name"]))  # fmt: skip
     if not groups:
         st.caption("No component matches.")
 
