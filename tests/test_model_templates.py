@@ -163,17 +163,23 @@ def sample_path(tmp_path_factory):
     return path
 
 
+def data_of(path):
+    """What `data configure` fits a graph to, from the table at `path` (as `layerflow data
+    add` would fit it, on every row): its input spec, and its (task, target, classes)."""
+    source = read_source(path)
+    prof = profile(source)
+    config = default_config(prof)
+    spec = input_spec(config, fit(config, source, range(prof.rows)))
+    return spec, (prof.task, prof.target, prof.classes)
+
+
 @pytest.mark.parametrize("name", TEMPLATES)
 def test_template_names_its_sample_and_fits_it_once_configured(name, sample_path):
     """`data configure` of a template's own sample gives a graph with no errors and nothing
     left that disagrees with the data (as `layerflow data add` would fit it, on every row)."""
     doc = load_template(name)
     assert doc.meta.sample in SAMPLES, f"{name}: meta.sample={doc.meta.sample!r}"
-    source = read_source(sample_path(doc.meta.sample))
-    prof = profile(source)
-    config = default_config(prof)
-    spec = input_spec(config, fit(config, source, range(prof.rows)))
-    head = (prof.task, prof.target, prof.classes)
+    spec, head = data_of(sample_path(doc.meta.sample))
     configured, _ = autoconfig.configure(doc, spec, *head)
     assert configured.meta.task == doc.meta.task, name  # its own sample: as the template says
     assert [p.message for p in analyze(configured).errors] == [], name
@@ -196,10 +202,7 @@ def test_configuring_for_other_data_says_the_datas_task(said, task, now):
 def test_data_configure_of_a_binary_template_for_iris_says_multiclass(tmp_path):
     doc = next(load_template(n) for n in TEMPLATES
                if load_template(n).meta.task == "binary_classification")  # fmt: skip
-    source = read_source(make_sample("iris", tmp_path / "iris"))
-    prof = profile(source)
-    config = default_config(prof)
-    spec = input_spec(config, fit(config, source, range(prof.rows)))
-    configured, changes = autoconfig.configure(doc, spec, prof.task, prof.target, prof.classes)
+    spec, head = data_of(make_sample("iris", tmp_path / "iris"))
+    configured, changes = autoconfig.configure(doc, spec, *head)
     assert configured.meta.task == "multiclass_classification"
     assert "meta.task: 'binary_classification' -> 'multiclass_classification'" in changes
