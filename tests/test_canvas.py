@@ -39,6 +39,7 @@ def pairs(doc):
         "[click](javascript:alert(1))",
         "**bold** _it_ `code` $x^2$ # head",
         "&lt;b&gt; entity",
+        "it's \"quoted\"",
     ],
 )
 def test_escaped_text_keeps_no_markup(text):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from app.graph.document import GraphDocument, parse
-from app.graph.layout import layered_layout
+from app.graph.canvas import node_height, searched
+from app.graph.document import Choice, GraphDocument, SearchSpace, parse
+from app.graph.layout import USUAL_HEIGHT, layered_layout
 
 DX, DY = 220, 110
 
@@ -114,3 +115,19 @@ def test_a_thousand_node_chain_with_skips_is_valid():
     assert len(doc.nodes) == 1000 + 20
     assert_edges_go_down(doc)
     assert_distinct(doc)
+
+
+def test_a_tall_node_pushes_the_next_layer_down_by_its_height():
+    # b shows what a search varies (four lines) and has a long label: its layer takes more
+    # than DY, by as much as it is taller than a usual node, so it covers nothing below it.
+    doc = graph([("a", "b"), ("b", "c"), ("c", "d")])
+    doc.node("b").label = "a label long enough to wrap over three lines of the node"
+    doc.search = SearchSpace(settings={"b": {"units": Choice(choices=[8, 16, 32, 64, 128]),
+                                             "activation": Choice(choices=["relu", "gelu"])}},
+                             optional=["b"])  # fmt: skip
+    where = positions(layered_layout(doc, dy=DY))
+    tall = node_height(doc.node("b"), searched(doc, doc.node("b")))
+    assert tall > USUAL_HEIGHT + 4 * 18  # five more lines at least
+    assert where["b"][1] - where["a"][1] == DY  # a usual node: the usual pitch
+    assert where["c"][1] - where["b"][1] == tall + DY - USUAL_HEIGHT
+    assert where["d"][1] - where["c"][1] == DY

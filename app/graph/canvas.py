@@ -15,13 +15,15 @@ from __future__ import annotations
 import collections
 import html
 import re
+import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.graph.analysis import Analysis
 from app.graph.components import CATALOGUE
 from app.graph.components.base import fmt_shape
-from app.graph.document import GraphDocument
+from app.graph.document import GraphDocument, Node
 from app.graph.edit import EditError, connect, disconnect, move, remove_nodes
 from app.graph.space import described
 
@@ -52,7 +54,9 @@ _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$>])")
 def escape_text(text: Any) -> str:
     """`text` as literal text for a Markdown-and-HTML renderer: no tag, entity, link, emphasis
     or formula can come out of it."""
-    return escape_markdown(html.escape(str(text), quote=True))
+    # Quotes by name: a numeric entity (&#x27;) would have its # escaped, and show as written.
+    escaped = html.escape(str(text), quote=False).replace('"', "&quot;").replace("'", "&apos;")
+    return escape_markdown(escaped)
 
 
 def escape_markdown(text: Any) -> str:
@@ -132,18 +136,7 @@ def elements(
         if not compact or node.id == selected:
             lines[1:] = [f"{escape_text(node.component)} · {escape_text(shape)}",
                          escape_text(params)]  # fmt: skip
-        space = analysis.doc.search
-        if space is not None:  # what a search varies here
-            for name, dimension in space.settings.get(node.id, {}).items():
-                lines.append(f"*{escape_text(name)}: {escape_text(described(dimension))}*")
-            if node.component == "Block":  # and inside its definition, for every use
-                prefix = f"{node.settings.get('block')}/"
-                for key, settings in space.settings.items():
-                    for name, dimension in settings.items() if key.startswith(prefix) else ():
-                        where = f"{key.removeprefix(prefix)}.{name}"
-                        lines.append(f"*{escape_text(where)}: {escape_text(described(dimension))}*")
-            if node.id in space.optional:
-                lines.append("*optional in a search*")
+        lines += [f"*{escape_text(line)}*" for line in searched(analysis.doc, node)]
         content = "  \n".join(lines)
         kind = KINDS.get(node.component, "default")
         position = node.position
@@ -174,6 +167,42 @@ def elements(
             )
         )
     return nodes, edges
+
+
+def searched(doc: GraphDocument, node: Node) -> list[str]:
+    """What a search varies at a top-level node, a line each (plain text): its settings, those
+    inside its block's definition (for every use of the block), and whether it is optional."""
+    space = doc.search
+    if space is None:
+        return []
+    lines = [f"{name}: {described(dimension)}"
+             for name, dimension in space.settings.get(node.id, {}).items()]  # fmt: skip
+    if node.component == "Block":
+        prefix = f"{node.settings.get('block')}/"
+        lines += [f"{key.removeprefix(prefix)}.{name}: {described(dimension)}"
+                  for key, settings in space.settings.items() if key.startswith(prefix)
+                  for name, dimension in settings.items()]  # fmt: skip
+    if node.id in space.optional:
+        lines.append("optional in a search")
+    return lines
+
+
+# A node as the canvas draws it (ui/flow.py), measured in Chromium: 28 px of frame (padding,
+# border, margins) and lines of 18 px, about 22 characters each at 12 px in its 190 px width.
+FRAME, LINE_HEIGHT, LINE_CHARACTERS = 28, 18, 22
+
+
+def node_height(node: Node, more: Sequence[str] = ()) -> float:
+    """About how tall `node` is on the canvas when it shows everything (selected): its title,
+    component and shape, parameters and the `more` lines (what a search varies: `searched`),
+    long lines wrapped at spaces as the browser does. The layout spaces its rows by it, so that
+    no node covers the next."""
+    title = node.label or node.id
+    if node.component == "Block":
+        title += f" ({node.settings.get('block')} x{node.settings.get('repeat', 1)})"
+    lines = [title, f"{node.component} · (None, 00, 00, 00)", "000,000 params", *more]
+    wrapped = sum(len(textwrap.wrap(line, LINE_CHARACTERS)) or 1 for line in lines)
+    return FRAME + LINE_HEIGHT * wrapped
 
 
 def around(doc: GraphDocument, node_id: str, hops: int = 2) -> set[str]:

@@ -12,9 +12,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from app.graph import canvas
 from app.graph.document import Edge, GraphDocument, Node, Position, topological_order
 
 SWEEPS = 3  # down, up, down: enough to settle most crossings without costing much
+USUAL_HEIGHT = canvas.node_height(Node(id="dense", component="Dense"))  # three short lines
 
 
 def layered_layout(doc: GraphDocument, dx: float = 220, dy: float = 110) -> GraphDocument:
@@ -27,18 +29,21 @@ def layered_layout(doc: GraphDocument, dx: float = 220, dy: float = 110) -> Grap
     Args:
         doc: the graph document; it is not changed.
         dx: horizontal distance between neighbours in a layer.
-        dy: vertical distance between layers.
+        dy: the least vertical distance between layers; a layer holding a node taller than
+            the usual three lines (a long label, what a search varies) takes more, so that
+            no node covers the next (`canvas.node_height`).
     """
     blocks = {
         name: block.model_copy(update={
-            "nodes": _moved(block.nodes, _positions(block.nodes, block.edges, dx, dy)),
+            "nodes": _moved(block.nodes, _positions(block.nodes, block.edges, dx, dy, {})),
             "edges": [edge.model_copy() for edge in block.edges],
         })
         for name, block in doc.blocks.items()
     }  # fmt: skip
+    searched = {node.id: canvas.searched(doc, node) for node in doc.nodes}
     return doc.model_copy(update={
         "meta": doc.meta.model_copy(),
-        "nodes": _moved(doc.nodes, _positions(doc.nodes, doc.edges, dx, dy)),
+        "nodes": _moved(doc.nodes, _positions(doc.nodes, doc.edges, dx, dy, searched)),
         "edges": [edge.model_copy() for edge in doc.edges],
         "blocks": blocks,
     })  # fmt: skip
@@ -97,8 +102,8 @@ def _copy_json(value: Any) -> Any:
     return value
 
 
-def _positions(nodes: list[Node], edges: list[Edge], dx: float,
-               dy: float) -> dict[str, Position]:  # fmt: skip
+def _positions(nodes: list[Node], edges: list[Edge], dx: float, dy: float,
+               searched: dict[str, list[str]]) -> dict[str, Position]:  # fmt: skip
     if not nodes:
         return {}
     ids = list(dict.fromkeys(node.id for node in nodes))
@@ -125,7 +130,14 @@ def _positions(nodes: list[Node], edges: list[Edge], dx: float,
             rows[index] = _by_barycenter(row, neighbours, x)
             _spread(rows[index], x, dx)
 
-    return {node_id: Position(x=x[node_id], y=layer[node_id] * dy) for node_id in layer}
+    tallest = defaultdict(float)
+    for node in nodes:
+        height = canvas.node_height(node, searched.get(node.id, ()))
+        tallest[layer[node.id]] = max(tallest[layer[node.id]], height)
+    top = [0.0]
+    for index in range(depth - 1):  # a row's pitch: dy, or its tallest node and the usual gap
+        top.append(top[-1] + max(dy, tallest[index] + dy - USUAL_HEIGHT))
+    return {node_id: Position(x=x[node_id], y=top[layer[node_id]]) for node_id in layer}
 
 
 def _neighbours(edges: Sequence[Edge], forward: bool) -> dict[str, list[str]]:
