@@ -63,12 +63,19 @@ def new_node_id(doc: GraphDocument, component: str) -> str:
 def clashes_with_block_layers(
     candidate: str, component: str, taken: Iterable[str], block_ids: list[str]
 ) -> bool:
-    # A Block node's layers are named '<id>_<repetition>_<inner id>'; check() refuses any
-    # other node whose id reads like one, so a new id must not.
-    if any(re.match(rf"{re.escape(b)}_\d+_", candidate) for b in block_ids):
+    """Whether a new node `candidate` (of `component`) clashes with a Block node's layer names,
+    '<id>_<repetition>_<inner id>', which check() refuses any other node's id to read like:
+    it reads like one of the `block_ids`' layers, or it is a Block whose layers some node in
+    `taken` reads like."""
+    if reads_like_block_layer(candidate, block_ids):
         return True
     pattern = rf"{re.escape(candidate)}_\d+_"
     return component == "Block" and any(re.match(pattern, other) for other in taken)
+
+
+def reads_like_block_layer(name: str, block_ids: Iterable[str]) -> bool:
+    """Whether `name` reads like a layer of one of these Block nodes ('<id>_<n>_...')."""
+    return any(re.match(rf"{re.escape(b)}_\d+_", name) for b in block_ids)
 
 
 # Nodes

@@ -44,7 +44,7 @@ from app.graph.document import (
     check,
     topological_order,
 )
-from app.graph.edit import clashes_with_block_layers
+from app.graph.edit import clashes_with_block_layers, reads_like_block_layer
 
 log = logging.getLogger(__name__)
 
@@ -454,7 +454,7 @@ def _free_id(wanted: str, taken: set[str], blocks: list[str] | None = None) -> s
     base = re.sub(r"[^A-Za-z0-9_.\-]", "_", wanted.strip("_.-") or "block")[:90]
     if not re.match(NODE_ID_PATTERN, base):
         base = f"n{base}"[:90]
-    if blocks and clashes_with_block_layers(f"{base}_", "", (), blocks):
+    if blocks and reads_like_block_layer(f"{base}_", blocks):
         # `base` reads like a Block node's layer ('<block>_<n>_...'), and so would every
         # numbered variant: without underscores no variant can.
         base = base.replace("_", "-")
