@@ -21,6 +21,19 @@ def test_a_project_keeps_its_graph_and_reopens(workspace):
     assert project.folder == workspace / "projects" / "house"
 
 
+def test_the_graph_is_read_anew_when_its_file_changes_and_each_caller_gets_its_own(workspace):
+    project = Workspace.current().create_project("house", load_template("tabular_regression"))
+    first = project.graph()
+    first.node("dense1").label = "changed by one caller"
+    assert project.graph().node("dense1").label == "Dense 64"
+    # written in place, as another program might, and of the same length: only the text differs
+    path = project.folder / "graph.json"
+    text = path.read_text()
+    assert text.count('"units": 64') == 1
+    path.write_text(text.replace('"units": 64', '"units": 65'))
+    assert project.graph().node("dense1").settings["units"] == 65
+
+
 def test_new_preprocessing_is_refitted_into_a_new_dataset_version(workspace, tmp_path):
     Workspace.current().add_dataset(make_sample("diabetes", tmp_path / "src"), "diabetes")
     project = Workspace.current().create_project("sugar", load_template("tabular_regression"))

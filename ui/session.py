@@ -72,9 +72,10 @@ def history(current: Project) -> History:
 def commit(current: Project, doc: GraphDocument) -> None:
     """Make `doc` the project's graph: saved at once, and one step of undo. Code the user wrote
     or changed in this edit is trusted (app.trust); code that came with a shared graph is not."""
-    before = _codes(history(current).doc)
+    kept = history(current)
+    before = _codes(kept.doc)
     Workspace.current().trust(code for code in _codes(doc) if code not in before)
-    history(current).push(doc)
+    kept.push(doc)
     current.save_graph(doc)
 
 
@@ -141,17 +142,18 @@ class Progress:
         ]
 
 
-def progress(current: Project) -> Progress:
+def progress(current: Project, analysis: Analysis | None = None) -> Progress:
+    """How far `current` has come; `analysis`: its graph's, when the page has it already."""
     # Imported here, not at the top: they bring numpy and pandas, which the Start page of a new
     # user does not need and which would delay its first drawing by about half a second.
     from app.evaluate import suite as testsuite
     from app.export import records
 
-    doc = current.graph()
+    doc = analysis.doc if analysis else current.graph()
     model_runs = Workspace.current().runs(model=doc.meta.name)
     finished = next((row for row in model_runs if row["state"] == "finished"), None)
     return Progress(
-        analysis=analyze(doc),
+        analysis=analysis or analyze(doc),
         dataset=current.dataset,
         finished_run=finished,
         tested=finished is not None and testsuite.read_report(finished["dir"]) is not None,
@@ -160,9 +162,10 @@ def progress(current: Project) -> Progress:
     )
 
 
-def step_bar(current: Project, step: str) -> None:
-    """One line: each step done or not, this one highlighted, and what the next step needs."""
-    steps = progress(current).steps()
+def step_bar(current: Project, step: str, analysis: Analysis | None = None) -> None:
+    """One line: each step done or not, this one highlighted, and what the next step needs
+    (`analysis`: the project's graph's, when the page has it already)."""
+    steps = progress(current, analysis).steps()
     parts = []
     for name, done, _ in steps:
         mark = ":green[✓]" if done else "○"

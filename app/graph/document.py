@@ -170,6 +170,11 @@ def load(path: str | os.PathLike, strict: bool = True) -> GraphDocument:
         raise GraphError([_error("file", f"{path}: no such file")], source) from None
     except (OSError, UnicodeDecodeError) as err:
         raise GraphError([_error("file", f"{path}: cannot read: {err}")], source) from None
+    return loads(text, source, strict)
+
+
+def loads(text: str, source: str, strict: bool = True) -> GraphDocument:
+    """A graph document from its JSON `text`, read from `source` (named in errors), as `load`."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
@@ -177,14 +182,14 @@ def load(path: str | os.PathLike, strict: bool = True) -> GraphDocument:
             [
                 _error(
                     "json",
-                    f"{path}: not valid JSON at line {err.lineno}, column {err.colno}: {err.msg}",
+                    f"{source}: not valid JSON at line {err.lineno}, column {err.colno}: {err.msg}",
                 )
             ],
             source,
         ) from None
     except RecursionError:
         raise GraphError(
-            [_error("json", f"{path}: JSON nested too deeply to be a graph document")], source
+            [_error("json", f"{source}: JSON nested too deeply to be a graph document")], source
         ) from None
     doc = parse(data, source)
     if strict:
