@@ -16,6 +16,7 @@ import os
 import re
 import textwrap
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -280,11 +281,12 @@ def check(doc: GraphDocument) -> Structure:
 def _block_layer_name_clashes(doc: GraphDocument) -> list[Problem]:
     """A Block node's Keras layers are named '<id>_<repetition>_<inner id>'; no other node's
     id may look like one, or per-layer results could not be mapped back to the canvas."""
-    block_ids = [n.id for n in doc.nodes if n.component == "Block"]
+    pattern = block_layer_pattern(n.id for n in doc.nodes if n.component == "Block")
     problems = []
-    for node in doc.nodes:
-        owner = next((b for b in block_ids if re.match(rf"{re.escape(b)}_\d+_", node.id)), None)
-        if owner is not None:
+    for node in doc.nodes if pattern else ():
+        found = pattern.match(node.id)
+        if found:
+            owner = found.group(1)
             problems.append(
                 _error(
                     "layer_name",
@@ -294,6 +296,13 @@ def _block_layer_name_clashes(doc: GraphDocument) -> list[Problem]:
                 )
             )
     return problems
+
+
+def block_layer_pattern(block_ids: Iterable[str]) -> re.Pattern | None:
+    """What matches an id that reads like a layer of one of these Block nodes
+    ('<id>_<repetition>_...'), the Block node's id its group 1; None without Block nodes."""
+    ids = list(dict.fromkeys(block_ids))  # an id matching several: the first of them
+    return re.compile(f"({'|'.join(map(re.escape, ids))})_\\d+_") if ids else None
 
 
 def check_block(name: str, block: BlockDef) -> list[Problem]:

@@ -30,6 +30,7 @@ from app.graph.document import (
     Meta,
     Node,
     Position,
+    block_layer_pattern,
 )
 from app.graph.problems import Fix, node_ref
 
@@ -75,7 +76,8 @@ def clashes_with_block_layers(
 
 def reads_like_block_layer(name: str, block_ids: Iterable[str]) -> bool:
     """Whether `name` reads like a layer of one of these Block nodes ('<id>_<n>_...')."""
-    return any(re.match(rf"{re.escape(b)}_\d+_", name) for b in block_ids)
+    pattern = block_layer_pattern(block_ids)
+    return bool(pattern and pattern.match(name))
 
 
 # Nodes
