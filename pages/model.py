@@ -211,12 +211,15 @@ with left:
         session.notice(f"Added {new_id}")
         return put(layered_layout(new_doc))
 
+    # Only an open category draws its buttons: all of them, with their tooltips, took the
+    # browser about 0.8 s to draw when the page opened. A search opens the categories it finds
+    # (under keys of their own, so that they open whatever the user had opened before).
     for category, items in groups.items():
-        with st.expander(category, expanded=bool(query)):
-            for item in items:
-                st.button(item["name"], key=f"add:{item['name']}", help=item["help"],
-                          width="stretch", on_click=on_click,
-                          args=(added, item["name"]))  # fmt: skip
+        box = st.expander(category, expanded=bool(query), on_change="rerun",
+                          key=f"palette:{category}" + (f":{query}" if query else ""))  # fmt: skip
+        for item in items if box.open else ():
+            box.button(item["name"], key=f"add:{item['name']}", help=item["help"],
+                       width="stretch", on_click=on_click, args=(added, item["name"]))  # fmt: skip
     if not groups:
         st.caption("No component matches.")
 

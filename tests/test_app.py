@@ -167,8 +167,16 @@ def test_a_component_added_from_the_palette_follows_the_selected_node(workspace)
     new_project()
     app = page("model", "digits")
     next(s for s in app.selectbox if s.label == "Selected node").select("flatten").run()
+    assert not [b for b in app.button if (b.key or "").startswith("add:")], "categories closed"
+    app.session_state["palette:Regularization"] = True  # what opening the category does
+    app.run()
+    assert {"Dropout", "SpatialDropout2D"} <= {b.label for b in app.button}
+    assert "Dense" not in {b.label for b in app.button}, "only the open category is drawn"
     button(app, "Dropout").click().run()
     doc = Workspace.current().project("digits").graph()
+    search = next(t for t in app.text_input if t.label == "Search components")
+    search.input("lstm").run()  # a search opens the categories it finds
+    assert "LSTM" in {b.label for b in app.button}
     added = [node.id for node in doc.nodes if node.component == "Dropout" and node.id != "dropout"]
     assert len(added) == 1
     assert any(e.source == "flatten" and e.target == added[0] for e in doc.edges)
@@ -210,6 +218,8 @@ def test_the_code_tab_shows_the_whole_model_and_a_custom_node_is_edited_in_place
     app.session_state["model:tab"] = "Code"
     app.run()
     assert any("def build_model() -> keras.Model:" in code.value for code in app.code)
+    app.session_state["palette:Advanced"] = True  # the palette's category, opened
+    app.run()
     button(app, "Custom").click().run()
     app.session_state["model:code"] = "Selected node"  # the new node's code
     app.run()
