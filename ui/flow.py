@@ -15,8 +15,8 @@ from streamlit_flow.state import StreamlitFlowState
 
 from app.graph import canvas
 from app.graph.analysis import Analysis
+from ui.flow_component import VERSION  # which of our states the canvas shows
 
-VERSION = "version"  # a key of every node's data: which of our states the canvas shows
 COLOURINGS = ("category", "time", "memory", "none")  # what a node's fill shows
 
 

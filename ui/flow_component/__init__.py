@@ -8,7 +8,12 @@ patch:
 - node text is Markdown only: no raw HTML, math or code highlighting (a smaller bundle, and
   text from a graph cannot become markup even if its escaping failed);
 - an edge with `data={"hover": text}` shows that text as its label while the pointer is on it
-  (the tensor it carries), and its own label again after.
+  (the tensor it carries), and its own label again after;
+- a new state keeps the objects of the nodes and edges it leaves as they were, so React Flow
+  draws again only what changed (an edit on a 1,000-node graph draws one node, not all);
+- the state's `version` comes back with every answer. The page writes it into each node's data
+  (`VERSION`, as the installed component can only echo node data); this wrapper sends it once
+  instead, so that the nodes an edit leaves alone are equal to what the canvas has.
 
 The Python side is the installed package's: its state and element classes, and the same
 arguments. Only the component's files are ours. LAYERFLOW_CANVAS=upstream draws the installed
@@ -26,6 +31,7 @@ from streamlit_flow.layouts import ManualLayout
 from streamlit_flow.state import StreamlitFlowState
 
 _component = components.declare_component("canvas", path=str(Path(__file__).parent / "build"))
+VERSION = "version"  # a key of every node's data: which of the page's states the canvas shows
 
 
 def streamlit_flow(
@@ -52,10 +58,15 @@ def streamlit_flow(
             min_zoom=min_zoom, enable_node_menu=enable_node_menu,
             enable_edge_menu=enable_edge_menu, hide_watermark=hide_watermark,
         )  # fmt: skip
+    nodes = [node.asdict() for node in state.nodes]
+    versions = {node["data"].get(VERSION) for node in nodes}
+    version = versions.pop() if len(versions) == 1 else None
     answer = _component(
         component="streamlit_flow",  # the frontend draws only this one
         key=key,
-        nodes=[node.asdict() for node in state.nodes],
+        nodes=[{**node, "data": {k: v for k, v in node["data"].items() if k != VERSION}}
+               for node in nodes],  # fmt: skip
+        version=version,
         edges=[edge.asdict() for edge in state.edges],
         timestamp=state.timestamp,
         height=height,
@@ -78,6 +89,8 @@ def streamlit_flow(
     )
     if answer is None:
         return state
+    for node in answer["nodes"] if version is not None else ():
+        node.setdefault("data", {})[VERSION] = answer.get("version")
     return StreamlitFlowState(
         nodes=[StreamlitFlowNode.from_dict(node) for node in answer["nodes"]],
         edges=[StreamlitFlowEdge.from_dict(edge) for edge in answer["edges"]],
