@@ -109,7 +109,8 @@ CANVAS = 'iframe[title$=".canvas"], iframe[title="streamlit_flow.streamlit_flow"
 CANVASES = ("ours", "upstream")  # LAYERFLOW_CANVAS: our build, or the installed package's
 
 
-def canvas_seconds(browser, port: int, project: str, node: str) -> tuple[float, ...]:
+def canvas_seconds(browser, port: int, project: str,
+                   node: str) -> tuple[float, float, float, bool]:  # fmt: skip
     """(seconds to the graph drawn on a fresh page, seconds to it drawn when the Model page is
     opened from another page of the app, seconds from a label edit to the canvas showing it,
     whether the canvas kept its zoom and pan) on the Model page of `project`."""

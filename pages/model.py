@@ -46,13 +46,14 @@ from ui.widgets import (
 st.title("Model")
 workspace = Workspace.current()
 current = session.require_project()
+session.step_bar(current, "Model")
+session.notice()
+
 history = session.history(current)
 doc = history.doc
 dataset = workspace.dataset(current.dataset) if current.dataset else None
 data_facts = facts(dataset.meta, len(dataset.splits["train"])) if dataset else None
 analysis = analyze(doc, data_facts)
-session.step_bar(current, "Model", analysis)
-session.notice()
 untrusted = untrusted_nodes(doc)
 
 

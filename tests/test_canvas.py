@@ -7,6 +7,7 @@ import html
 import re
 
 import pytest
+from markdown_it import MarkdownIt
 
 from app.graph.analysis import analyze
 from app.graph.canvas import LEVEL_COLORS, apply_changes, elements, escape_markdown, escape_text
@@ -49,6 +50,10 @@ def test_escaped_text_keeps_no_markup(text):
     assert not re.search(r"(?<!\\)[`*_\[\]()#$!|~]", escaped)
     # and undoing the escapes gives the text back, character for character
     assert html.unescape(re.sub(r"\\(.)", r"\1", escaped)) == text
+    # as a Markdown renderer shows it: one paragraph of exactly the text, no other markup
+    rendered = MarkdownIt("commonmark").render(escaped)
+    assert re.fullmatch(r"<p>[^<>]*</p>\n", rendered), rendered
+    assert html.unescape(rendered[3:-5]) == text
 
 
 def test_a_node_shows_its_label_component_shape_and_parameters():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.graph.canvas import node_height, searched
+from app.graph.canvas import node_height, search_lines
 from app.graph.document import Choice, GraphDocument, SearchSpace, parse
 from app.graph.layout import USUAL_HEIGHT, layered_layout
 
@@ -126,7 +126,7 @@ def test_a_tall_node_pushes_the_next_layer_down_by_its_height():
                                              "activation": Choice(choices=["relu", "gelu"])}},
                              optional=["b"])  # fmt: skip
     where = positions(layered_layout(doc, dy=DY))
-    tall = node_height(doc.node("b"), searched(doc, doc.node("b")))
+    tall = node_height(doc.node("b"), search_lines(doc, doc.node("b")))
     assert tall > USUAL_HEIGHT + 4 * 18  # five more lines at least
     assert where["b"][1] - where["a"][1] == DY  # a usual node: the usual pitch
     assert where["c"][1] - where["b"][1] == tall + DY - USUAL_HEIGHT

@@ -57,8 +57,8 @@ def flow_state(
                 style={
                     "border": f"2px solid {node.color}",
                     "borderRadius": "6px",
-                    "fontSize": "12px",
-                    "width": "190px",
+                    "fontSize": f"{canvas.FONT_SIZE}px",
+                    "width": f"{canvas.NODE_WIDTH}px",  # canvas.node_height counts on both
                     "padding": "4px",
                     **_fill(node, heat, by_category),
                 },  # fmt: skip

@@ -142,18 +142,17 @@ class Progress:
         ]
 
 
-def progress(current: Project, analysis: Analysis | None = None) -> Progress:
-    """How far `current` has come; `analysis`: its graph's, when the page has it already."""
+def progress(current: Project) -> Progress:
     # Imported here, not at the top: they bring numpy and pandas, which the Start page of a new
     # user does not need and which would delay its first drawing by about half a second.
     from app.evaluate import suite as testsuite
     from app.export import records
 
-    doc = analysis.doc if analysis else current.graph()
+    doc = current.graph()
     model_runs = Workspace.current().runs(model=doc.meta.name)
     finished = next((row for row in model_runs if row["state"] == "finished"), None)
     return Progress(
-        analysis=analysis or analyze(doc),
+        analysis=analyze(doc),
         dataset=current.dataset,
         finished_run=finished,
         tested=finished is not None and testsuite.read_report(finished["dir"]) is not None,
@@ -162,10 +161,9 @@ def progress(current: Project, analysis: Analysis | None = None) -> Progress:
     )
 
 
-def step_bar(current: Project, step: str, analysis: Analysis | None = None) -> None:
-    """One line: each step done or not, this one highlighted, and what the next step needs
-    (`analysis`: the project's graph's, when the page has it already)."""
-    steps = progress(current, analysis).steps()
+def step_bar(current: Project, step: str) -> None:
+    """One line: each step done or not, this one highlighted, and what the next step needs."""
+    steps = progress(current).steps()
     parts = []
     for name, done, _ in steps:
         mark = ":green[✓]" if done else "○"

@@ -1,8 +1,9 @@
 """The graph as the canvas draws it, and the canvas's changes as edits of the graph.
 
 The canvas (streamlit-flow-component, React Flow) renders each node's `content` as Markdown
-with raw HTML allowed, so every piece of text that comes from a graph (labels, ids, settings)
-goes through `escape_text` before it reaches the canvas: it arrives as text, never as markup.
+(LayerFlow's build of it allows no raw HTML; the installed one does), so every piece of text
+that comes from a graph (labels, ids, settings) goes through `escape_text` before it reaches the
+canvas: it arrives as text, never as markup.
 
 `elements` turns an analysed graph into plain node and edge dicts; `apply_changes` reads what
 the canvas sends back (positions, deleted nodes, drawn or deleted edges) and replays it on the
@@ -128,15 +129,12 @@ def elements(
         info = analysis.infos.get(node.id)
         shape = fmt_shape(info.shape) if info else "?"
         params = f"{info.params:,} params" if info else "not built"
-        title = node.label or node.id
-        if node.component == "Block":
-            settings = analysis.settings.get(node.id, node.settings)
-            title += f" ({settings.get('block')} x{settings.get('repeat', 1)})"
+        title = node_title(node, analysis.settings.get(node.id, node.settings))
         lines = [f"**{escape_text(title)}**", escape_text(shape)]
         if not compact or node.id == selected:
             lines[1:] = [f"{escape_text(node.component)} · {escape_text(shape)}",
                          escape_text(params)]  # fmt: skip
-        lines += [f"*{escape_text(line)}*" for line in searched(analysis.doc, node)]
+        lines += [f"*{escape_text(line)}*" for line in search_lines(analysis.doc, node)]
         content = "  \n".join(lines)
         kind = KINDS.get(node.component, "default")
         position = node.position
@@ -169,7 +167,7 @@ def elements(
     return nodes, edges
 
 
-def searched(doc: GraphDocument, node: Node) -> list[str]:
+def search_lines(doc: GraphDocument, node: Node) -> list[str]:
     """What a search varies at a top-level node, a line each (plain text): its settings, those
     inside its block's definition (for every use of the block), and whether it is optional."""
     space = doc.search
@@ -187,20 +185,28 @@ def searched(doc: GraphDocument, node: Node) -> list[str]:
     return lines
 
 
-# A node as the canvas draws it (ui/flow.py), measured in Chromium: 28 px of frame (padding,
-# border, margins) and lines of 18 px, about 22 characters each at 12 px in its 190 px width.
+def node_title(node: Node, settings: dict[str, Any]) -> str:
+    """A node's first line: its label or id, and a Block's block and repeat count."""
+    title = node.label or node.id
+    if node.component == "Block":
+        title += f" ({settings.get('block')} x{settings.get('repeat', 1)})"
+    return title
+
+
+# A node as the canvas draws it (ui/flow.py styles it so): NODE_WIDTH px wide, FONT_SIZE px text.
+# Measured in Chromium: 28 px of frame (padding, border, margins), lines of 18 px, and about
+# 22 characters to a line.
+NODE_WIDTH, FONT_SIZE = 190, 12
 FRAME, LINE_HEIGHT, LINE_CHARACTERS = 28, 18, 22
 
 
-def node_height(node: Node, more: Sequence[str] = ()) -> float:
+def node_height(node: Node, extra_lines: Sequence[str] = ()) -> float:
     """About how tall `node` is on the canvas when it shows everything (selected): its title,
-    component and shape, parameters and the `more` lines (what a search varies: `searched`),
+    component and shape, parameters and `extra_lines` (what a search varies: `search_lines`),
     long lines wrapped at spaces as the browser does. The layout spaces its rows by it, so that
     no node covers the next."""
-    title = node.label or node.id
-    if node.component == "Block":
-        title += f" ({node.settings.get('block')} x{node.settings.get('repeat', 1)})"
-    lines = [title, f"{node.component} · (None, 00, 00, 00)", "000,000 params", *more]
+    lines = [node_title(node, node.settings), f"{node.component} · (None, 00, 00, 00)",
+             "000,000 params", *extra_lines]  # fmt: skip
     wrapped = sum(len(textwrap.wrap(line, LINE_CHARACTERS)) or 1 for line in lines)
     return FRAME + LINE_HEIGHT * wrapped
 

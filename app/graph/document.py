@@ -171,11 +171,6 @@ def load(path: str | os.PathLike, strict: bool = True) -> GraphDocument:
         raise GraphError([_error("file", f"{path}: no such file")], source) from None
     except (OSError, UnicodeDecodeError) as err:
         raise GraphError([_error("file", f"{path}: cannot read: {err}")], source) from None
-    return loads(text, source, strict)
-
-
-def loads(text: str, source: str, strict: bool = True) -> GraphDocument:
-    """A graph document from its JSON `text`, read from `source` (named in errors), as `load`."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
@@ -183,14 +178,14 @@ def loads(text: str, source: str, strict: bool = True) -> GraphDocument:
             [
                 _error(
                     "json",
-                    f"{source}: not valid JSON at line {err.lineno}, column {err.colno}: {err.msg}",
+                    f"{path}: not valid JSON at line {err.lineno}, column {err.colno}: {err.msg}",
                 )
             ],
             source,
         ) from None
     except RecursionError:
         raise GraphError(
-            [_error("json", f"{source}: JSON nested too deeply to be a graph document")], source
+            [_error("json", f"{path}: JSON nested too deeply to be a graph document")], source
         ) from None
     doc = parse(data, source)
     if strict:
@@ -298,10 +293,11 @@ def _block_layer_name_clashes(doc: GraphDocument) -> list[Problem]:
     return problems
 
 
-def block_layer_pattern(block_ids: Iterable[str]) -> re.Pattern | None:
+def block_layer_pattern(block_ids: Iterable[str]) -> re.Pattern[str] | None:
     """What matches an id that reads like a layer of one of these Block nodes
-    ('<id>_<repetition>_...'), the Block node's id its group 1; None without Block nodes."""
-    ids = list(dict.fromkeys(block_ids))  # an id matching several: the first of them
+    ('<id>_<repetition>_...'); its group 1 is the Block node's id, the first of them in order
+    when it reads like the layers of several. None without Block nodes."""
+    ids = list(dict.fromkeys(block_ids))
     return re.compile(f"({'|'.join(map(re.escape, ids))})_\\d+_") if ids else None
 
 

@@ -70,8 +70,8 @@ def clashes_with_block_layers(
     `taken` reads like."""
     if reads_like_block_layer(candidate, block_ids):
         return True
-    pattern = rf"{re.escape(candidate)}_\d+_"
-    return component == "Block" and any(re.match(pattern, other) for other in taken)
+    mine = block_layer_pattern([candidate])
+    return component == "Block" and any(mine.match(other) for other in taken)
 
 
 def reads_like_block_layer(name: str, block_ids: Iterable[str]) -> bool:

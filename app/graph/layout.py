@@ -16,7 +16,7 @@ from app.graph import canvas
 from app.graph.document import Edge, GraphDocument, Node, Position, topological_order
 
 SWEEPS = 3  # down, up, down: enough to settle most crossings without costing much
-USUAL_HEIGHT = canvas.node_height(Node(id="dense", component="Dense"))  # three short lines
+USUAL_HEIGHT = canvas.node_height(Node(id="dense", component="Dense"))  # a node without extras
 
 
 def layered_layout(doc: GraphDocument, dx: float = 220, dy: float = 110) -> GraphDocument:
@@ -30,8 +30,8 @@ def layered_layout(doc: GraphDocument, dx: float = 220, dy: float = 110) -> Grap
         doc: the graph document; it is not changed.
         dx: horizontal distance between neighbours in a layer.
         dy: the least vertical distance between layers; a layer holding a node taller than
-            the usual three lines (a long label, what a search varies) takes more, so that
-            no node covers the next (`canvas.node_height`).
+            one showing its label, shape and parameters alone (a long label, what a search
+            varies) takes more, so that no node covers the next (`canvas.node_height`).
     """
     blocks = {
         name: block.model_copy(update={
@@ -40,10 +40,10 @@ def layered_layout(doc: GraphDocument, dx: float = 220, dy: float = 110) -> Grap
         })
         for name, block in doc.blocks.items()
     }  # fmt: skip
-    searched = {node.id: canvas.searched(doc, node) for node in doc.nodes}
+    extra = {node.id: canvas.search_lines(doc, node) for node in doc.nodes}
     return doc.model_copy(update={
         "meta": doc.meta.model_copy(),
-        "nodes": _moved(doc.nodes, _positions(doc.nodes, doc.edges, dx, dy, searched)),
+        "nodes": _moved(doc.nodes, _positions(doc.nodes, doc.edges, dx, dy, extra)),
         "edges": [edge.model_copy() for edge in doc.edges],
         "blocks": blocks,
     })  # fmt: skip
@@ -103,7 +103,7 @@ def _copy_json(value: Any) -> Any:
 
 
 def _positions(nodes: list[Node], edges: list[Edge], dx: float, dy: float,
-               searched: dict[str, list[str]]) -> dict[str, Position]:  # fmt: skip
+               extra: dict[str, list[str]]) -> dict[str, Position]:  # fmt: skip
     if not nodes:
         return {}
     ids = list(dict.fromkeys(node.id for node in nodes))
@@ -132,7 +132,7 @@ def _positions(nodes: list[Node], edges: list[Edge], dx: float, dy: float,
 
     tallest = defaultdict(float)
     for node in nodes:
-        height = canvas.node_height(node, searched.get(node.id, ()))
+        height = canvas.node_height(node, extra.get(node.id, ()))
         tallest[layer[node.id]] = max(tallest[layer[node.id]], height)
     top = [0.0]
     for index in range(depth - 1):  # a row's pitch: dy, or its tallest node and the usual gap

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from app.files import atomic_write_text
-from app.graph.document import GraphDocument, load, loads, save
+from app.graph.document import GraphDocument, load, save
 from app.paths import named
 
 PROJECT, GRAPH, PREPROCESSING, TRAINING = (
@@ -23,10 +23,6 @@ PROJECT, GRAPH, PREPROCESSING, TRAINING = (
     "preprocessing.json",
     "training.json",
 )
-
-
-# Each project's graph file -> (its text, the document parsed from it): Project.graph
-_PARSED: dict[Path, tuple[str, GraphDocument]] = {}
 
 
 def projects_dir(root: Path) -> Path:
@@ -48,18 +44,7 @@ class Project:
         return json.loads((self.folder / PROJECT).read_text())
 
     def graph(self) -> GraphDocument:
-        """The saved graph, parsed once for each text the file has had (a page's script run
-        reads it several times; parsing a 150-node graph takes about 30 ms) and copied for
-        each caller, so that no caller's change reaches another's graph."""
-        path = self.folder / GRAPH
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            return load(path, strict=False)  # which says what is wrong, in one line
-        kept = _PARSED.get(path)
-        if kept is None or kept[0] != text:
-            kept = _PARSED[path] = (text, loads(text, str(path), strict=False))
-        return kept[1].model_copy(deep=True)
+        return load(self.folder / GRAPH, strict=False)
 
     def save_graph(self, doc: GraphDocument) -> None:
         save(doc, self.folder / GRAPH)
