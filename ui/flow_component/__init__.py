@@ -13,7 +13,9 @@ patch:
   draws again only what changed (an edit on a 1,000-node graph draws one node, not all);
 - the state's `version` comes back with every answer. The page writes it into each node's data
   (`VERSION`, as the installed component can only echo node data); this wrapper sends it once
-  instead, so that the nodes an edit leaves alone are equal to what the canvas has.
+  instead, so that the nodes an edit leaves alone are equal to what the canvas has;
+- an answer carries each node's id and position and each edge's ends, not whole nodes:
+  Streamlit sends the last answer with every rerun (on a 1,000-node graph, 129 KB, not 878 KB).
 
 The Python side is the installed package's: its state and element classes, and the same
 arguments. Only the component's files are ours. LAYERFLOW_CANVAS=upstream draws the installed
