@@ -12,7 +12,7 @@ import streamlit as st
 from app.data.autoconfig import facts
 from app.errors import one_line
 from app.graph import canvas
-from app.graph.analysis import analyze
+from app.graph.analysis import analyze, with_data
 from app.graph.codegen import generate_module, node_snippet
 from app.graph.components import CATALOGUE
 from app.graph.components.base import fmt_count, fmt_shape
@@ -46,14 +46,15 @@ from ui.widgets import (
 st.title("Model")
 workspace = Workspace.current()
 current = session.require_project()
-session.step_bar(current, "Model")
-session.notice()
-
 history = session.history(current)
 doc = history.doc
+checked = analyze(doc)  # the graph alone, as the step bar and the other pages judge it
+session.step_bar(current, "Model", checked)
+session.notice()
+
 dataset = workspace.dataset(current.dataset) if current.dataset else None
 data_facts = facts(dataset.meta, len(dataset.splits["train"])) if dataset else None
-analysis = analyze(doc, data_facts)
+analysis = with_data(checked, data_facts)
 untrusted = untrusted_nodes(doc)
 
 

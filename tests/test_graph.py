@@ -140,6 +140,22 @@ def test_save_then_load_round_trips(tmp_path):
     assert load(path) == doc
 
 
+def test_what_a_json_setting_holds_is_saved_as_it_is(tmp_path):
+    """NaN and infinities stay what they are (Python's json reads them back), and text outside
+    ASCII is written as UTF-8."""
+    data = chain_data(*MLP)
+    data["nodes"][1]["label"] = "Schicht für Größe"
+    data["nodes"][1]["settings"]["config"] = {"low": float("-inf"), "fill": float("nan")}
+    data["nodes"][1]["component"] = "KerasLayer"
+    data["nodes"][1]["settings"] |= {"class_name": "Identity", "module": "keras.layers"}
+    doc = parse(data)
+    path = save(doc, tmp_path / "g.json")
+    text = path.read_text(encoding="utf-8")
+    assert "Schicht für Größe" in text and "-Infinity" in text and "NaN" in text
+    config = json.loads(text)["nodes"][1]["settings"]["config"]
+    assert config["low"] == float("-inf") and config["fill"] != config["fill"]  # NaN
+
+
 def test_save_is_atomic_when_writing_fails(tmp_path, monkeypatch):
     path = tmp_path / "g.json"
     save(parse(chain_data(*MLP, name="first")), path)

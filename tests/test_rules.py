@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from app.graph.analysis import Analysis, analyze
+from app.graph.analysis import Analysis, analyze, with_data
 from app.graph.document import parse
 from app.graph.problems import Problem
 from app.graph.rules import DataFacts
@@ -103,6 +103,17 @@ def test_output_units_unlike_class_count_is_an_error_with_a_units_fix():
     assert (problem.level, problem.node) == ("error", "out")
     assert problem.fix is not None
     assert problem.fix.set_settings == {"units": 3}
+
+
+def test_the_data_added_to_an_analysis_gives_what_analyzing_with_it_gives():
+    """The Model page analyzes the graph once, for its step bar, and adds the data's facts."""
+    doc = chain(TABLE, NORMALIZE, output(units=10, activation="softmax"))
+    facts = DataFacts(classes={"label": 3})
+    alone = analyze(doc)
+    assert found(alone, "units_vs_classes") == []
+    added = with_data(alone, facts)
+    assert added.problems == analyze(doc, facts).problems
+    assert found(added, "units_vs_classes") and with_data(added, None).problems == alone.problems
 
 
 def test_output_units_equal_to_class_count_are_not_reported():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from app.graph.components import CATALOGUE, LayerInfo
@@ -19,6 +19,7 @@ class Analysis:
     structure: Structure
     infos: dict[str, LayerInfo]
     problems: list[Problem]
+    checked: list[Problem] = field(default_factory=list)  # the problems before the rules'
 
     @property
     def errors(self) -> list[Problem]:
@@ -80,13 +81,23 @@ class Analysis:
 
 def analyze(doc: GraphDocument, data: DataFacts | None = None) -> Analysis:
     structure = check(doc)
-    problems = list(structure.problems)
+    checked = list(structure.problems)
     infos: dict[str, LayerInfo] = {}
     if structure.order:
         shapes = infer(doc, structure)
         infos = shapes.infos
-        problems += shapes.problems
+        checked += shapes.problems
+    return with_data(Analysis(doc, structure, infos, [], checked), data)
+
+
+def with_data(analysis: Analysis, data: DataFacts | None) -> Analysis:
+    """`analyze(analysis.doc, data)`, with `analysis`'s checks and shapes (of an `analyze`
+    result): the rules are all that the data changes, and they take a millisecond where the
+    rest takes 20 (the folded NASNetMobile)."""
+    doc, structure, infos = analysis.doc, analysis.structure, analysis.infos
+    problems = list(analysis.checked)
+    if structure.order:
         problems += run_rules(RuleContext(doc, structure, infos, data))
     # A search space's problems stop a search, not the graph's own model: warnings here.
     problems += [replace(p, level="warning") for p in space_problems(doc)]
-    return Analysis(doc, structure, infos, problems)
+    return Analysis(doc, structure, infos, problems, analysis.checked)

@@ -34,7 +34,8 @@ BLOCK_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # NaN and infinities are written as Python's json writes them (a JSON setting may hold one)
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")
 
 
 class Position(_Strict):
@@ -131,7 +132,7 @@ class GraphDocument(_Strict):
     def to_json(self) -> str:
         """The document as saved; a graph without a search space has no `search` key."""
         unsearched = {"search"} if self.search is None else None
-        return json.dumps(self.model_dump(mode="json", exclude=unsearched), indent=2) + "\n"
+        return self.model_dump_json(indent=2, exclude=unsearched) + "\n"
 
 
 # Loading
