@@ -168,7 +168,7 @@ def test_shape_rule_matches_keras(component):
             assert ours is None, f"{case}: we inferred {ours} but Keras failed: {err}"
             continue
         assert ours is not None, f"{case}: Keras built it but we said {analysis.errors}"
-        layers = node_layers(model, "under_test")
+        layers = node_layers(model, analysis.doc, "under_test")
         assert tuple(layers[-1].output.shape) == ours.shape, case
         assert keras_counts(layers) == (ours.trainable, ours.non_trainable), case
 

@@ -8,12 +8,14 @@ import collections
 import json
 
 import keras
+import numpy as np
 import pytest
 from keras import layers
 
 from app.cli.main import main
 from app.graph.analysis import analyze
-from app.graph.document import GraphDocument, load
+from app.graph.codegen import generate_module
+from app.graph.document import GraphDocument, check, layer_owners, load, parse
 from app.graph.edit import expand_block
 from app.graph.fold import fold_motifs
 from app.keras.builder import build_model
@@ -84,6 +86,74 @@ def test_the_flat_import_is_one_node_per_layer_and_the_folded_one_expands_back_t
     )
     assert analyze(back).totals() == analyze(flat).totals() == analyze(folded).totals()
     assert len(back.edges) == len(flat.edges)
+
+
+def takes_weights_by_name(model: keras.Model, rebuilt: keras.Model) -> None:
+    """Every layer of `model` that has weights gives them to the layer of its name in
+    `rebuilt`, and the two then compute the same."""
+    for layer in model.layers:
+        if layer.weights:
+            rebuilt.get_layer(layer.name).set_weights(layer.get_weights())
+    x = np.random.default_rng(0).random((2, *model.input_shape[1:]), dtype="float32")
+    np.testing.assert_allclose(rebuilt(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+def test_a_folded_model_keeps_its_layer_names_and_takes_its_weights_by_name():
+    model = two_motifs()
+    flat, folded = import_keras(model, flat=True), import_keras(model)
+    rebuilt = build_model(folded)
+    names = sorted(layer.name for layer in rebuilt.layers)
+    assert names == sorted(layer.name for layer in build_model(flat).layers)
+    assert {layer.name for layer in model.layers} <= set(names)  # and the Output's own layer
+    takes_weights_by_name(model, rebuilt)
+    # each layer belongs to the Block node that replaced it
+    owners = layer_owners(folded)
+    assert owners["stage_block2_1_conv"] == owners["stage_block3_out"] != "stage_block2_1_conv"
+    # expanded, the block's nodes are the flat graph's nodes again, by id
+    assert {n.id for n in expanded(folded).nodes} == {n.id for n in flat.nodes}
+
+
+def named_block(names) -> dict:
+    """A graph whose Block node, used twice, names its layers with `names`."""
+    cell = {"nodes": [{"id": "in", "component": "BlockInput", "settings": {"slot": 0}},
+                      {"id": "dense", "component": "Dense", "settings": {"units": 4}}],
+            "edges": [{"source": "in", "target": "dense"}], "output": "dense"}  # fmt: skip
+    return {
+        "meta": {"name": "named"},
+        "nodes": [
+            {"id": "x", "component": "Input", "settings": {"shape": [3]}},
+            {"id": "cells", "component": "Block",
+             "settings": {"block": "cell", "repeat": 2, "names": names}},
+            {"id": "y", "component": "Output", "settings": {}},
+        ],  # fmt: skip
+        "edges": [{"source": "x", "target": "cells"}, {"source": "cells", "target": "y"}],
+        "blocks": {"cell": cell},
+    }
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        ({"conv": ["a", "b"]}, "Node 'cells' (Block): `names` names 'conv', not a node of block"),
+        ({"dense": "a"}, "`names`['dense'] must be a list of layer names"),
+        ({"dense": ["a/b", "c"]}, "`names`['dense'] must be a list of layer names"),
+        ({"dense": ["x", "c"]}, "`names`['dense']: the layer name 'x' is used twice"),
+        ({"dense": ["c", "c"]}, "`names`['dense']: the layer name 'c' is used twice"),
+    ],
+)
+def test_a_block_nodes_names_are_checked(names, expected):
+    (problem,) = [p for p in check(parse(named_block(names))).problems if p.level == "error"]
+    assert expected in problem.message and (problem.node, problem.setting) == ("cells", "names")
+
+
+def test_a_named_layer_is_a_string_in_the_code_and_a_repetition_left_out_takes_the_usual_name():
+    hostile = "x'); import os; os.system('touch pwned')  #"
+    doc = parse(named_block({"dense": [hostile]}))
+    assert not [p for p in check(doc).problems if p.level == "error"]
+    code = generate_module(doc)
+    assert "import os" not in code.replace(repr(hostile), "")
+    names = [layer.name for layer in build_model(doc).layers]
+    assert hostile in names and "cells_2_dense" in names
 
 
 def test_settings_that_differ_make_separate_definitions():

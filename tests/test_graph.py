@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 
@@ -143,7 +144,7 @@ def test_save_then_load_round_trips(tmp_path):
 def test_what_a_json_setting_holds_is_saved_as_it_is(tmp_path):
     """NaN and infinities stay what they are (Python's json reads them back), and text outside
     ASCII is written as UTF-8."""
-    data = chain_data(*MLP)
+    data = copy.deepcopy(chain_data(*MLP))  # its nodes are MLP's own
     data["nodes"][1]["label"] = "Schicht für Größe"
     data["nodes"][1]["settings"]["config"] = {"low": float("-inf"), "fill": float("nan")}
     data["nodes"][1]["component"] = "KerasLayer"

@@ -25,6 +25,7 @@ from app.keras import probe
 from app.keras.builder import build_model
 from app.keras.importer import import_keras, import_keras_file
 from tests.graphs import single
+from tests.test_fold import takes_weights_by_name
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 
@@ -418,7 +419,7 @@ def test_keras_application_round_trips_flat_and_folded(name, shape, first_class)
             assert found[layer.name] == type(layer).__name__, layer.name
     assert_edges_go_down(flat)
     folded = layered_layout(fold_motifs(flat))  # as import_keras folds
-    same_model(folded, model, per_layer=False)
+    takes_weights_by_name(model, same_model(folded, model, per_layer=True))
     if name in FOLDED_AT_LEAST_FIVEFOLD:
         assert len(folded.nodes) * 5 <= len(flat.nodes), (len(folded.nodes), len(flat.nodes))
     assert_edges_go_down(folded)

@@ -81,7 +81,7 @@ def test_template_analysis_matches_its_keras_model(name):
     model = build_model(analysis)
     for node in analysis.doc.nodes:
         info = analysis.infos[node.id]
-        layers = node_layers(model, node.id)
+        layers = node_layers(model, analysis.doc, node.id)
         assert layers, f"{name}: no Keras layer for node {node.id!r}"
         if node.component == "Block":
             block = analysis.doc.blocks[node.settings["block"]]

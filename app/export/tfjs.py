@@ -27,6 +27,7 @@ import numpy as np
 
 from app.export.options import ExportError
 from app.files import atomic_write_bytes, atomic_write_text
+from app.graph.document import layer_owners
 from app.paths import REPOSITORY
 
 SHARD_BYTES = 4 * 1024 * 1024  # as the TF.js converter shards weights
@@ -151,12 +152,11 @@ def _custom_nodes(doc) -> list[str]:
 
 
 def _node_of(layer_name: str, doc) -> str:
-    """'node conv1' for a layer of node conv1 (a Block's layers carry its prefix)."""
-    if doc is not None:
-        ids = sorted((n.id for n in doc.nodes), key=len, reverse=True)
-        owner = next((i for i in ids if layer_name == i or layer_name.startswith(f"{i}_")), None)
-        if owner is not None and owner != layer_name:
-            return f"node {owner} (its layer {layer_name})"
+    """'node conv1' for a layer of node conv1, 'node b (its layer b_1_conv)' for one of Block
+    node b's layers."""
+    owner = layer_owners(doc).get(layer_name) if doc is not None else None
+    if owner is not None and owner != layer_name:
+        return f"node {owner} (its layer {layer_name})"
     return f"node {layer_name}"
 
 

@@ -23,7 +23,7 @@ import jinja2
 
 from app.graph.analysis import Analysis, analyze
 from app.graph.components import CATALOGUE
-from app.graph.document import BlockDef, GraphDocument, Node, check_nodes
+from app.graph.document import BlockDef, GraphDocument, Node, block_layer_names, check_nodes
 from app.graph.problems import GraphError
 from app.paths import inside, workspace_root
 
@@ -38,6 +38,7 @@ RESERVED = {
     "inputs",
     "outputs",
     "prefix",
+    "names",
     "range",
     "list",
     "dict",
@@ -129,6 +130,7 @@ class _Scope:
     names: dict[str, str] = field(default_factory=dict)  # node id -> variable
     taken: set[str] = field(default_factory=lambda: set(RESERVED))
     in_block: bool = False
+    named: bool = False  # a block's function whose layers take the `names` given (see Block)
 
 
 class _Generator:
@@ -139,11 +141,33 @@ class _Generator:
         self.env = environment()
         self.block_functions: dict[str, str] = {}
         self.module_names: set[str] = set(RESERVED)
+        # blocks whose functions take their layers' names: those a Block node names (an
+        # imported model's), so that every use passes them
+        self.named = {
+            settings["block"]
+            for node_id, settings in analysis.settings.items()
+            if settings.get("names") and "block" in settings
+        }
 
     def layer_name(self, node: Node, scope: _Scope) -> Code:
+        if scope.named:
+            return Code(f"names[{node.id!r}]")
         if scope.in_block:
             return Code(f"prefix + {'_' + node.id!r}")
         return py(node.id)
+
+    def block_calls(self, node: Node, settings: dict[str, Any]) -> list[Code]:
+        """A Block node's calls of its block's function, one per repetition: the names of the
+        repetition's layers, or the prefix that names them."""
+        name = settings["block"]
+        if name not in self.named:
+            prefixes = [f"{node.id}_{rep + 1}" for rep in range(settings["repeat"])]
+            return [Code(f"prefix={py(prefix)}") for prefix in prefixes]
+        names = block_layer_names(node.id, settings, self.doc.blocks[name])
+        return [
+            Code("names={\n" + "".join(f"    {py(k)}: {py(v)},\n" for k, v in each.items()) + "}")
+            for each in names
+        ]
 
     def statement(
         self,
@@ -167,13 +191,13 @@ class _Generator:
             "node_inputs": len(xs),
             "weights": _weights_path(settings.get("weights_file"), self.weights_dir),
             "pooling": None if settings.get("pooling") == "none" else settings.get("pooling"),
-            "prefixes": [py(f"{node.id}_{rep + 1}") for rep in range(settings.get("repeat", 0))],
         }
         if node.code is not None:
             context["code"] = Code(textwrap.indent(node.code.rstrip() + "\n", "    "))
             template = "custom.py.j2"
         elif node.component == "Block":
             context["fn"] = Code(self.block_function(settings["block"]))
+            context["calls"] = self.block_calls(node, settings)
             template = CATALOGUE["Block"].template
         else:
             template = CATALOGUE[node.component].template
@@ -207,7 +231,7 @@ class _Generator:
         fn = variable_name(f"{name}_block", self.module_names)
         self.block_functions[name] = fn
         structure = check_nodes(block.nodes, block.edges, frozenset(CATALOGUE), "")
-        scope = _Scope(in_block=True)
+        scope = _Scope(in_block=True, named=name in self.named)
         slots = sorted(
             (structure.settings[n.id]["slot"], n)
             for n in block.nodes
@@ -225,7 +249,7 @@ class _Generator:
             Code(
                 self.env.get_template("block.py.j2").render(
                     fn=Code(fn),
-                    params=Code(", ".join(params)),
+                    params=Code(", ".join([*params, "names" if scope.named else "prefix"])),
                     description=docstring(block.description),
                     name=py(name),
                     body=[Code(textwrap.indent(b, "    ")) for b in body],

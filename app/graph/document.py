@@ -271,6 +271,7 @@ def check(doc: GraphDocument) -> Structure:
     for name, block in doc.blocks.items():
         problems.extend(check_block(name, block))
     problems.extend(_block_layer_name_clashes(doc))
+    problems.extend(_named_layer_problems(doc, structure))
     return structure
 
 
@@ -291,6 +292,76 @@ def _block_layer_name_clashes(doc: GraphDocument) -> list[Problem]:
                     node=node.id,
                 )
             )
+    return problems
+
+
+LAYER_NAME_PATTERN = r"[^/\x00-\x1f]{1,200}"  # what Keras takes as a layer's name
+
+
+def block_layer_names(node_id: str, settings: dict[str, Any], block: BlockDef) -> list[dict]:
+    """Each repetition's Keras layer names of a Block node (its resolved `settings`), by the id
+    of the block's node: its `names`, else (a node or a repetition they leave out)
+    '<node_id>_<repetition>_<id>'."""
+    named = settings.get("names") or {}
+    return [
+        {
+            n.id: named[n.id][rep]
+            if len(named.get(n.id, ())) > rep
+            else f"{node_id}_{rep + 1}_{n.id}"
+            for n in block.nodes
+            if n.component != "BlockInput"
+        }
+        for rep in range(settings.get("repeat", 1))
+    ]
+
+
+def layer_owners(doc: GraphDocument) -> dict[str, str]:
+    """The name of each Keras layer a node makes -> the id of that node, at the top level (a
+    Block node owns its block's layers). Layers that Custom code makes are named by Keras, and
+    are not here."""
+    owners = {}
+    for node in doc.nodes:
+        block = doc.blocks.get(str(node.settings.get("block")))
+        if node.component != "Block" or block is None:
+            owners[node.id] = node.id
+            continue
+        settings, _ = CATALOGUE["Block"].resolve(node.settings)
+        for names in block_layer_names(node.id, settings, block):
+            owners.update(dict.fromkeys(names.values(), node.id))
+    return owners
+
+
+def _named_layer_problems(doc: GraphDocument, structure: Structure) -> list[Problem]:
+    """A Block node's `names`: for nodes of its block, a list of layer names, one per
+    repetition (a repetition left out takes the usual names), and no name used twice in the
+    graph (Keras would refuse to build it)."""
+    problems = []
+    taken = {n.id for n in doc.nodes if n.component != "Block"}  # a Block node makes no layer
+    for node in doc.nodes:
+        settings = structure.settings.get(node.id, {})
+        names, block = settings.get("names"), doc.blocks.get(settings.get("block", ""))
+        if node.component != "Block" or not names or block is None:
+            continue
+        where = f"{node_ref(node.id, 'Block')}: `names`"
+        inner = {n.id for n in block.nodes if n.component != "BlockInput"}
+        repeat = settings.get("repeat", 1)
+        for key, value in names.items():
+            ok = isinstance(value, list) and all(
+                isinstance(v, str) and re.fullmatch(LAYER_NAME_PATTERN, v) for v in value
+            )  # fmt: skip
+            problem = None
+            if key not in inner:
+                problem = f"{where} names {key!r}, not a node of block {settings['block']!r}"
+            elif not ok:
+                problem = (f"{where}[{key!r}] must be a list of layer names (one per repetition, "
+                           "without '/'), received " + repr(value)[:80])  # fmt: skip
+            else:
+                for name in value[:repeat]:
+                    if name in taken and problem is None:
+                        problem = f"{where}[{key!r}]: the layer name {name!r} is used twice"
+                    taken.add(name)
+            if problem:
+                problems.append(_error("layer_name", problem, node=node.id, setting="names"))
     return problems
 
 

@@ -30,6 +30,7 @@ from app.graph.document import (
     Meta,
     Node,
     Position,
+    block_layer_names,
     block_layer_pattern,
 )
 from app.graph.problems import Fix, node_ref
@@ -364,9 +365,10 @@ def make_block(
 def expand_block(doc: GraphDocument, node_id: str) -> GraphDocument:
     """A copy of doc with a Block node replaced by its definition's nodes, once per repeat.
 
-    Inlined nodes are named '<block node>_<repetition>_<inner id>', the names of their Keras
-    layers, so results of the expanded graph still read like those of the block. The block
-    definition goes when no other Block node uses it.
+    Inlined nodes are named as their Keras layers were (app.graph.document.block_layer_names):
+    '<block node>_<repetition>_<inner id>', or the names a folded import keeps, so results and
+    weights of the expanded graph still map to those of the block. The block definition goes
+    when no other Block node uses it.
     """
     node = _find(doc, node_id)
     ref = node_ref(node_id, node.component)
@@ -396,6 +398,7 @@ def expand_block(doc: GraphDocument, node_id: str) -> GraphDocument:
     top = min((n.position.y for n in inner_nodes), default=0.0)
     left = min((n.position.x for n in inner_nodes), default=0.0)
     height = max((n.position.y for n in inner_nodes), default=0.0) - top + LAYER_GAP
+    layer_names = block_layer_names(node_id, settings, block)
     for rep in range(1, repeat + 1):
         ids: dict[str, str] = {}
         for inner_node in block.nodes:
@@ -408,7 +411,10 @@ def expand_block(doc: GraphDocument, node_id: str) -> GraphDocument:
                     )
                 ids[inner_node.id] = inputs[slot]
                 continue
-            new_id = _unique(f"{node_id}_{rep}_{inner_node.id}", taken)
+            wanted = layer_names[rep - 1][inner_node.id]
+            if not re.fullmatch(NODE_ID_PATTERN, wanted):
+                wanted = f"{node_id}_{rep}_{inner_node.id}"
+            new_id = _unique(wanted, taken)
             taken.add(new_id)
             ids[inner_node.id] = new_id
             position = Position(

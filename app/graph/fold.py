@@ -7,7 +7,9 @@ node in place of each use:
   - uses with the same settings share one block definition; uses whose settings differ (filters
     per stage, strides) get a definition each, since a Block carries no parameters;
   - a use fed by the previous use of the same definition alone, and feeding nothing else,
-    joins it: one Block node with a repeat count.
+    joins it: one Block node with a repeat count;
+  - every layer keeps its name: a Block node's `names` give each repetition's layers the ids
+    of the nodes they replace, so the folded model's weights map to the flat one's by name.
 
 How they are found: the nodes are put in one topological order that keeps a motif together
 (each node's deepest input is visited first). A stretch of that order can be a block when only
@@ -326,12 +328,14 @@ def _rebuild(doc: GraphDocument, uses: list[_Use]) -> GraphDocument:
     uses.sort(key=lambda use: order[use.members[0]])
     blocks: dict[str, BlockDef] = dict(doc.blocks)
     variants: dict[tuple, str] = {}  # (the motif, its settings) -> block name
+    inner_ids: dict[str, list[str]] = {}  # block name -> its nodes' ids, in a use's order
     for use in uses:
         key = (_motif(use, nodes, inputs), _settings(use.members, nodes))
         if key not in variants:
             name = _free_name(_name(use.members), blocks)
             blocks[name] = _definition(use, nodes, inputs)
             variants[key] = name
+            inner_ids[name] = [use.inner[m] for m in use.members]
         use.variant = variants[key]
     chains = _chains(uses, consumers)
     taken = {n.id for n in doc.nodes} - {m for use in uses for m in use.members}
@@ -346,9 +350,14 @@ def _rebuild(doc: GraphDocument, uses: list[_Use]) -> GraphDocument:
         label = None
         if len(chain) > 1:
             label = f"{_name(chain[0].members)} … {_name(chain[-1].members)}"
+        # each layer keeps its name (the flat graph's node id): weights load by name
+        names = {
+            inner: [use.members[i] for use in chain]
+            for i, inner in enumerate(inner_ids[chain[0].variant])
+        }
         first_member[chain[0].members[0]] = Node(
             id=node_id, component="Block", label=label[:200] if label else None,
-            settings={"block": chain[0].variant, "repeat": len(chain)},
+            settings={"block": chain[0].variant, "repeat": len(chain), "names": names},
         )  # fmt: skip
     members = {m for use in uses for m in use.members}
     new_nodes = [

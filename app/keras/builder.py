@@ -8,13 +8,12 @@ TensorFlow; calling build_model does.
 from __future__ import annotations
 
 import os
-import re
 import sys
 from typing import Any
 
 from app.graph.analysis import Analysis, analyze
 from app.graph.codegen import generate_module
-from app.graph.document import GraphDocument, load
+from app.graph.document import GraphDocument, layer_owners, load
 from app.graph.problems import GraphError, Problem, node_ref
 from app.graph.shapes import untrusted_nodes
 from app.workspace import Workspace, runs
@@ -55,14 +54,11 @@ def refuse_untrusted(doc: GraphDocument) -> None:
         raise GraphError(problems, doc.meta.name)
 
 
-def node_layers(model, node_id: str) -> list:
-    """The Keras layers that implement one node: the layer named with its id, or for a Block
-    node every layer whose name starts with '<id>_'."""
-    exact = [layer for layer in model.layers if layer.name == node_id]
-    if exact:
-        return exact
-    pattern = re.compile(rf"{re.escape(node_id)}_\d+_")
-    return [layer for layer in model.layers if pattern.match(layer.name)]
+def node_layers(model, doc: GraphDocument, node_id: str) -> list:
+    """The Keras layers that implement one node of the graph `model` was built from: the layer
+    named with its id, or a Block node's layers (app.graph.document.layer_owners)."""
+    owners = layer_owners(doc)
+    return [layer for layer in model.layers if owners.get(layer.name) == node_id]
 
 
 def load_run_model(run: str | os.PathLike, which: str = "best"):

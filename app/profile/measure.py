@@ -83,11 +83,11 @@ def synthetic_inputs(model: Any, batch: int, seed: int = 0) -> list[np.ndarray]:
     return found
 
 
-def node_output(model: Any, node_id: str) -> list[Any]:
+def node_output(model: Any, doc: GraphDocument, node_id: str) -> list[Any]:
     """The tensors a node gives: those of its layers (app.keras.builder.node_layers) that no
     other of its layers takes. ValueError when no layer carries its name; a layer called more
     than once has no one output (Keras raises AttributeError)."""
-    layers = node_layers(model, node_id)
+    layers = node_layers(model, doc, node_id)
     if not layers:
         raise ValueError("no Keras layer carries its name")
     taken = {id(t) for layer in layers for t in keras.tree.flatten(layer.input)}
@@ -102,10 +102,10 @@ def node_owned_layers(model: Any, doc: GraphDocument, node_id: str) -> tuple[lis
     (their time counts as unattributed)."""
     sources = sorted((e for e in doc.edges if e.target == node_id), key=lambda e: e.slot)
     try:
-        entering = [node_output(model, e.source)[0] for e in sources]
-        part = keras.Model(entering, node_output(model, node_id))
+        entering = [node_output(model, doc, e.source)[0] for e in sources]
+        part = keras.Model(entering, node_output(model, doc, node_id))
     except (AttributeError, ValueError):  # no layer of its name, or one called twice
-        return node_layers(model, node_id), False
+        return node_layers(model, doc, node_id), False
     named = {layer.name: layer for layer in model.layers}
     inputs = keras.layers.InputLayer
     layers = [named[layer.name] for layer in part.layers

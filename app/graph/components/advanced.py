@@ -181,6 +181,16 @@ COMPONENTS = [
         (
             Setting("block", "str", "", "Name of the block definition."),
             Setting("repeat", "int", 1, "How many times the cell is stacked.", min=1, max=100),
+            Setting(
+                "names",
+                "json",
+                None,
+                "The Keras layer names of each repetition, by the id of the block's node: "
+                '{"conv": ["stage1_conv", "stage2_conv"]}. Kept on import, so that the '
+                "model's weights still load by layer name. Empty, or for a node it leaves out: "
+                "'<this node>_<repetition>_<node>'.",
+                optional=True,
+            ),
         ),
         _block,
         inputs=(1, None),
