@@ -41,6 +41,7 @@ from ui.widgets import (
     problem_box,
     read_setting,
     setting_kind,
+    synced,
 )
 
 st.title("Model")
@@ -59,8 +60,8 @@ untrusted = untrusted_nodes(doc)
 
 
 def signature_of(graph) -> str:
-    """Changes with the graph, and when trusting its code lets shapes be found: the canvas and
-    the node widgets are drawn again (new keys) when it does."""
+    """Changes with the graph, and when trusting its code lets shapes be found: the canvas is
+    sent a new state when it does, and a node widget drawn for another signature is stale."""
     seen = graph.model_dump_json() + "".join(n.id for n in untrusted_nodes(graph))
     return hashlib.sha1(seen.encode()).hexdigest()[:12]
 
@@ -332,7 +333,11 @@ with right:
         for problem in view.problems:
             if problem.node == node.id:
                 problem_box(problem)
-        key = f"label:{node.id}:{signature}"
+        # Keys stay while the node is shown (in the graph, or in the open block): a value
+        # changed elsewhere is put in the widget (`synced`).
+        where = f"{open_block or ''}/{node.id}"
+        key = f"label:{where}"
+        synced(key, node.label or "")
         st.text_input("Label", node.label or "", key=key, on_change=on_change, args=(
             key, lambda text, node_id=node.id: set_label(shown, node_id, text or None)))
         settings = view.settings.get(node.id, node.settings)
@@ -340,7 +345,7 @@ with right:
             value = settings.get(setting.name, setting.default)
             if setting.kind == "code":
                 continue  # the Custom component's code is edited under Code
-            key = f"set:{node.id}:{setting.name}:{signature}"
+            key = f"set:{where}:{setting.name}"
 
             def edit(raw, node_id=node.id, setting=setting, value=value):
                 edited = read_setting(setting_kind(setting), raw, value)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
+from app.graph.edit import set_label, set_settings
 from app.graph.model_templates import load_template
 from app.workspace import Workspace
 
@@ -161,6 +162,33 @@ def test_undo_brings_back_the_graph_before_the_edit(workspace):
     nodes = Workspace.current().project("digits").graph().nodes
     dense = next(node for node in nodes if node.id == "dense")
     assert dense.settings.get("units", 64) == 64
+    assert next(n for n in app.number_input if n.label == "units").value == 64  # shown, too
+
+
+def test_the_node_panel_shows_a_change_made_elsewhere(workspace):
+    """Its widgets keep their keys from run to run: a value changed by an undo or outside the
+    page is put in them."""
+    new_project()
+    app = page("model", "digits")
+    next(s for s in app.selectbox if s.label == "Selected node").select("dense").run()
+
+    def shown() -> tuple[str, int]:
+        label = next(t for t in app.text_input if t.label == "Label").value
+        return label, next(n for n in app.number_input if n.label == "units").value
+
+    before = shown()
+    next(t for t in app.text_input if t.label == "Label").input("hidden layer").run()
+    next(n for n in app.number_input if n.label == "units").set_value(96).run()
+    assert shown() == ("hidden layer", 96)
+    button(app, "Undo").click().run()
+    assert shown() == ("hidden layer", 64)
+    button(app, "Undo").click().run()
+    assert shown() == before == ("Dense 64", 64)
+    project = Workspace.current().project("digits")  # changed in another tab, or by the CLI:
+    project.save_graph(set_settings(set_label(project.graph(), "dense", "wide"), "dense",
+                                    {"units": 80}))  # fmt: skip
+    app.run()
+    assert shown() == ("wide", 80)
 
 
 def test_a_component_added_from_the_palette_follows_the_selected_node(workspace):
