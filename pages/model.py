@@ -234,9 +234,13 @@ with middle:
         top = st.columns([3, 1])
         users = [n.id for n in doc.nodes
                  if n.component == "Block" and n.settings.get("block") == open_block]  # fmt: skip
+        with_params = [u for u in users if analysis.settings.get(u, {}).get("params")]
         top[0].markdown(f"Inside block **{canvas.escape_markdown(open_block)}**, used by "
                         + (", ".join(canvas.escape_markdown(u) for u in users) or "no node")
-                        + ": an edit here changes every use.")  # fmt: skip
+                        + ": an edit here changes every use"
+                        + (f", except the settings that the params of "
+                           f"{', '.join(canvas.escape_markdown(u) for u in with_params)} set "
+                           "for them" if with_params else "") + ".")  # fmt: skip
         if top[1].button("Back to the model", icon=":material/arrow_upward:", width="stretch"):
             st.session_state[OPEN] = None
             st.session_state.selected = users[0] if users else None

@@ -146,6 +146,34 @@ def test_a_block_nodes_names_are_checked(names, expected):
     assert expected in problem.message and (problem.node, problem.setting) == ("cells", "names")
 
 
+def test_a_block_nodes_params_set_its_blocks_settings_for_it():
+    data = named_block(None)
+    data["nodes"][1]["settings"]["params"] = {"dense": {"units": 8}}
+    doc = parse(data)
+    analysis = analyze(doc)
+    assert not analysis.errors
+    assert analysis.infos["cells"].shape == (None, 8)
+    assert analysis.infos["cells"].params == (3 * 8 + 8) + (8 * 8 + 8)
+    assert build_model(doc).count_params() == analysis.totals()["params"]
+    assert analyze(parse(named_block(None))).infos["cells"].shape == (None, 4)  # the block's
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"conv": {"units": 2}}, "Node 'cells' (Block): `params` names 'conv', not a node of"),
+        ({"dense": 8}, "`params`['dense'] must be an object of settings, received 8"),
+        ({"dense": {"units": -1}}, "`params`['dense']: Received an invalid value for `units`"),
+        ({"dense": {"unit": 8}}, "`params`['dense']: Unknown setting `unit`"),
+    ],
+)
+def test_a_block_nodes_params_are_checked(params, expected):
+    data = named_block(None)
+    data["nodes"][1]["settings"]["params"] = params
+    (problem,) = [p for p in check(parse(data)).problems if p.level == "error"]
+    assert expected in problem.message and (problem.node, problem.setting) == ("cells", "params")
+
+
 def test_a_named_layer_is_a_string_in_the_code_and_a_repetition_left_out_takes_the_usual_name():
     hostile = "x'); import os; os.system('touch pwned')  #"
     doc = parse(named_block({"dense": [hostile]}))
@@ -156,7 +184,7 @@ def test_a_named_layer_is_a_string_in_the_code_and_a_repetition_left_out_takes_t
     assert hostile in names and "cells_2_dense" in names
 
 
-def test_settings_that_differ_make_separate_definitions():
+def test_settings_that_differ_become_the_block_nodes_params():
     inputs = keras.Input((12, 12, 3))
     x = inputs
     for filters in (4, 8, 16):  # the same structure, other widths
@@ -166,14 +194,19 @@ def test_settings_that_differ_make_separate_definitions():
         x = layers.MaxPooling2D(name=f"c{filters}_pool")(x)
     model = keras.Model(inputs, layers.Flatten(name="flat")(x))
     doc = import_keras(model)
-    used = [n.settings["block"] for n in doc.nodes if n.component == "Block"]
-    assert len(used) == 3 and len(set(used)) == 3
-    filters = sorted(
-        n.settings["filters"] for name in used for n in doc.blocks[name].nodes
-        if n.component == "Conv2D"
-    )  # fmt: skip
-    assert filters == [4, 8, 16]
-    assert build_model(doc).count_params() == model.count_params()
+    uses = [n.settings for n in doc.nodes if n.component == "Block"]
+    assert len(uses) == 3 and len(doc.blocks) == 1  # one definition, of the first use
+    (name,) = doc.blocks
+    (conv,) = [n for n in doc.blocks[name].nodes if n.component == "Conv2D"]
+    assert conv.settings["filters"] == 4
+    conv = conv.id
+    assert [use.get("params") for use in uses] == [
+        None, {conv: {"filters": 8}}, {conv: {"filters": 16}}]  # fmt: skip
+    takes_weights_by_name(model, build_model(doc))
+    code = generate_module(doc)  # a function per set of params, their values its literals
+    assert code.count(f"def {name}_block") == 3 and "16," in code
+    back = expanded(doc)
+    assert [back.node(f"c{f}_conv").settings["filters"] for f in (4, 8, 16)] == [4, 8, 16]
 
 
 def test_small_motifs_with_other_settings_stay_flat():

@@ -23,8 +23,17 @@ import jinja2
 
 from app.graph.analysis import Analysis, analyze
 from app.graph.components import CATALOGUE
-from app.graph.document import BlockDef, GraphDocument, Node, block_layer_names, check_nodes
+from app.graph.document import (
+    BlockDef,
+    GraphDocument,
+    Node,
+    block_layer_names,
+    check_nodes,
+    params_key,
+    specialized,
+)
 from app.graph.problems import GraphError
+from app.graph.shapes import block_infos
 from app.paths import inside, workspace_root
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
@@ -139,7 +148,7 @@ class _Generator:
         self.weights_dir = weights_dir
         self.doc = analysis.doc
         self.env = environment()
-        self.block_functions: dict[str, str] = {}
+        self.block_functions: dict[tuple[str, str], str] = {}  # (block, params) -> function
         self.module_names: set[str] = set(RESERVED)
         # blocks whose functions take their layers' names: those a Block node names (an
         # imported model's), so that every use passes them
@@ -196,7 +205,8 @@ class _Generator:
             context["code"] = Code(textwrap.indent(node.code.rstrip() + "\n", "    "))
             template = "custom.py.j2"
         elif node.component == "Block":
-            context["fn"] = Code(self.block_function(settings["block"]))
+            fn = self.block_function(settings["block"], settings.get("params"), input_shapes)
+            context["fn"] = Code(fn)
             context["calls"] = self.block_calls(node, settings)
             template = CATALOGUE["Block"].template
         else:
@@ -224,12 +234,15 @@ class _Generator:
             for i in order
         ]
 
-    def block_function(self, name: str) -> str:
-        if name in self.block_functions:
-            return self.block_functions[name]
-        block: BlockDef = self.doc.blocks[name]
+    def block_function(self, name: str, params: dict | None, input_shapes: list) -> str:
+        """The function of block `name` as Block nodes with `params` use it, written once for
+        each set of params (their values are the code's literals), fed `input_shapes`."""
+        key = (name, params_key(params))
+        if key in self.block_functions:
+            return self.block_functions[key]
+        block: BlockDef = specialized(self.doc.blocks[name], params)
         fn = variable_name(f"{name}_block", self.module_names)
-        self.block_functions[name] = fn
+        self.block_functions[key] = fn
         structure = check_nodes(block.nodes, block.edges, frozenset(CATALOGUE), "")
         scope = _Scope(in_block=True, named=name in self.named)
         slots = sorted(
@@ -237,11 +250,13 @@ class _Generator:
             for n in block.nodes
             if n.component == "BlockInput"
         )
-        params = [variable_name(f"input_{slot}", scope.taken) for slot, _ in slots]
-        for (_, node), param in zip(slots, params, strict=True):
-            scope.names[node.id] = param
+        arguments = [variable_name(f"input_{slot}", scope.taken) for slot, _ in slots]
+        for (_, node), argument in zip(slots, arguments, strict=True):
+            scope.names[node.id] = argument
         order = [i for i in structure.order if i not in scope.names]
-        shapes = self.block_shapes(name)
+        shapes = {
+            k: v.shape for k, v in block_infos(self.doc, name, input_shapes, params).infos.items()
+        }
         body = self.function_body(
             block.nodes, order, structure.settings, structure.inputs, scope, shapes
         )
@@ -249,7 +264,7 @@ class _Generator:
             Code(
                 self.env.get_template("block.py.j2").render(
                     fn=Code(fn),
-                    params=Code(", ".join([*params, "names" if scope.named else "prefix"])),
+                    params=Code(", ".join([*arguments, "names" if scope.named else "prefix"])),
                     description=docstring(block.description),
                     name=py(name),
                     body=[Code(textwrap.indent(b, "    ")) for b in body],
@@ -258,10 +273,6 @@ class _Generator:
             )
         )
         return fn
-
-    def block_shapes(self, name: str) -> dict[str, tuple]:
-        """Inner shapes of a block's first repetition, for components that need input shapes."""
-        return {k: v.shape for k, v in self.analysis.inside(name).infos.items()}
 
     def module(self) -> str:
         self._blocks_rendered: list[str] = []

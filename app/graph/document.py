@@ -272,6 +272,7 @@ def check(doc: GraphDocument) -> Structure:
         problems.extend(check_block(name, block))
     problems.extend(_block_layer_name_clashes(doc))
     problems.extend(_named_layer_problems(doc, structure))
+    problems.extend(_params_problems(doc, structure))
     return structure
 
 
@@ -315,6 +316,60 @@ def block_layer_names(node_id: str, settings: dict[str, Any], block: BlockDef) -
     ]
 
 
+def specialized(block: BlockDef, params: dict[str, Any] | None) -> BlockDef:
+    """The block as a Block node with these `params` uses it: each node they name with their
+    settings over its own."""
+    if not params:
+        return block
+    nodes = [
+        node.model_copy(update={"settings": {**node.settings, **params[node.id]}})
+        if isinstance(params.get(node.id), dict)
+        else node
+        for node in block.nodes
+    ]
+    return block.model_copy(update={"nodes": nodes})
+
+
+def params_key(params: dict[str, Any] | None) -> str:
+    """One text per set of a Block node's `params`: uses with the same share it."""
+    return json.dumps(params or {}, sort_keys=True)
+
+
+def _block_nodes_setting(doc: GraphDocument, structure: Structure, setting: str):
+    """(Block node, its resolved settings, its `setting`, its block's nodes by id, BlockInputs
+    aside) for each Block node of a known block whose `setting` is set."""
+    for node in doc.nodes:
+        settings = structure.settings.get(node.id, {})
+        value, block = settings.get(setting), doc.blocks.get(settings.get("block", ""))
+        if node.component == "Block" and value and block is not None:
+            inner = {n.id: n for n in block.nodes if n.component != "BlockInput"}
+            yield node, settings, value, inner
+
+
+def _params_problems(doc: GraphDocument, structure: Structure) -> list[Problem]:
+    """A Block node's `params`: settings of its block's nodes, each valid for its component."""
+    problems = []
+    for node, settings, params, inner in _block_nodes_setting(doc, structure, "params"):
+        where = f"{node_ref(node.id, 'Block')}: `params`"
+        for key, value in params.items():
+            message = None
+            if key not in inner:
+                message = f"names {key!r}, not a node of block {settings['block']!r}"
+            elif not isinstance(value, dict):
+                message = f"[{key!r}] must be an object of settings, received {value!r}"[:160]
+            else:
+                component = CATALOGUE.get(inner[key].component)
+                errors = component.resolve({**inner[key].settings, **value})[1] if component else []
+                if errors:
+                    message = f"[{key!r}]: {errors[0]}"
+            if message:
+                problems.append(
+                    _error("block_params", f"{where} {message}".replace("` [", "`["),
+                           node=node.id, setting="params")  # fmt: skip
+                )
+    return problems
+
+
 def layer_owners(doc: GraphDocument) -> dict[str, str]:
     """The name of each Keras layer a node makes -> the id of that node, at the top level (a
     Block node owns its block's layers). Layers that Custom code makes are named by Keras, and
@@ -337,13 +392,8 @@ def _named_layer_problems(doc: GraphDocument, structure: Structure) -> list[Prob
     graph (Keras would refuse to build it)."""
     problems = []
     taken = {n.id for n in doc.nodes if n.component != "Block"}  # a Block node makes no layer
-    for node in doc.nodes:
-        settings = structure.settings.get(node.id, {})
-        names, block = settings.get("names"), doc.blocks.get(settings.get("block", ""))
-        if node.component != "Block" or not names or block is None:
-            continue
+    for node, settings, names, inner in _block_nodes_setting(doc, structure, "names"):
         where = f"{node_ref(node.id, 'Block')}: `names`"
-        inner = {n.id for n in block.nodes if n.component != "BlockInput"}
         repeat = settings.get("repeat", 1)
         for key, value in names.items():
             ok = isinstance(value, list) and all(

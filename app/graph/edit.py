@@ -32,6 +32,7 @@ from app.graph.document import (
     Position,
     block_layer_names,
     block_layer_pattern,
+    specialized,
 )
 from app.graph.problems import Fix, node_ref
 
@@ -381,6 +382,7 @@ def expand_block(doc: GraphDocument, node_id: str) -> GraphDocument:
     block = doc.blocks.get(name)
     if block is None:
         raise EditError(f"{ref}: no block named {name!r} in this graph")
+    block = specialized(block, settings.get("params"))  # with this node's own settings
     inner = {n.id: n for n in block.nodes}
     if block.output not in inner:
         raise EditError(f"{ref}: block {name!r} has no node {block.output!r} for its output")

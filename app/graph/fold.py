@@ -4,10 +4,11 @@ Real models repeat a few motifs: ResNet's bottleneck, DenseNet's conv block, Mob
 inverted residual, NASNet's cells. `fold_motifs` finds the subgraphs that recur with the same
 structure (the same components wired the same way, names and settings aside) and puts a Block
 node in place of each use:
-  - uses with the same settings share one block definition; uses whose settings differ (filters
-    per stage, strides) get a definition each, since a Block carries no parameters;
-  - a use fed by the previous use of the same definition alone, and feeding nothing else,
-    joins it: one Block node with a repeat count;
+  - the uses of one motif share one block definition, made of the first use. What differs in
+    another use's settings (filters per stage, strides) is its Block node's `params`. Custom
+    code cannot be a param: uses whose code differs get a definition each;
+  - a use fed by the previous use of the same definition alone, with the same params, and
+    feeding nothing else, joins it: one Block node with a repeat count;
   - every layer keeps its name: a Block node's `names` give each repetition's layers the ids
     of the nodes they replace, so the folded model's weights map to the flat one's by name.
 
@@ -21,7 +22,7 @@ trust: `fold_motifs` returns the flat graph unchanged when the folded one would 
 would give other output shapes or parameter counts.
 
 Pure Python, and quick: NASNetMobile's 772 nodes fold in under a second, EfficientNetB0's 241
-in about three (README, Big models).
+in under two (bench/bench_fold.py, README's Big models).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from app.graph.analysis import analyze
+from app.graph.components import CATALOGUE
 from app.graph.document import (
     BLOCK_NAME_PATTERN,
     NODE_ID_PATTERN,
@@ -72,6 +74,7 @@ class _Use:
     sources: list[str]
     variant: str = ""  # the block definition it uses
     inner: dict[str, str] = field(default_factory=dict)  # member id -> id inside the block
+    params: dict = field(default_factory=dict)  # its settings that differ from the block's
 
 
 def fold_motifs(doc: GraphDocument) -> GraphDocument:
@@ -296,6 +299,28 @@ def _settings(members: list[str], nodes: dict[str, Node]) -> str:
     return json.dumps([[nodes[m].settings, nodes[m].code] for m in members], sort_keys=True)
 
 
+def _codes(members: list[str], nodes: dict[str, Node]) -> str:
+    """The members' code, as a key: a Block node's params carry settings, not code."""
+    return json.dumps([nodes[m].code for m in members])
+
+
+def _params(use: _Use, block: BlockDef, inner_ids: list[str], nodes: dict[str, Node]) -> dict:
+    """A use's settings that differ from its block's, by the block's node ids: what its Block
+    node's `params` say (a setting the use leaves out, the block's node gives, takes its
+    default)."""
+    own = {n.id: n for n in block.nodes}
+    params = {}
+    for member, inner in zip(use.members, inner_ids, strict=True):
+        settings, base = nodes[member].settings, own[inner].settings
+        differ = {k: v for k, v in settings.items() if k not in base or base[k] != v}
+        if base.keys() - settings.keys():
+            resolved = CATALOGUE[nodes[member].component].resolve(settings)[0]
+            differ |= {k: resolved.get(k) for k in base.keys() - settings.keys()}
+        if differ:
+            params[inner] = differ
+    return params
+
+
 def _token(units, end, start, inputs, position, nodes, outside: dict[str, int]) -> tuple:
     """One node's part of a stretch's fingerprint: its structure and where each input comes
     from (so many places back in the stretch, or the stretch's input number; `outside` numbers
@@ -327,16 +352,17 @@ def _rebuild(doc: GraphDocument, uses: list[_Use]) -> GraphDocument:
     order = {n.id: i for i, n in enumerate(doc.nodes)}
     uses.sort(key=lambda use: order[use.members[0]])
     blocks: dict[str, BlockDef] = dict(doc.blocks)
-    variants: dict[tuple, str] = {}  # (the motif, its settings) -> block name
+    variants: dict[tuple, str] = {}  # (the motif, its code) -> block name
     inner_ids: dict[str, list[str]] = {}  # block name -> its nodes' ids, in a use's order
     for use in uses:
-        key = (_motif(use, nodes, inputs), _settings(use.members, nodes))
+        key = (_motif(use, nodes, inputs), _codes(use.members, nodes))
         if key not in variants:
             name = _free_name(_name(use.members), blocks)
             blocks[name] = _definition(use, nodes, inputs)
             variants[key] = name
             inner_ids[name] = [use.inner[m] for m in use.members]
         use.variant = variants[key]
+        use.params = _params(use, blocks[use.variant], inner_ids[use.variant], nodes)
     chains = _chains(uses, consumers)
     taken = {n.id for n in doc.nodes} - {m for use in uses for m in use.members}
     replaced: dict[str, str] = {}  # a chain's output node -> its Block node
@@ -355,9 +381,12 @@ def _rebuild(doc: GraphDocument, uses: list[_Use]) -> GraphDocument:
             inner: [use.members[i] for use in chain]
             for i, inner in enumerate(inner_ids[chain[0].variant])
         }
+        settings = {"block": chain[0].variant, "repeat": len(chain), "names": names}
+        if chain[0].params:
+            settings["params"] = chain[0].params
         first_member[chain[0].members[0]] = Node(
             id=node_id, component="Block", label=label[:200] if label else None,
-            settings={"block": chain[0].variant, "repeat": len(chain), "names": names},
+            settings=settings,
         )  # fmt: skip
     members = {m for use in uses for m in use.members}
     new_nodes = [
@@ -429,6 +458,7 @@ def _chains(uses: list[_Use], consumers: dict[str, set[str]]) -> list[list[_Use]
         if (
             chain is not None
             and chain[-1].variant == use.variant
+            and chain[-1].params == use.params
             and consumers[chain[-1].members[-1]] <= set(use.members)
             and len(chain) < MAX_REPEAT
         ):

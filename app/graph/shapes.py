@@ -22,7 +22,15 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from app.graph.components import CATALOGUE, LayerInfo, Shape, ShapeError
-from app.graph.document import BlockDef, GraphDocument, Node, Structure, check_nodes
+from app.graph.document import (
+    BlockDef,
+    GraphDocument,
+    Node,
+    Structure,
+    check_nodes,
+    params_key,
+    specialized,
+)
 from app.graph.problems import Problem, node_ref
 from app.trust import digest, trusted_digests
 
@@ -116,10 +124,12 @@ def result_from_json(data: dict[str, Any]) -> ShapeResult:
     return ShapeResult(infos, [Problem(**p) for p in data["problems"]])
 
 
-def block_infos(doc: GraphDocument, name: str, inputs: list[Shape]) -> ShapeResult:
+def block_infos(
+    doc: GraphDocument, name: str, inputs: list[Shape], params: dict | None = None
+) -> ShapeResult:
     """Shape, parameters and FLOPs of every node inside block `name` fed `inputs` (its first
-    repetition), and the problems found on the way."""
-    block = doc.blocks[name]
+    repetition) as a Block node with `params` uses it, and the problems found on the way."""
+    block = specialized(doc.blocks[name], params)
     structure = check_nodes(block.nodes, block.edges, frozenset(CATALOGUE), "")
     untrusted = frozenset(digest(n.code or "") for n in untrusted_nodes(doc))
     inference = _Inference(doc, _PROBER[0] if _PROBER else None, untrusted)
@@ -145,7 +155,7 @@ class _Inference:
         self.doc = doc
         self.prober = prober
         self.untrusted = untrusted
-        self.block_structures: dict[str, Structure] = {}
+        self.block_structures: dict[tuple[str, str], Structure] = {}  # by block and params
 
     def run(
         self, structure: Structure, where: str, block_inputs: list[Shape] | None = None
@@ -212,9 +222,10 @@ class _Inference:
             raise ShapeError(f"no block named {name!r}")
         if settings["repeat"] > 1 and len(shapes) != 1:
             raise ShapeError("only a block with one input can be repeated")
+        block = specialized(block, settings.get("params"))
         total = LayerInfo(shapes[0])
         for rep in range(settings["repeat"]):
-            info = self.expand(name, block, shapes, rep)
+            info = self.expand(name, block, shapes, rep, params_key(settings.get("params")))
             total = LayerInfo(
                 info.shape,
                 total.trainable + info.trainable,
@@ -224,11 +235,14 @@ class _Inference:
             shapes = [info.shape]
         return total
 
-    def expand(self, name: str, block: BlockDef, shapes: list[Shape], rep: int) -> LayerInfo:
-        structure = self.block_structures.get(name)
+    def expand(
+        self, name: str, block: BlockDef, shapes: list[Shape], rep: int, params: str
+    ) -> LayerInfo:
+        """One repetition of `block` (as a Block node with the `params` of that key uses it)."""
+        structure = self.block_structures.get((name, params))
         if structure is None:
             structure = check_nodes(block.nodes, block.edges, frozenset(CATALOGUE), "")
-            self.block_structures[name] = structure
+            self.block_structures[(name, params)] = structure
         result = self.run(structure, where=f"block '{name}' ", block_inputs=shapes)
         if result.problems:
             raise ShapeError(f"repetition {rep + 1}: {result.problems[0].message}")

@@ -182,6 +182,16 @@ COMPONENTS = [
             Setting("block", "str", "", "Name of the block definition."),
             Setting("repeat", "int", 1, "How many times the cell is stacked.", min=1, max=100),
             Setting(
+                "params",
+                "json",
+                None,
+                "Settings of the block's nodes that differ for this node, by node id: "
+                '{"conv": {"filters": 128}}. The block\'s own settings stand for the rest. '
+                "Folding an import puts here what differs between uses of one motif "
+                "(filters per stage, strides).",
+                optional=True,
+            ),
+            Setting(
                 "names",
                 "json",
                 None,
