@@ -16,7 +16,7 @@ from app.cli.main import main
 from app.graph.analysis import analyze
 from app.graph.codegen import generate_module
 from app.graph.document import GraphDocument, check, layer_owners, load, parse
-from app.graph.edit import expand_block
+from app.graph.edit import add_node, expand_block
 from app.graph.fold import fold_motifs
 from app.keras.builder import build_model
 from app.keras.importer import import_keras
@@ -156,6 +156,13 @@ def test_a_block_nodes_params_set_its_blocks_settings_for_it():
     assert analysis.infos["cells"].params == (3 * 8 + 8) + (8 * 8 + 8)
     assert build_model(doc).count_params() == analysis.totals()["params"]
     assert analyze(parse(named_block(None))).infos["cells"].shape == (None, 4)  # the block's
+
+
+def test_a_new_node_takes_no_name_a_block_node_gives_a_layer():
+    data = named_block({"dense": ["dense_1", "dense_2"]})  # what add_node would pick first
+    doc, added = add_node(parse(data), "Dense")
+    assert added == "dense_3"
+    assert not [p for p in check(doc).problems if p.code == "layer_name"]
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,7 @@ from app.graph.document import (
     Position,
     block_layer_names,
     block_layer_pattern,
+    layer_owners,
     specialized,
 )
 from app.graph.problems import Fix, node_ref
@@ -49,9 +50,10 @@ class EditError(ValueError):
 
 
 def new_node_id(doc: GraphDocument, component: str) -> str:
-    """The first free id '<component in lower case>_<n>', e.g. 'conv2d_3'."""
+    """The first free id '<component in lower case>_<n>', e.g. 'conv2d_3', and no name that a
+    Block node gives one of its layers (its node would build a second layer of that name)."""
     base = component.lower()
-    taken = {n.id for n in doc.nodes}
+    taken = {n.id for n in doc.nodes} | set(layer_owners(doc))
     block_ids = [n.id for n in doc.nodes if n.component == "Block"]
     number = 1
     while True:
