@@ -38,6 +38,7 @@ from ui.flow_component import streamlit_flow
 from ui.widgets import (
     InvalidJSON,
     component_setting,
+    forget,
     problem_box,
     read_setting,
     setting_kind,
@@ -121,6 +122,7 @@ def on_change(key: str, edit) -> None:
     goes, and a key that comes back after an undo brings its old value): those are stale, and
     so is an edit that changes nothing, which would only cut the redo history."""
     if signature_of(current.graph()) != signature:
+        forget(key)  # shown again as the graph has it
         return
 
     def edited():

@@ -191,6 +191,18 @@ def test_the_node_panel_shows_a_change_made_elsewhere(workspace):
     assert shown() == ("wide", 80)
 
 
+def test_an_edit_to_a_graph_changed_since_is_dropped_and_the_widget_shows_the_graph(workspace):
+    new_project()
+    app = page("model", "digits")
+    next(s for s in app.selectbox if s.label == "Selected node").select("dense").run()
+    project = Workspace.current().project("digits")
+    project.save_graph(set_label(project.graph(), "flatten", "relabelled in another tab"))
+    next(n for n in app.number_input if n.label == "units").set_value(96).run()
+    assert project.graph().node("dense").settings.get("units", 64) == 64  # dropped
+    assert project.graph().node("flatten").label == "relabelled in another tab"
+    assert next(n for n in app.number_input if n.label == "units").value == 64  # and shown
+
+
 def test_a_component_added_from_the_palette_follows_the_selected_node(workspace):
     new_project()
     app = page("model", "digits")

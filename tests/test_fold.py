@@ -16,7 +16,7 @@ from app.cli.main import main
 from app.graph.analysis import analyze
 from app.graph.codegen import generate_module
 from app.graph.document import GraphDocument, check, layer_owners, load, parse
-from app.graph.edit import add_node, expand_block
+from app.graph.edit import add_node, expand_block, inside, remove_nodes, with_inside
 from app.graph.fold import fold_motifs
 from app.keras.builder import build_model
 from app.keras.importer import import_keras
@@ -137,8 +137,9 @@ def named_block(names) -> dict:
         ({"conv": ["a", "b"]}, "Node 'cells' (Block): `names` names 'conv', not a node of block"),
         ({"dense": "a"}, "`names`['dense'] must be a list of layer names"),
         ({"dense": ["a/b", "c"]}, "`names`['dense'] must be a list of layer names"),
-        ({"dense": ["x", "c"]}, "`names`['dense']: the layer name 'x' is used twice"),
-        ({"dense": ["c", "c"]}, "`names`['dense']: the layer name 'c' is used twice"),
+        ({"dense": ["x", "c"]}, "`names`: the layer name 'x' is used twice (node 'x' makes"),
+        ({"dense": ["c", "c"]}, "`names`: the layer name 'c' is used twice"),
+        ({"dense": ["cells_2_dense"]}, "`names`: the layer name 'cells_2_dense' is used twice"),
     ],
 )
 def test_a_block_nodes_names_are_checked(names, expected):
@@ -156,6 +157,20 @@ def test_a_block_nodes_params_set_its_blocks_settings_for_it():
     assert analysis.infos["cells"].params == (3 * 8 + 8) + (8 * 8 + 8)
     assert build_model(doc).count_params() == analysis.totals()["params"]
     assert analyze(parse(named_block(None))).infos["cells"].shape == (None, 4)  # the block's
+
+
+def test_a_node_taken_out_of_a_block_leaves_its_uses_names_and_params():
+    data = named_block({"dense": ["first", "second"]})
+    data["nodes"][1]["settings"]["params"] = {"dense": {"units": 8}}
+    cell = data["blocks"]["cell"]
+    cell["nodes"].append({"id": "extra", "component": "Dense", "settings": {"units": 8}})
+    cell["edges"] = [{"source": "in", "target": "extra"}, {"source": "extra", "target": "dense"}]
+    doc = parse(data)
+    edited = remove_nodes(inside(doc, "cell"), ["dense"])
+    after = with_inside(doc, "cell", edited)
+    assert after.node("cells").settings["names"] == {}
+    assert after.node("cells").settings["params"] == {}
+    assert not [p for p in check(after).problems if p.setting in ("names", "params")]
 
 
 def test_a_new_node_takes_no_name_a_block_node_gives_a_layer():

@@ -165,3 +165,33 @@ def test_a_node_inside_a_block_is_searched_for_every_use_of_the_block():
 def test_a_block_node_that_is_not_there_is_one_message(key, message):
     doc = staged({"settings": {key: {"filters": {"choices": [8, 64]}}}})
     assert [p.message for p in space_problems(doc)] == [message]
+
+
+def with_params(space: dict | None = None):
+    """`staged`, its Block node setting the block's conv2 filters in its params."""
+    data = staged().model_dump(mode="json")
+    block = next(n for n in data["nodes"] if n["component"] == "Block")
+    block["settings"]["params"] = {"conv2": {"filters": 48}}
+    block["settings"]["names"] = {"conv2": ["stage_conv"]}
+    return parse({**data, "search": space} if space else data), block["id"]
+
+
+def test_a_setting_that_every_use_sets_in_its_params_is_neither_proposed_nor_searched():
+    doc, block = with_params()
+    assert "stage/conv2" not in propose(doc).settings  # the params' 48 would win
+    doc, _ = with_params({"settings": {"stage/conv2": {"filters": {"choices": [8, 64]}}}})
+    (problem,) = space_problems(doc)
+    assert problem.message.startswith(
+        f"search.settings.stage/conv2.filters: every Block node that uses the block sets it in "
+        f"its params ({block})")  # fmt: skip
+
+
+def test_a_trial_that_gives_a_block_node_another_block_drops_what_it_gave_the_first():
+    doc, block = with_params()
+    other = doc.blocks["stage"].model_copy(update={"description": "the other"})
+    doc = doc.model_copy(update={"blocks": {**doc.blocks, "other": other}})
+    trial = trial_graph(doc, {f"{block}.block": "other"})
+    assert trial.node(block).settings == {"block": "other", "repeat": 1}
+    assert not analyze(trial).errors
+    kept = trial_graph(doc, {f"{block}.block": "stage"})  # the same block keeps them
+    assert kept.node(block).settings["params"] == {"conv2": {"filters": 48}}

@@ -103,6 +103,16 @@ def synced(key: str, shown: Any) -> None:
     drawn[key] = shown
 
 
+class _Stale:
+    """What a widget was drawn for, once what it holds is known not to be the graph's."""
+
+
+def forget(key: str) -> None:
+    """The widget of `key` holds a value that was not taken (an edit made on a graph changed
+    since): the next `synced` puts back the value it is drawn for."""
+    st.session_state.setdefault(DRAWN, {})[key] = _Stale()
+
+
 def read_setting(kind: str, raw: Any, value: Any) -> Any:
     """The value a `setting_input` widget of `kind` holding `raw` says; `value` is the one it
     was drawn with (JSON text left as drawn keeps it exactly)."""

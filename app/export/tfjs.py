@@ -154,7 +154,10 @@ def _custom_nodes(doc) -> list[str]:
 def _node_of(layer_name: str, doc) -> str:
     """'node conv1' for a layer of node conv1, 'node b (its layer b_1_conv)' for one of Block
     node b's layers."""
-    owner = layer_owners(doc).get(layer_name) if doc is not None else None
+    owners = layer_owners(doc) if doc is not None else {}
+    # a layer a node names after its own (LastStep's '<name>_crop'): the longest such name
+    named = max((n for n in owners if layer_name.startswith(f"{n}_")), key=len, default=None)
+    owner = owners.get(layer_name) or (owners[named] if named else None)
     if owner is not None and owner != layer_name:
         return f"node {owner} (its layer {layer_name})"
     return f"node {layer_name}"

@@ -45,7 +45,8 @@ class Analysis:
     def inside(self, name: str) -> Analysis:
         """Block `name`'s inside as a graph of its own, for the canvas and the code: its nodes'
         shapes and costs as its first use feeds it (none while no Block node uses it, or while
-        that use's inputs have no shape), and the block's own problems."""
+        that use's inputs have no shape), and the block's own problems. Its own settings: a Block
+        node's params aside, as the settings shown beside it are."""
         block = self.doc.blocks[name]
         view = GraphDocument(meta=Meta(name=name), nodes=block.nodes, edges=block.edges)
         structure = check_nodes(block.nodes, block.edges, frozenset(CATALOGUE), "")

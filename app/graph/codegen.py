@@ -358,7 +358,13 @@ def generate_module(
 def weights_files(doc: GraphDocument) -> list[str]:
     """The weights files the graph's Backbones load (blocks included), by their path in the
     workspace (what generate_module's weights_dir expects under it)."""
-    nodes = [*doc.nodes, *(node for block in doc.blocks.values() for node in block.nodes)]
+    uses = [  # each block as its own, and as each Block node's params make it
+        *doc.blocks.values(),
+        *(specialized(doc.blocks[n.settings["block"]], n.settings.get("params"))
+          for n in doc.nodes if n.component == "Block" and n.settings.get("block") in doc.blocks
+          and isinstance(n.settings.get("params"), dict)),
+    ]  # fmt: skip
+    nodes = [*doc.nodes, *(node for block in uses for node in block.nodes)]
     files = {node.settings.get("weights_file") for node in nodes if node.component == "Backbone"}
     return sorted({_normalized(relative) for relative in files if relative})
 

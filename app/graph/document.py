@@ -388,31 +388,54 @@ def layer_owners(doc: GraphDocument) -> dict[str, str]:
 
 def _named_layer_problems(doc: GraphDocument, structure: Structure) -> list[Problem]:
     """A Block node's `names`: for nodes of its block, a list of layer names, one per
-    repetition (a repetition left out takes the usual names), and no name used twice in the
-    graph (Keras would refuse to build it)."""
+    repetition (a repetition left out takes the usual names); and no layer name, given or
+    usual, used twice in the graph (Keras would refuse to build it)."""
     problems = []
-    taken = {n.id for n in doc.nodes if n.component != "Block"}  # a Block node makes no layer
     for node, settings, names, inner in _block_nodes_setting(doc, structure, "names"):
         where = f"{node_ref(node.id, 'Block')}: `names`"
-        repeat = settings.get("repeat", 1)
         for key, value in names.items():
             ok = isinstance(value, list) and all(
                 isinstance(v, str) and re.fullmatch(LAYER_NAME_PATTERN, v) for v in value
             )  # fmt: skip
-            problem = None
             if key not in inner:
                 problem = f"{where} names {key!r}, not a node of block {settings['block']!r}"
             elif not ok:
                 problem = (f"{where}[{key!r}] must be a list of layer names (one per repetition, "
                            "without '/'), received " + repr(value)[:80])  # fmt: skip
             else:
-                for name in value[:repeat]:
-                    if name in taken and problem is None:
-                        problem = f"{where}[{key!r}]: the layer name {name!r} is used twice"
-                    taken.add(name)
-            if problem:
-                problems.append(_error("layer_name", problem, node=node.id, setting="names"))
+                continue
+            problems.append(_error("layer_name", problem, node=node.id, setting="names"))
+    if problems:
+        return problems
+    named = {node.id for node, *_ in _block_nodes_setting(doc, structure, "names")}
+    makers: dict[str, str] = {}  # layer name -> the node that makes it
+    for maker, name in _layer_names(doc, structure):
+        if name not in makers:
+            makers[name] = maker
+            continue
+        first = makers[name]
+        blamed = maker if maker in named else first
+        if blamed in named:  # else two usual names: _block_layer_name_clashes says so
+            other = first if blamed == maker else maker
+            also = f" (node {other!r} makes it too)" if other != blamed else ""
+            problems.append(_error(
+                "layer_name", f"{node_ref(blamed, 'Block')}: `names`: the layer name {name!r} "
+                f"is used twice{also}", node=blamed, setting="names"))  # fmt: skip
     return problems
+
+
+def _layer_names(doc: GraphDocument, structure: Structure):
+    """(node id, the name of a layer it makes) for every layer the graph's nodes make by name:
+    a node its id, a Block node its block's layers, with their given or usual names."""
+    for node in doc.nodes:
+        settings = structure.settings.get(node.id, {})
+        block = doc.blocks.get(settings.get("block", "")) if node.component == "Block" else None
+        if node.component != "Block":
+            yield node.id, node.id
+        elif block is not None:
+            for names in block_layer_names(node.id, settings, block):
+                for name in names.values():
+                    yield node.id, name
 
 
 def block_layer_pattern(block_ids: Iterable[str]) -> re.Pattern[str] | None:

@@ -459,10 +459,18 @@ def inside(doc: GraphDocument, name: str) -> GraphDocument:
 
 
 def with_inside(doc: GraphDocument, name: str, edited: GraphDocument) -> GraphDocument:
-    """A copy of doc whose block `name` holds the nodes and edges of `edited` (see `inside`)."""
+    """A copy of doc whose block `name` holds the nodes and edges of `edited` (see `inside`).
+    The Block nodes that use it forget the names and params of nodes no longer in it."""
     new = _copy(doc)
     block = new.blocks[name]
     new.blocks[name] = block.model_copy(update={"nodes": edited.nodes, "edges": edited.edges})
+    kept = {node.id for node in edited.nodes}
+    for node in new.nodes:
+        if node.component == "Block" and node.settings.get("block") == name:
+            for setting in ("names", "params"):
+                given = node.settings.get(setting)
+                if isinstance(given, dict) and given.keys() - kept:
+                    node.settings[setting] = {k: v for k, v in given.items() if k in kept}
     return new
 
 

@@ -56,6 +56,12 @@ def space_problems(doc: GraphDocument) -> list[Problem]:
                         f"{', '.join(known) or 'none'})", node_id)  # fmt: skip
             elif message := _dimension_problem(dimension, setting):
                 problem(f"{where}: {message}", node_id, name)
+            elif (users := _users(doc, node_id)) and set(users) == set(
+                _overriding(doc, node_id, name)
+            ):
+                problem(f"{where}: every Block node that uses the block sets it in its params "
+                        f"({', '.join(users)}), so a trial would change nothing: remove it "
+                        "from their params to search it")  # fmt: skip
     for node_id in space.optional:
         node = nodes.get(node_id)
         if node is None:
@@ -67,6 +73,23 @@ def space_problems(doc: GraphDocument) -> list[Problem]:
         if message := _dimension_problem(dimension, None):
             problem(f"search.training.{name}: {message}")
     return problems
+
+
+def _users(doc: GraphDocument, key: str) -> list[str]:
+    """The Block nodes that use the block of a `<block>/<node id>` key (none for another)."""
+    block, slash, _ = key.partition("/")
+    return [n.id for n in doc.nodes
+            if slash and n.component == "Block" and n.settings.get("block") == block]  # fmt: skip
+
+
+def _overriding(doc: GraphDocument, key: str, setting: str) -> list[str]:
+    """The Block nodes whose params set `setting` of the block node a `<block>/<node id>` key
+    names: for them, a trial's value of the block's own setting changes nothing."""
+    inner = key.partition("/")[2]
+    return [
+        node_id for node_id in _users(doc, key)
+        if setting in ((doc.node(node_id).settings.get("params") or {}).get(inner) or {})
+    ]  # fmt: skip
 
 
 def searched_node(doc: GraphDocument, key: str) -> Node | None:
@@ -176,6 +199,8 @@ def propose(doc: GraphDocument) -> SearchSpace:
             continue
         values = {s.name: node.settings.get(s.name, s.default) for s in spec.settings}
         width = WIDTH_SETTINGS.get(node.component)
+        if "/" in key and _overriding(doc, key, width or DROPOUT_SETTINGS.get(node.component, "")):
+            continue  # a Block node's params set it: one value for the block would not do
         if width and isinstance(values.get(width), int) and values[width] >= 2:
             settings[key] = {width: Choice(choices=sorted({max(1, values[width] // 2),
                                                            values[width],
@@ -197,7 +222,11 @@ def trial_graph(doc: GraphDocument, values: dict[str, Any]) -> GraphDocument:
     for name, value in values.items():
         key, setting = split_dimension(name)
         if key not in ("optional", "training"):
-            searched_node(trial, key).settings[setting] = value
+            node = searched_node(trial, key)
+            if setting == "block" and node.settings.get("block") != value:
+                for given in ("names", "params"):  # of the block it used
+                    node.settings.pop(given, None)
+            node.settings[setting] = value
     for name, keep in values.items():
         if name.startswith("optional.") and keep is False:
             trial = _left_out(trial, name.removeprefix("optional."))
