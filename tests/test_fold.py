@@ -173,6 +173,15 @@ def test_a_node_taken_out_of_a_block_leaves_its_uses_names_and_params():
     assert not [p for p in check(after).problems if p.setting in ("names", "params")]
 
 
+@pytest.mark.parametrize("names", [{"dense": {"a": 1}}, {"dense": [["a"]]}, ["dense"], "x"])
+def test_odd_names_are_one_error_and_leave_the_graph_editable(names):
+    doc = parse(named_block(names))
+    errors = [p for p in check(doc).problems if p.level == "error"]
+    assert len(errors) == 1 and errors[0].node == "cells", errors
+    doc, added = add_node(doc, "Dense")  # the palette still works
+    assert added == "dense_1"
+
+
 def test_a_new_node_takes_no_name_a_block_node_gives_a_layer():
     data = named_block({"dense": ["dense_1", "dense_2"]})  # what add_node would pick first
     doc, added = add_node(parse(data), "Dense")

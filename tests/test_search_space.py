@@ -195,3 +195,14 @@ def test_a_trial_that_gives_a_block_node_another_block_drops_what_it_gave_the_fi
     assert not analyze(trial).errors
     kept = trial_graph(doc, {f"{block}.block": "stage"})  # the same block keeps them
     assert kept.node(block).settings["params"] == {"conv2": {"filters": 48}}
+
+
+@pytest.mark.parametrize("params", [["a"], "abc", 5, {"conv2": 5}, {"conv2": "filters"}])
+def test_odd_params_with_a_search_are_a_problem_not_a_traceback(params):
+    doc, block = with_params({"settings": {"stage/conv2": {"filters": {"choices": [8, 64]}}}})
+    data = doc.model_dump(mode="json")
+    next(n for n in data["nodes"] if n["id"] == block)["settings"]["params"] = params
+    doc = parse(data)
+    assert analyze(doc).errors  # the params' own error, from check()
+    assert not space_problems(doc)  # odd params set nothing: the dimension is searched
+    assert "stage/conv2" in propose(doc).settings

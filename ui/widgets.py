@@ -77,7 +77,7 @@ def setting_input(
         )
     elif kind in ("json", "str"):
         shown = json.dumps(value) if kind == "json" else str(value)
-        synced(key, shown)
+        synced(key, shown, same=_same_json if kind == "json" else None)
         raw = st.text_input(name, shown, key=key, help=help_text, on_change=on_change)
     else:
         raise ValueError(
@@ -90,17 +90,27 @@ def setting_input(
 DRAWN = "widgets:drawn"  # the value each keyed widget was last drawn for, by its key
 
 
-def synced(key: str, shown: Any) -> None:
+def synced(key: str, shown: Any, same: typing.Callable[[Any, Any], bool] | None = None) -> None:
     """Before a keyed widget is drawn for `shown`: when that differs from what it was last
     drawn for (the value changed elsewhere: an undo, a fix, another tab), the widget is set to
     it. So its key can stay the same from run to run, and the browser updates the widget where
     it would otherwise remount it, as a key that changes with the value makes it (on the Model
-    page, 90 ms of a label edit's 580 on the folded NASNetMobile)."""
+    page, 90 ms of a label edit's 580 on the folded NASNetMobile). `same(held, shown)`: whether
+    what the widget holds says `shown` already (JSON text written otherwise: 1e-4, 0.0001)."""
     drawn = st.session_state.setdefault(DRAWN, {})
     changed = drawn.get(key, shown) != shown
-    if changed and key in st.session_state and st.session_state[key] != shown:
-        st.session_state[key] = shown  # not when the widget made the change: it holds it
+    if changed and key in st.session_state:
+        held = st.session_state[key]
+        if not (same(held, shown) if same else held == shown):  # else the widget made it
+            st.session_state[key] = shown
     drawn[key] = shown
+
+
+def _same_json(held: Any, shown: str) -> bool:
+    try:
+        return json.loads(held) == json.loads(shown)
+    except (TypeError, ValueError):
+        return held == shown
 
 
 class _Stale:

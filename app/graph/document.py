@@ -303,7 +303,12 @@ def block_layer_names(node_id: str, settings: dict[str, Any], block: BlockDef) -
     """Each repetition's Keras layer names of a Block node (its resolved `settings`), by the id
     of the block's node: its `names`, else (a node or a repetition they leave out)
     '<node_id>_<repetition>_<id>'."""
-    named = settings.get("names") or {}
+    given = settings.get("names")
+    named = {  # what check() takes; anything else is its error, and the usual names here
+        key: value
+        for key, value in (given.items() if isinstance(given, dict) else ())
+        if isinstance(value, list) and all(isinstance(v, str) for v in value)
+    }
     return [
         {
             n.id: named[n.id][rep]

@@ -86,10 +86,13 @@ def _overriding(doc: GraphDocument, key: str, setting: str) -> list[str]:
     """The Block nodes whose params set `setting` of the block node a `<block>/<node id>` key
     names: for them, a trial's value of the block's own setting changes nothing."""
     inner = key.partition("/")[2]
-    return [
-        node_id for node_id in _users(doc, key)
-        if setting in ((doc.node(node_id).settings.get("params") or {}).get(inner) or {})
-    ]  # fmt: skip
+
+    def sets_it(node_id: str) -> bool:
+        params = doc.node(node_id).settings.get("params")  # as written: check() judges it
+        given = params.get(inner) if isinstance(params, dict) else None
+        return isinstance(given, dict) and setting in given
+
+    return [node_id for node_id in _users(doc, key) if sets_it(node_id)]
 
 
 def searched_node(doc: GraphDocument, key: str) -> Node | None:
