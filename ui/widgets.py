@@ -92,11 +92,10 @@ DRAWN = "widgets:drawn"  # the value each keyed widget was last drawn for, by it
 
 def synced(key: str, shown: Any, same: typing.Callable[[Any, Any], bool] | None = None) -> None:
     """Before a keyed widget is drawn for `shown`: when that differs from what it was last
-    drawn for (the value changed elsewhere: an undo, a fix, another tab), the widget is set to
-    it. So its key can stay the same from run to run, and the browser updates the widget where
-    it would otherwise remount it, as a key that changes with the value makes it (on the Model
-    page, 90 ms of a label edit's 580 on the folded NASNetMobile). `same(held, shown)`: whether
-    what the widget holds says `shown` already (JSON text written otherwise: 1e-4, 0.0001)."""
+    drawn for (the value changed elsewhere: the Train page's settings by a search's "Use this
+    trial", or another tab), the widget is set to it; a key that stays would otherwise keep
+    showing the old value. `same(held, shown)`: whether what the widget holds says `shown`
+    already (JSON text written otherwise: 1e-4, 0.0001), so it is left as the user wrote it."""
     drawn = st.session_state.setdefault(DRAWN, {})
     changed = drawn.get(key, shown) != shown
     if changed and key in st.session_state:
@@ -111,16 +110,6 @@ def _same_json(held: Any, shown: str) -> bool:
         return json.loads(held) == json.loads(shown)
     except (TypeError, ValueError):
         return held == shown
-
-
-class _Stale:
-    """What a widget was drawn for, once what it holds is known not to be the graph's."""
-
-
-def forget(key: str) -> None:
-    """The widget of `key` holds a value that was not taken (an edit made on a graph changed
-    since): the next `synced` puts back the value it is drawn for."""
-    st.session_state.setdefault(DRAWN, {})[key] = _Stale()
 
 
 def read_setting(kind: str, raw: Any, value: Any) -> Any:
