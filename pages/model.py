@@ -16,7 +16,6 @@ from app.graph.analysis import analyze, with_data
 from app.graph.codegen import generate_module, node_snippet
 from app.graph.components import CATALOGUE
 from app.graph.components.base import fmt_count, fmt_shape
-from app.graph.document import GraphDocument
 from app.graph.edit import (
     EditError,
     add_node,
@@ -60,8 +59,8 @@ untrusted = untrusted_nodes(doc)
 
 
 def signature_of(graph) -> str:
-    """Changes with the graph, and when trusting its code lets shapes be found: the canvas is
-    sent a new state when it does, and the node panel's widgets get new keys."""
+    """Changes with the graph, and when trusting its code lets shapes be found: the canvas and
+    the node widgets are drawn again (new keys) when it does."""
     seen = graph.model_dump_json() + "".join(n.id for n in untrusted_nodes(graph))
     return hashlib.sha1(seen.encode()).hexdigest()[:12]
 
@@ -111,40 +110,23 @@ REFUSED = "model:refused"  # why the last edit made by a callback was refused, s
 # that follows
 
 
-def on_change(key: str, node_id: str, drawn_for, read, edit) -> None:
-    """A node panel widget's on_change: `edit(graph, what it holds)` on what the canvas shows,
-    as saved now, and saved before the run that follows draws the page, so one run shows it
-    (not two, as an edit made while the page draws would take: that one, then a rerun).
+def on_change(key: str, edit) -> None:
+    """A node panel widget's on_change: `edit(what it holds)` on what the canvas shows, saved
+    before the run that follows draws the page, so one run shows it (not two, as an edit
+    made while the page draws would take: that one, then a rerun).
 
-    Only a widget whose node still holds what the widget was drawn for (`read(node)` is
-    `drawn_for`) edits it. The browser also reports widgets of earlier runs (a number input
-    left by a click elsewhere sends its value as it goes): when another tab or an undo has
-    changed that value since, the edit is stale, and the widget shows the graph's value again.
-    Another widget's edit in the same run is no reason: two edits sent before one rerun both
-    count. An edit that changes nothing is dropped too: it would only cut the redo history."""
-    base = current.graph()
-    now = base
-    if open_block:  # the block as saved now, unless it has gone
-        now = inside(base, open_block) if open_block in base.blocks else GraphDocument()
-    node = next((n for n in now.nodes if n.id == node_id), None)
-    if node is None or read(node) != drawn_for:
+    Only a widget drawn for the graph as it is saved edits it. The browser also reports
+    widgets of earlier runs (a number input left by a click elsewhere sends its value as it
+    goes, and a key that comes back after an undo brings its old value): those are stale, and
+    so is an edit that changes nothing, which would only cut the redo history."""
+    if signature_of(current.graph()) != signature:
         return
 
     def edited():
-        made = edit(now, st.session_state[key])
-        if made is None:
-            return None
-        made = made[0] if isinstance(made, tuple) else made
-        return with_inside(base, open_block, made) if open_block else made
+        made = edit(st.session_state[key])
+        return None if made is None else put(made[0] if isinstance(made, tuple) else made)
 
     on_click(edited)
-
-
-def setting_of(node, setting) -> object:
-    """The value of a node's setting, as the node panel draws it (its default if unset)."""
-    spec = CATALOGUE.get(node.component)
-    resolved, errors = spec.resolve(node.settings) if spec else (node.settings, ["unknown"])
-    return (node.settings if errors else resolved).get(setting.name, setting.default)
 
 
 def on_click(edit, *args, message: str | None = None) -> None:
@@ -354,32 +336,24 @@ with right:
         for problem in view.problems:
             if problem.node == node.id:
                 problem_box(problem)
-        # Keys change with the graph: a widget drawn for another graph is another widget, and
-        # what the browser still reports of it is seen as stale (on_change). Keys that stay
-        # (ui.widgets.synced) saved 90 ms an edit, but a number input still focused when Undo
-        # was clicked then sent its old value as a new edit, which cut the redo history.
-        where = f"{open_block or ''}/{node.id}:{signature}"
-        key = f"label:{where}"
+        key = f"label:{node.id}:{signature}"
         st.text_input("Label", node.label or "", key=key, on_change=on_change, args=(
-            key, node.id, node.label or "", lambda n: n.label or "",
-            lambda graph, text, node_id=node.id: set_label(graph, node_id, text or None)))
+            key, lambda text, node_id=node.id: set_label(shown, node_id, text or None)))
         settings = view.settings.get(node.id, node.settings)
         for setting in spec.settings if spec else ():
             value = settings.get(setting.name, setting.default)
             if setting.kind == "code":
                 continue  # the Custom component's code is edited under Code
-            key = f"set:{where}:{setting.name}"
+            key = f"set:{node.id}:{setting.name}:{signature}"
 
-            def edit(graph, raw, node_id=node.id, setting=setting, value=value):
+            def edit(raw, node_id=node.id, setting=setting, value=value):
                 edited = read_setting(setting_kind(setting), raw, value)
                 if edited is not None and edited != value:
-                    return set_settings(graph, node_id, {setting.name: edited})
+                    return set_settings(shown, node_id, {setting.name: edited})
                 return None
 
-            read = functools.partial(setting_of, setting=setting)
-            changed = functools.partial(on_change, key, node.id, value, read, edit)
             try:
-                component_setting(setting, value, key, changed)
+                component_setting(setting, value, key, functools.partial(on_change, key, edit))
             except InvalidJSON as error:
                 st.error(f"{node.id}.{setting.name}: {error}")
         if node.component == "Block" and not open_block:

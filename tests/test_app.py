@@ -201,21 +201,6 @@ def test_a_panel_edit_of_a_value_changed_since_is_dropped_and_shows_the_graphs(w
     next(n for n in app.number_input if n.label == "units").set_value(96).run()
     assert project.graph().node("dense").settings["units"] == 80  # the other tab's
     assert next(n for n in app.number_input if n.label == "units").value == 80  # and shown
-    # another node's change is no reason to drop an edit
-    project.save_graph(set_label(project.graph(), "flatten", "relabelled again"))
-    next(n for n in app.number_input if n.label == "units").set_value(96).run()
-    assert project.graph().node("dense").settings["units"] == 96
-    assert project.graph().node("flatten").label == "relabelled again"
-
-
-def test_two_panel_edits_sent_before_one_run_both_count(workspace):
-    new_project()
-    app = page("model", "digits")
-    next(s for s in app.selectbox if s.label == "Selected node").select("dense").run()
-    next(t for t in app.text_input if t.label == "Label").input("wide layer")
-    next(n for n in app.number_input if n.label == "units").set_value(96).run()
-    dense = Workspace.current().project("digits").graph().node("dense")
-    assert (dense.label, dense.settings["units"]) == ("wide layer", 96)
 
 
 def test_a_component_added_from_the_palette_follows_the_selected_node(workspace):
