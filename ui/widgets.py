@@ -52,18 +52,14 @@ def setting_input(
     if kind == "choice":
         options = list(choices)
         at = options.index(value) if value in options else 0
-        synced(key, options[at] if options else None)
         raw = st.selectbox(name, options, index=at, key=key, help=help_text, on_change=on_change)
     elif kind == "choices":
-        synced(key, list(value or []))
         raw = st.multiselect(name, list(choices), default=value or [], key=key, help=help_text,
                              on_change=on_change)  # fmt: skip
     elif kind == "bool":
-        synced(key, bool(value))
         raw = st.toggle(name, bool(value), key=key, help=help_text, on_change=on_change)
     elif kind in ("int", "float"):
         cast = int if kind == "int" else float
-        synced(key, cast(value))
         raw = st.number_input(
             name,
             value=cast(value),
@@ -77,7 +73,6 @@ def setting_input(
         )
     elif kind in ("json", "str"):
         shown = json.dumps(value) if kind == "json" else str(value)
-        synced(key, shown, same=_same_json if kind == "json" else None)
         raw = st.text_input(name, shown, key=key, help=help_text, on_change=on_change)
     else:
         raise ValueError(
@@ -85,31 +80,6 @@ def setting_input(
             f"Received: kind={kind!r}"
         )
     return read_setting(kind, raw, value)
-
-
-DRAWN = "widgets:drawn"  # the value each keyed widget was last drawn for, by its key
-
-
-def synced(key: str, shown: Any, same: typing.Callable[[Any, Any], bool] | None = None) -> None:
-    """Before a keyed widget is drawn for `shown`: when that differs from what it was last
-    drawn for (the value changed elsewhere: the Train page's settings by a search's "Use this
-    trial", or another tab), the widget is set to it; a key that stays would otherwise keep
-    showing the old value. `same(held, shown)`: whether what the widget holds says `shown`
-    already (JSON text written otherwise: 1e-4, 0.0001), so it is left as the user wrote it."""
-    drawn = st.session_state.setdefault(DRAWN, {})
-    changed = drawn.get(key, shown) != shown
-    if changed and key in st.session_state:
-        held = st.session_state[key]
-        if not (same(held, shown) if same else held == shown):  # else the widget made it
-            st.session_state[key] = shown
-    drawn[key] = shown
-
-
-def _same_json(held: Any, shown: str) -> bool:
-    try:
-        return json.loads(held) == json.loads(shown)
-    except (TypeError, ValueError):
-        return held == shown
 
 
 def read_setting(kind: str, raw: Any, value: Any) -> Any:

@@ -359,19 +359,17 @@ def _params_problems(doc: GraphDocument, structure: Structure) -> list[Problem]:
         for key, value in params.items():
             message = None
             if key not in inner:
-                message = f"names {key!r}, not a node of block {settings['block']!r}"
+                message = f"{where} names {key!r}, not a node of block {settings['block']!r}"
             elif not isinstance(value, dict):
-                message = f"[{key!r}] must be an object of settings, received {value!r}"[:160]
+                message = f"{where}[{key!r}] must be an object of settings, received {value!r}"
             else:
                 component = CATALOGUE.get(inner[key].component)
                 errors = component.resolve({**inner[key].settings, **value})[1] if component else []
                 if errors:
-                    message = f"[{key!r}]: {errors[0]}"
+                    message = f"{where}[{key!r}]: {errors[0]}"
             if message:
-                problems.append(
-                    _error("block_params", f"{where} {message}".replace("` [", "`["),
-                           node=node.id, setting="params")  # fmt: skip
-                )
+                problems.append(_error("block_params", message[:300], node=node.id,
+                                       setting="params"))  # fmt: skip
     return problems
 
 
