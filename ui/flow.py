@@ -102,11 +102,12 @@ def stamped(state: StreamlitFlowState, after: int) -> StreamlitFlowState:
     not the server's: an edit made on the canvas since is then newer, and is not missed).
 
     The component takes a state only when it is no older than its own last answer, which it
-    stamps with the browser's clock; it then answers again (its nodes, a new timestamp), and
-    once more after it has laid them out. A state stamped after the last answer the server saw
-    wins, unless an answer is still on its way: `shows` then tells, and the page sends the state
-    again, stamped after that answer. So the canvas is never remounted for a change made beside
-    it, and keeps its zoom and pan.
+    stamps with the browser's clock, or than the last state it took. (LayerFlow's build answers
+    only the first state it takes; the installed component answers each one, and once more after
+    laying it out.) A state stamped after the last answer the server saw wins, unless an answer
+    is still on its way: `shows` then tells, and the page sends the state again, stamped after
+    that answer. So the canvas is never remounted for a change made beside it, and keeps its
+    zoom and pan.
     """
     return dataclasses.replace(state, timestamp=after + 1)
 

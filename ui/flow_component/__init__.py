@@ -3,8 +3,11 @@ LayerFlow's patch (PATCH.diff, against upstream commit 751d62b; rebuild with bui
 patch:
 
 - with a manual layout (LayerFlow places the nodes), no ELK layout pass runs when the canvas
-  mounts or takes a new state, and it answers once per state, not twice; a big graph draws
-  about a third sooner (README, Big models);
+  mounts or takes a new state; a big graph draws about a third sooner (README, Big models);
+- with a manual layout, the canvas answers the first state it takes (the page then knows it is
+  drawn), not each later one: that answer made Streamlit run the page's script a second time
+  after every edit. It then keeps the state's own timestamp, not the browser's time, so the
+  page's next state, stamped after the canvas's last answer, is taken too;
 - node text is Markdown only: no raw HTML, math or code highlighting (a smaller bundle, and
   text from a graph cannot become markup even if its escaping failed);
 - an edge with `data={"hover": text}` shows that text as its label while the pointer is on it
