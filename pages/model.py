@@ -119,7 +119,7 @@ def on_change(key: str, edit) -> None:
     widgets of earlier runs (a number input left by a click elsewhere sends its value as it
     goes, and a key that comes back after an undo brings its old value): those are stale, and
     so is an edit that changes nothing, which would only cut the redo history."""
-    if signature_of(current.graph()) != signature:
+    if signature_of(session.history(current).doc) != signature:
         return
 
     def edited():
@@ -151,9 +151,9 @@ def on_click(edit, *args, message: str | None = None) -> None:
 
 bar = st.columns([1.3, 1.3, 1.7, 2.2, 1.6, 4.5])
 bar[0].button("Undo", disabled=not history.can_undo, icon=":material/undo:",
-              on_click=lambda: current.save_graph(history.undo()))  # fmt: skip
+              on_click=lambda: session.saved(current, current.save_graph(history.undo())))
 bar[1].button("Redo", disabled=not history.can_redo, icon=":material/redo:",
-              on_click=lambda: current.save_graph(history.redo()))  # fmt: skip
+              on_click=lambda: session.saved(current, current.save_graph(history.redo())))
 bar[2].button("Re-layout", icon=":material/account_tree:",
               on_click=on_click, args=(lambda: put(layered_layout(shown)),))  # fmt: skip
 totals = analysis.totals()

@@ -164,14 +164,22 @@ def parse(data: Any, source: str = "graph") -> GraphDocument:
 
 def load(path: str | os.PathLike, strict: bool = True) -> GraphDocument:
     """Read a graph document; with strict, structural errors raise GraphError too."""
+    return loads(read_text(path), str(path), strict)
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """A graph file's text, or GraphError saying why it cannot be read."""
     path = Path(path)
-    source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise GraphError([_error("file", f"{path}: no such file")], source) from None
+        raise GraphError([_error("file", f"{path}: no such file")], str(path)) from None
     except (OSError, UnicodeDecodeError) as err:
-        raise GraphError([_error("file", f"{path}: cannot read: {err}")], source) from None
+        raise GraphError([_error("file", f"{path}: cannot read: {err}")], str(path)) from None
+
+
+def loads(text: str, source: str = "graph", strict: bool = True) -> GraphDocument:
+    """`load` of a graph file's text; `source` names the file in errors."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
@@ -179,14 +187,15 @@ def load(path: str | os.PathLike, strict: bool = True) -> GraphDocument:
             [
                 _error(
                     "json",
-                    f"{path}: not valid JSON at line {err.lineno}, column {err.colno}: {err.msg}",
+                    f"{source}: not valid JSON at line {err.lineno}, column {err.colno}: "
+                    f"{err.msg}",
                 )
             ],
             source,
         ) from None
     except RecursionError:
         raise GraphError(
-            [_error("json", f"{path}: JSON nested too deeply to be a graph document")], source
+            [_error("json", f"{source}: JSON nested too deeply to be a graph document")], source
         ) from None
     doc = parse(data, source)
     if strict:
@@ -525,8 +534,11 @@ def check_nodes(
             )
         if node.code is not None:
             problems.extend(_check_code(node, where))
-        for name, value in resolved.items():
-            for path in _paths_outside_workspace(value):
+        for spec in component.settings:
+            if spec.kind not in ("str", "json"):  # no other kind of setting can name a file
+                continue
+            name = spec.name
+            for path in _paths_outside_workspace(resolved.get(name)):
                 problems.append(
                     _error(
                         "path",
