@@ -22,7 +22,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from app.graph.fold import fold_motifs  # noqa: E402
-from app.keras.builder import build_model  # noqa: E402
+from app.keras.builder import build_model, copy_weights_by_name  # noqa: E402
 from app.keras.importer import import_keras  # noqa: E402
 
 MODELS = [  # as the tests import them
@@ -38,9 +38,7 @@ def same_outputs_by_name(model: keras.Model, folded) -> float:
     """The largest difference between the original's outputs and the folded model's, given
     the original's weights layer by layer, by name."""
     rebuilt = build_model(folded)
-    for layer in model.layers:
-        if layer.weights:
-            rebuilt.get_layer(layer.name).set_weights(layer.get_weights())
+    copy_weights_by_name(model, rebuilt)
     x = np.random.default_rng(0).random((2, *model.input_shape[1:]), dtype="float32")
     return float(np.abs(np.asarray(rebuilt(x)) - np.asarray(model(x))).max())
 

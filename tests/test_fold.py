@@ -16,9 +16,16 @@ from app.cli.main import main
 from app.graph.analysis import analyze
 from app.graph.codegen import generate_module
 from app.graph.document import GraphDocument, check, layer_owners, load, parse
-from app.graph.edit import add_node, expand_block, inside, remove_nodes, with_inside
+from app.graph.edit import (
+    add_node,
+    expand_block,
+    inside,
+    remove_nodes,
+    set_settings,
+    with_inside,
+)
 from app.graph.fold import fold_motifs
-from app.keras.builder import build_model
+from app.keras.builder import build_model, copy_weights_by_name
 from app.keras.importer import import_keras
 
 
@@ -91,11 +98,24 @@ def test_the_flat_import_is_one_node_per_layer_and_the_folded_one_expands_back_t
 def takes_weights_by_name(model: keras.Model, rebuilt: keras.Model) -> None:
     """Every layer of `model` that has weights gives them to the layer of its name in
     `rebuilt`, and the two then compute the same."""
-    for layer in model.layers:
-        if layer.weights:
-            rebuilt.get_layer(layer.name).set_weights(layer.get_weights())
+    with_weights = sum(bool(layer.weights) for layer in model.layers)
+    assert copy_weights_by_name(model, rebuilt) == with_weights
     x = np.random.default_rng(0).random((2, *model.input_shape[1:]), dtype="float32")
     np.testing.assert_allclose(rebuilt(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+def test_weights_that_do_not_fit_are_refused_by_layer_name_and_none_are_copied():
+    model = two_motifs()
+    doc = import_keras(model)
+    rebuilt = build_model(doc)
+    before = [w.copy() for w in rebuilt.get_weights()]
+    narrower = set_settings(doc, "logits", {"units": 4})  # the Dense head, 5 units in the model
+    with pytest.raises(ValueError, match=r"Layer 'logits': its weights of shapes .* do not fit"):
+        copy_weights_by_name(model, build_model(narrower))
+    renamed = keras.Model(model.input, layers.Dense(5, name="head")(model.layers[-2].output))
+    with pytest.raises(ValueError, match="Layer 'head' has weights, and the graph's model has no"):
+        copy_weights_by_name(renamed, rebuilt)
+    assert all((a == b).all() for a, b in zip(before, rebuilt.get_weights(), strict=True))
 
 
 def test_a_folded_model_keeps_its_layer_names_and_takes_its_weights_by_name():

@@ -61,6 +61,32 @@ def node_layers(model, doc: GraphDocument, node_id: str) -> list:
     return [layer for layer in model.layers if owners.get(layer.name) == node_id]
 
 
+def copy_weights_by_name(source, target) -> int:
+    """Give each layer of the Keras model `target` the weights of the layer of `source` with its
+    name: an imported model's trained weights, into the model of its graph, folded or not
+    (folding keeps each layer's name). The number of layers that took weights; ValueError, with
+    nothing changed, naming the first layer of `source` with weights that `target` lacks or
+    whose weights do not fit it."""
+    pairs = []
+    names = {layer.name: layer for layer in target.layers}
+    for layer in source.layers:
+        if not layer.weights:
+            continue
+        into = names.get(layer.name)
+        if into is None:
+            raise ValueError(f"Layer {layer.name!r} has weights, and the graph's model has no "
+                             "layer of that name")  # fmt: skip
+        theirs = [tuple(w.shape) for w in layer.weights]
+        ours = [tuple(w.shape) for w in into.weights]
+        if theirs != ours:
+            raise ValueError(f"Layer {layer.name!r}: its weights of shapes {theirs} do not fit "
+                             f"the graph's, of shapes {ours}")  # fmt: skip
+        pairs.append((layer, into))
+    for layer, into in pairs:
+        into.set_weights(layer.get_weights())
+    return len(pairs)
+
+
 def load_run_model(run: str | os.PathLike, which: str = "best"):
     """The Keras model of a run's best or last checkpoint, built from the run's graph (so that
     Custom nodes need no registration) with the checkpoint's weights; uncompiled."""
