@@ -322,3 +322,37 @@ def test_a_motif_named_like_another_blocks_layers_gets_an_id_of_its_own():
     assert ids == ["s1", "s1-2-late"]
     assert analyze(doc).errors == []
     assert build_model(doc).count_params() == model.count_params()
+
+
+def last_steps(names: dict) -> GraphDocument:
+    """A LastStep node 'seq' (it makes 'seq' and 'seq_crop') beside a Block node whose block
+    has one too, named by `names`."""
+    cell = {"nodes": [{"id": "in", "component": "BlockInput", "settings": {}},
+                      {"id": "last", "component": "LastStep", "settings": {}}],
+            "edges": [{"source": "in", "target": "last"}], "output": "last"}  # fmt: skip
+    nodes = [("x", "Input", {"shape": [5, 3]}), ("seq", "LastStep", {}),
+             ("cells", "Block", {"block": "cell", "names": names}),
+             ("both", "Concatenate", {}), ("y", "Output", {})]  # fmt: skip
+    edges = [("x", "seq", 0), ("x", "cells", 0), ("seq", "both", 0), ("cells", "both", 1),
+             ("both", "y", 0)]  # fmt: skip
+    return parse({
+        "meta": {"name": "last_steps"},
+        "nodes": [{"id": i, "component": c, "settings": s} for i, c, s in nodes],
+        "edges": [{"source": a, "target": b, "slot": n} for a, b, n in edges],
+        "blocks": {"cell": cell},
+    })  # fmt: skip
+
+
+def test_every_layer_a_graph_makes_is_known_to_be_its_nodes_and_no_name_is_made_twice():
+    doc = last_steps({"last": ["tail"]})
+    owners = layer_owners(doc)
+    assert owners["seq_crop"] == "seq" and owners["tail_crop"] == owners["tail"] == "cells"
+    assert {layer.name for layer in build_model(doc).layers} <= set(owners)
+    def clashes(name: str) -> list[str]:
+        errors = [p for p in check(last_steps({"last": [name]})).problems if p.level == "error"]
+        assert all((p.node, p.setting) == ("cells", "names") for p in errors)
+        return [p.message.split("`names`: ")[1] for p in errors]
+
+    assert clashes("seq_crop") == ["the layer name 'seq_crop' is used twice (node 'seq' makes it "
+                                   "too)"]  # fmt: skip
+    assert len(clashes("seq")) == 2  # 'seq', and the 'seq_crop' it makes

@@ -153,14 +153,14 @@ def _custom_nodes(doc) -> list[str]:
 
 def _node_of(layer_name: str, doc) -> str:
     """'node conv1' for a layer of node conv1, 'node b (its layer b_1_conv)' for one of Block
-    node b's layers."""
-    owners = layer_owners(doc) if doc is not None else {}
-    # a layer a node names after its own (LastStep's '<name>_crop'): the longest such name
-    named = max((n for n in owners if layer_name.startswith(f"{n}_")), key=len, default=None)
-    owner = owners.get(layer_name) or (owners[named] if named else None)
-    if owner is not None and owner != layer_name:
-        return f"node {owner} (its layer {layer_name})"
-    return f"node {layer_name}"
+    node b's layers (or LastStep node b's b_crop), 'layer dense_1' for one no node names
+    (Custom code's layers are named by Keras)."""
+    if doc is None:
+        return f"node {layer_name}"
+    owner = layer_owners(doc).get(layer_name)
+    if owner is None:
+        return f"layer {layer_name}"
+    return f"node {owner}" + (f" (its layer {layer_name})" if owner != layer_name else "")
 
 
 def _layer(layer, entry: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, np.ndarray]]]:

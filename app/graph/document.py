@@ -16,7 +16,7 @@ import os
 import re
 import textwrap
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -386,16 +386,28 @@ def layer_owners(doc: GraphDocument) -> dict[str, str]:
     """The name of each Keras layer a node makes -> the id of that node, at the top level (a
     Block node owns its block's layers). Layers that Custom code makes are named by Keras, and
     are not here."""
-    owners = {}
+    resolve = CATALOGUE["Block"].resolve
+    return {name: node_id for node_id, name in _made_layers(doc, lambda n: resolve(n.settings)[0])}
+
+
+def _made_layers(doc: GraphDocument, settings_of: Callable[[Node], dict[str, Any]]):
+    """(node id, the name of a layer it makes) for every layer the graph's nodes make by name:
+    a node its id and its component's `extra_layers`; a Block node its block's layers, with
+    their given or usual names (`settings_of`: a Block node's resolved settings)."""
     for node in doc.nodes:
         block = doc.blocks.get(str(node.settings.get("block")))
         if node.component != "Block" or block is None:
-            owners[node.id] = node.id
+            yield from ((node.id, name) for name in _layers_named(node.id, node.component))
             continue
-        settings, _ = CATALOGUE["Block"].resolve(node.settings)
-        for names in block_layer_names(node.id, settings, block):
-            owners.update(dict.fromkeys(names.values(), node.id))
-    return owners
+        components = {n.id: n.component for n in block.nodes}
+        for names in block_layer_names(node.id, settings_of(node), block):
+            for inner, name in names.items():
+                yield from ((node.id, made) for made in _layers_named(name, components[inner]))
+
+
+def _layers_named(name: str, component: str) -> list[str]:
+    spec = CATALOGUE.get(component)
+    return [name, *(name + suffix for suffix in (spec.extra_layers if spec else ()))]
 
 
 def _named_layer_problems(doc: GraphDocument, structure: Structure) -> list[Problem]:
@@ -421,7 +433,7 @@ def _named_layer_problems(doc: GraphDocument, structure: Structure) -> list[Prob
         return problems
     named = {node.id for node, *_ in _block_nodes_setting(doc, structure, "names")}
     makers: dict[str, str] = {}  # layer name -> the node that makes it
-    for maker, name in _layer_names(doc, structure):
+    for maker, name in _made_layers(doc, lambda node: structure.settings.get(node.id, {})):
         if name not in makers:
             makers[name] = maker
             continue
@@ -434,20 +446,6 @@ def _named_layer_problems(doc: GraphDocument, structure: Structure) -> list[Prob
                 "layer_name", f"{node_ref(blamed, 'Block')}: `names`: the layer name {name!r} "
                 f"is used twice{also}", node=blamed, setting="names"))  # fmt: skip
     return problems
-
-
-def _layer_names(doc: GraphDocument, structure: Structure):
-    """(node id, the name of a layer it makes) for every layer the graph's nodes make by name:
-    a node its id, a Block node its block's layers, with their given or usual names."""
-    for node in doc.nodes:
-        settings = structure.settings.get(node.id, {})
-        block = doc.blocks.get(settings.get("block", "")) if node.component == "Block" else None
-        if node.component != "Block":
-            yield node.id, node.id
-        elif block is not None:
-            for names in block_layer_names(node.id, settings, block):
-                for name in names.values():
-                    yield node.id, name
 
 
 def block_layer_pattern(block_ids: Iterable[str]) -> re.Pattern[str] | None:

@@ -205,6 +205,8 @@ class Component:
         needs_keras: the rule asks Keras itself (generic and custom layers).
         backends: the Keras backends its code runs on (tests/test_backends.py builds every
             component on JAX); a Custom node's own code may narrow it (`backend_notes`).
+        extra_layers: the suffixes of the layers its template makes beside the one named after
+            the node ('<name><suffix>'), so that each layer's name is known to belong to it.
     """
 
     name: str
@@ -217,6 +219,7 @@ class Component:
     needs_keras: bool = False
     tags: frozenset[str] = field(default_factory=frozenset)
     backends: tuple[str, ...] = BACKENDS
+    extra_layers: tuple[str, ...] = ()
 
     @property
     def template(self) -> str:

@@ -152,5 +152,6 @@ COMPONENTS = [
         "predicted change to forecast a value.",
         (),
         _last_step,
+        extra_layers=("_crop",),  # templates/components/LastStep.py.j2
     ),
 ]
