@@ -86,8 +86,9 @@ def change(new_doc, message: str | None = None) -> None:
 
 def attempt(edit, *args, message: str | None = None, **kwargs) -> None:
     """Apply an edit while the page draws, then rerun to show it; a refused one shows its
-    one-line reason where it was asked. For the rarer edits (blocks, a Custom node's code);
-    the frequent ones take one run through `on_change` and `on_click`."""
+    one-line reason where it was asked. For the Blocks tab's edits and a Custom node's code,
+    whose refusals show in their tab; the others take one run through `on_change` and
+    `on_click`."""
     try:
         new_doc = edit(*args, **kwargs)
     except (EditError, ValueError) as error:
@@ -145,6 +146,13 @@ def on_click(edit, *args, message: str | None = None) -> None:
         session.commit(current, edited)
         if message:
             session.notice(message)
+
+
+def show(block: str | None, node: str | None) -> None:
+    """A button's on_click: the canvas shows the graph (`block` None) or a block's inside, with
+    `node` selected, in the run that follows (one run, not two)."""
+    st.session_state[OPEN] = block
+    st.session_state.selected = node
 
 
 # Toolbar
@@ -240,10 +248,8 @@ with middle:
                         + (f", except the settings that the params of "
                            f"{', '.join(canvas.escape_markdown(u) for u in with_params)} set "
                            "for them" if with_params else "") + ".")  # fmt: skip
-        if top[1].button("Back to the model", icon=":material/arrow_upward:", width="stretch"):
-            st.session_state[OPEN] = None
-            st.session_state.selected = users[0] if users else None
-            st.rerun()
+        top[1].button("Back to the model", icon=":material/arrow_upward:", width="stretch",
+                      on_click=show, args=(None, users[0] if users else None))  # fmt: skip
         colouring, heat = "category", {}
     else:
         colouring = st.segmented_control(
@@ -314,14 +320,15 @@ with right:
         st.session_state.selected = selected = chosen
         st.rerun()
     node = next((n for n in shown.nodes if n.id == selected), None)
-    if node is not None and st.button(
-        "Show on the canvas",
-        icon=":material/center_focus_strong:",
-        width="stretch",
-        help="Centres the canvas on the node and its neighbours",
-    ):
-        kept.focus(canvas.around(shown, node.id))
-        st.rerun()
+    if node is not None:
+        st.button(
+            "Show on the canvas",
+            icon=":material/center_focus_strong:",
+            width="stretch",
+            help="Centres the canvas on the node and its neighbours",
+            on_click=kept.focus,
+            args=(canvas.around(shown, node.id),),
+        )
     if node is None:
         st.caption("Select a node to see its settings, shape and code.")
     else:
@@ -357,12 +364,11 @@ with right:
             except InvalidJSON as error:
                 st.error(f"{node.id}.{setting.name}: {error}")
         if node.component == "Block" and not open_block:
-            if st.button("Open block", icon=":material/open_in_full:", width="stretch"):
-                st.session_state[OPEN] = settings.get("block")
-                st.session_state.selected = None
-                st.rerun()
-            if st.button("Expand block", icon=":material/unfold_more:", width="stretch"):
-                attempt(expand_block, doc, node.id, message=f"Expanded {node.id}")
+            st.button("Open block", icon=":material/open_in_full:", width="stretch",
+                      on_click=show, args=(settings.get("block"), None))  # fmt: skip
+            st.button("Expand block", icon=":material/unfold_more:", width="stretch",
+                      on_click=on_click, args=(expand_block, doc, node.id),
+                      kwargs={"message": f"Expanded {node.id}"})  # fmt: skip
 
 
 # Problems, code, blocks, profile: only the open tab runs and reaches the browser (the whole
@@ -379,10 +385,8 @@ if problems_tab.open:
         for i, problem in enumerate(found):
             row = st.columns([6, 1, 2])
             problem_box(problem, row[0])
-            if problem.node and row[1].button("Select", key=f"pick:{i}"):
-                st.session_state[OPEN] = None  # the problems are the graph's: shown on it
-                st.session_state.selected = problem.node
-                st.rerun()
+            if problem.node:  # the problems are the graph's: shown on it, not in a block
+                row[1].button("Select", key=f"pick:{i}", on_click=show, args=(None, problem.node))
             if problem.fix:
                 row[2].button(problem.fix.description, key=f"fix:{i}", on_click=on_click,
                               args=(apply_fix, doc, problem.fix),

@@ -258,6 +258,42 @@ def test_a_fix_from_the_problems_panel_is_applied(workspace):
     assert Workspace.current().project("flowers").graph() != before
 
 
+def test_block_buttons_and_a_problems_select_take_one_script_run(workspace, monkeypatch):
+    """Open block, Back to the model, Expand block and a problem's Select act in their
+    callbacks, so the run that follows draws their result: one run, not two."""
+    from ui import session
+
+    new_project("resnet", "resnet_blocks")
+    app = page("model", "resnet")
+    runs = []
+    real = session.step_bar
+    monkeypatch.setattr(session, "step_bar", lambda *a, **k: runs.append(1) or real(*a, **k))
+
+    def press(label: str) -> None:
+        runs.clear()
+        button(app, label).click().run()
+        assert not app.exception and len(runs) == 1, (label, len(runs))
+
+    next(s for s in app.selectbox if s.label == "Selected node").select("stage1").run()
+    press("Open block")
+    assert any("Inside block" in m.value for m in app.markdown)
+    press("Back to the model")
+    assert next(s for s in app.selectbox if s.label == "Selected node").value == "stage1"
+    press("Expand block")
+    graph = Workspace.current().project("resnet").graph()
+    assert "stage1" not in {n.id for n in graph.nodes} and "stage2" in {n.id for n in graph.nodes}
+    output = next(n.id for n in graph.nodes if n.component == "Output")
+    unfed = [e for e in graph.edges if e.target != output]  # the Output's arity: an error
+    Workspace.current().project("resnet").save_graph(graph.model_copy(update={"edges": unfed}))
+    app.run()
+    picks = [b for b in app.button if (b.key or "").startswith("pick:")]
+    assert picks, "the Output's problem names it"
+    runs.clear()
+    picks[0].click().run()
+    assert len(runs) == 1 and not app.exception
+    assert next(s for s in app.selectbox if s.label == "Selected node").value == output
+
+
 def test_re_layout_places_the_nodes_in_layers_and_undo_takes_it_back(workspace):
     from app.graph.edit import move
     from app.graph.layout import layered_layout
