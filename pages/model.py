@@ -77,44 +77,24 @@ view = analysis.inside(open_block) if open_block else analysis
 shown = inside(doc, open_block) if open_block else doc  # what the canvas and the panels edit
 
 
-def change(new_doc, message: str | None = None) -> None:
-    session.commit(current, new_doc)
-    if message:
-        session.notice(message)
-    st.rerun()
-
-
-def attempt(edit, *args, message: str | None = None, **kwargs) -> None:
-    """Apply an edit while the page draws, then rerun to show it; a refused one shows its
-    one-line reason where it was asked. For the Blocks tab's edits and a Custom node's code,
-    whose refusals show in their tab; the others take one run through `on_change` and
-    `on_click`."""
-    try:
-        new_doc = edit(*args, **kwargs)
-    except (EditError, ValueError) as error:
-        st.error(str(error))
-        return
-    change(new_doc[0] if isinstance(new_doc, tuple) else new_doc, message)
-
-
-def attempt_shown(edit, *args, message: str | None = None) -> None:
-    """`attempt` on what the canvas shows: the graph, or the open block's inside."""
-    attempt(lambda *rest: put(edit(shown, *rest)), *args, message=message)
-
-
 def put(edited):
     """The project's graph with `edited` in place of what the canvas shows."""
     return with_inside(doc, open_block, edited) if open_block else edited
 
 
-REFUSED = "model:refused"  # why the last edit made by a callback was refused, shown in the run
-# that follows
+REFUSED = "model:refused"  # (where, why) the last edit made by a callback was refused: shown
+refused = st.session_state.pop(REFUSED, None) or (None, "")  # there, in the run that follows
+
+
+def say_refused(where: str) -> None:
+    """The last edit's refusal, when it was asked for `where` ("panel", "code", "blocks")."""
+    if refused[0] == where:
+        st.error(refused[1])
 
 
 def on_change(key: str, edit) -> None:
-    """A node panel widget's on_change: `edit(what it holds)` on what the canvas shows, saved
-    before the run that follows draws the page, so one run shows it (not two, as an edit
-    made while the page draws would take: that one, then a rerun).
+    """A node panel widget's on_change: `edit(what it holds)` on what the canvas shows (see
+    `on_click`).
 
     Only a widget drawn for the graph as it is saved edits it. The browser also reports
     widgets of earlier runs (a number input left by a click elsewhere sends its value as it
@@ -130,16 +110,17 @@ def on_change(key: str, edit) -> None:
     on_click(edited)
 
 
-def on_click(edit, *args, message: str | None = None) -> None:
+def on_click(edit, *args, message: str | None = None, where: str = "panel") -> None:
     """A button's on_click: `edit(*args)`, the whole graph edited (None: nothing to change),
-    saved before the run that draws it; a refused edit says why in that run; `message` is
-    said after a change."""
+    saved before the run that draws it, so that one run shows it (not two, as an edit made
+    while the page draws would take: that one, then a rerun). A refused edit says why in that
+    run, `where` it was asked (`say_refused`); `message` is said after a change."""
     try:
         edited = edit(*args)
     except InvalidJSON:
         return  # a JSON setting's widget says so itself, in the run that follows
     except (EditError, ValueError) as error:
-        st.session_state[REFUSED] = str(error)
+        st.session_state[REFUSED] = (where, str(error))
         return
     edited = edited[0] if isinstance(edited, tuple) else edited
     if edited is not None and edited != doc:
@@ -308,8 +289,7 @@ with middle:
 
 with right:
     st.subheader("Node")
-    if refused := st.session_state.pop(REFUSED, None):  # the panel's or palette's last edit
-        st.error(refused)
+    say_refused("panel")  # the panel's, palette's or a fix's last edit
     ids = [node.id for node in shown.nodes]
     named = {node.id: f"{node.id} · {node.label}" if node.label else node.id
              for node in shown.nodes}  # fmt: skip
@@ -403,10 +383,14 @@ def selected_code(node) -> None:
     if node is None:
         st.caption("Select a node.")
     elif node.component == "Custom":
+        say_refused("code")
         with st.form("custom_code"):
-            code = st.text_area("Code of the Custom node", node.code or "", height=260)
-            if st.form_submit_button("Apply code"):
-                attempt_shown(set_code, node.id, code)
+            key = f"code:{node.id}:{signature}"
+            st.text_area("Code of the Custom node", node.code or "", height=260, key=key)
+            st.form_submit_button(
+                "Apply code", on_click=on_click, kwargs={"where": "code"},
+                args=(lambda: put(set_code(shown, node.id, st.session_state[key])),),
+            )  # fmt: skip
         node_problems = [p for p in view.problems if p.node == node.id]
         for problem in node_problems:
             st.error(problem.message)
@@ -435,15 +419,27 @@ if code_tab.open:
 
 if blocks_tab.open:
     with blocks_tab:
-        picked = st.multiselect("Nodes to make a block of", [n.id for n in doc.nodes])
-        block_name = st.text_input("Block name", "block")
-        if st.button("Make block", disabled=not picked):
-            attempt(make_block, doc, picked, block_name, message=f"Block {block_name} made")
+        say_refused("blocks")
+        picked = st.multiselect("Nodes to make a block of", [n.id for n in doc.nodes],
+                                key="blocks:picked")  # fmt: skip
+        st.text_input("Block name", "block", key="blocks:name")
+
+        def made(name_key: str, make, *what):
+            """`make(doc, *what, name)`, the block's name read from its widget, and said."""
+            name = st.session_state[name_key]
+            new_doc = make(doc, *what, name)
+            session.notice(f"Block {name} " + ("made" if make is make_block else "added"))
+            return new_doc
+
+        st.button(
+            "Make block", disabled=not picked, on_click=on_click, kwargs={"where": "blocks"},
+            args=(lambda: made("blocks:name", make_block, st.session_state["blocks:picked"]),),
+        )  # fmt: skip
         saved = workspace.blocks()
         if saved:
-            use = st.selectbox("Saved blocks", saved)
-            if st.button("Use saved block"):
-                attempt(workspace.use_block, doc, use, message=f"Block {use} added")
+            st.selectbox("Saved blocks", saved, key="blocks:saved")
+            st.button("Use saved block", on_click=on_click, kwargs={"where": "blocks"},
+                      args=(lambda: made("blocks:saved", workspace.use_block),))  # fmt: skip
         for name, block in doc.blocks.items():
             if st.button(f"Save {name} to the library", key=f"save-block:{name}"):
                 workspace.save_block(name, block)

@@ -294,6 +294,32 @@ def test_block_buttons_and_a_problems_select_take_one_script_run(workspace, monk
     assert next(s for s in app.selectbox if s.label == "Selected node").value == output
 
 
+def test_the_blocks_tab_makes_a_block_in_one_run_and_says_why_it_cannot(workspace, monkeypatch):
+    from ui import session
+
+    new_project()
+    app = page("model", "digits")
+    app.session_state["model:tab"] = "Blocks"
+    app.run()
+    runs = []
+    real = session.step_bar
+    monkeypatch.setattr(session, "step_bar", lambda *a, **k: runs.append(1) or real(*a, **k))
+    project = Workspace.current().project("digits")
+    before = project.graph()
+    app.multiselect(key="blocks:picked").set_value(["dense", "dropout"])
+    app.text_input(key="blocks:name").set_value("1 bad name")
+    app.run()
+    runs.clear()
+    button(app, "Make block").click().run()
+    assert len(runs) == 1 and project.graph() == before  # refused, and said in the tab:
+    assert any("1 bad name" in e.value for e in app.tabs[2].error), [e.value for e in app.error]
+    app.text_input(key="blocks:name").set_value("head")
+    runs.clear()
+    button(app, "Make block").click().run()
+    assert len(runs) == 1 and not app.exception
+    assert "head" in project.graph().blocks and not app.tabs[2].error
+
+
 def test_re_layout_places_the_nodes_in_layers_and_undo_takes_it_back(workspace):
     from app.graph.edit import move
     from app.graph.layout import layered_layout
