@@ -124,7 +124,11 @@ def on_click(edit, *args, message: str | None = None, where: str = "panel") -> N
         return
     edited = edited[0] if isinstance(edited, tuple) else edited
     if edited is not None and edited != doc:
-        session.commit(current, edited)
+        try:
+            session.commit(current, edited)
+        except OSError as error:  # a full disk, say: the page shows the graph as saved
+            st.session_state[REFUSED] = (where, f"The graph was not saved: {error}")
+            return
         if message:
             session.notice(message)
 
@@ -140,9 +144,9 @@ def show(block: str | None, node: str | None) -> None:
 
 bar = st.columns([1.3, 1.3, 1.7, 2.2, 1.6, 4.5])
 bar[0].button("Undo", disabled=not history.can_undo, icon=":material/undo:",
-              on_click=lambda: session.saved(current, current.save_graph(history.undo())))
+              on_click=lambda: session.save(current, history.undo()))  # fmt: skip
 bar[1].button("Redo", disabled=not history.can_redo, icon=":material/redo:",
-              on_click=lambda: session.saved(current, current.save_graph(history.redo())))
+              on_click=lambda: session.save(current, history.redo()))  # fmt: skip
 bar[2].button("Re-layout", icon=":material/account_tree:",
               on_click=on_click, args=(lambda: put(layered_layout(shown)),))  # fmt: skip
 totals = analysis.totals()

@@ -207,11 +207,34 @@ def test_the_model_page_reads_the_graph_again_only_when_another_writer_changed_i
     button(app, "Undo").click().run()
     button(app, "Redo").click().run()
     assert not app.exception and reads == []
+    assert real(Workspace.current().project("digits")).node("dense").settings["units"] == 40
     project = Workspace.current().project("digits")
     project.save_graph(set_settings(real(project), "dense", {"units": 80}))  # another tab
     app.run()
     assert reads and next(n for n in app.number_input if n.label == "units").value == 80
     assert button(app, "Undo").disabled  # the other tab's change is not this session's to undo
+
+
+def test_a_graph_that_could_not_be_saved_is_said_and_not_shown_as_saved(workspace, monkeypatch):
+    new_project()
+    app = page("model", "digits")
+    next(s for s in app.selectbox if s.label == "Selected node").select("dense").run()
+
+    def full(self, doc):
+        raise OSError(28, "No space left on device")
+
+    room = Project.save_graph
+    monkeypatch.setattr(Project, "save_graph", full)
+    next(n for n in app.number_input if n.label == "units").set_value(40).run()
+    assert not app.exception
+    assert [e.value for e in app.error] == [
+        "The graph was not saved: [Errno 28] No space left on device"
+    ]
+    assert button(app, "Undo").disabled  # nothing this session saved to undo
+    monkeypatch.setattr(Project, "save_graph", room)  # room again: an edit is saved
+    next(n for n in app.number_input if n.label == "units").set_value(41).run()
+    assert Workspace.current().project("digits").graph().node("dense").settings["units"] == 41
+    assert not app.error and not button(app, "Undo").disabled
 
 
 def test_a_panel_edit_of_a_value_changed_since_is_dropped_and_shows_the_graphs(workspace):

@@ -15,7 +15,7 @@ from keras import layers
 from app.cli.main import main
 from app.graph.analysis import analyze
 from app.graph.codegen import generate_module
-from app.graph.document import GraphDocument, check, layer_owners, load, parse
+from app.graph.document import Edge, GraphDocument, Node, check, layer_owners, load, parse
 from app.graph.edit import (
     add_node,
     expand_block,
@@ -102,6 +102,15 @@ def takes_weights_by_name(model: keras.Model, rebuilt: keras.Model) -> None:
     assert copy_weights_by_name(model, rebuilt) == with_weights
     x = np.random.default_rng(0).random((2, *model.input_shape[1:]), dtype="float32")
     np.testing.assert_allclose(rebuilt(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+def test_weights_go_to_a_layer_the_import_renamed():
+    inputs = keras.Input((4,), name="features")
+    hidden = layers.Dense(3, name="1st dense")(inputs)  # not an id: the node is '_1st_dense'
+    model = keras.Model(inputs, layers.Dense(2, name="out.logits")(hidden))
+    rebuilt = build_model(import_keras(model))
+    assert {layer.name for layer in rebuilt.layers} >= {"_1st_dense", "out.logits"}
+    takes_weights_by_name(model, rebuilt)
 
 
 def test_weights_that_do_not_fit_are_refused_by_layer_name_and_none_are_copied():
@@ -356,3 +365,17 @@ def test_every_layer_a_graph_makes_is_known_to_be_its_nodes_and_no_name_is_made_
     assert clashes("seq_crop") == ["the layer name 'seq_crop' is used twice (node 'seq' makes it "
                                    "too)"]  # fmt: skip
     assert len(clashes("seq")) == 2  # 'seq', and the 'seq_crop' it makes
+    # two usual names: a node 'seq_crop' beside the LastStep, or two of a block's nodes
+    beside = last_steps({}).model_copy(deep=True)
+    beside.node("cells").settings = {"block": "cell"}
+    beside.nodes.append(Node(id="seq_crop", component="Dense", settings={"units": 2}))
+    beside.edges.append(Edge(source="seq", target="seq_crop"))
+    (error,) = [p for p in check(beside).problems if p.level == "error"]
+    assert (error.node, error.message) == ("seq_crop", "Node 'seq_crop' (Dense): the layer name "
+                                           "'seq_crop' is made twice (node 'seq' makes it too); "
+                                           "rename one")  # fmt: skip
+    inner = last_steps({}).model_copy(deep=True)
+    inner.blocks["cell"].nodes.append(Node(id="last_crop", component="LastStep", settings={}))
+    inner.blocks["cell"].edges.append(Edge(source="in", target="last_crop"))
+    errors = [p.message for p in check(inner).problems if p.level == "error"]
+    assert any("'cells_1_last_crop' is made twice (two of its block's nodes)" in m for m in errors)

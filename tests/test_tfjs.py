@@ -239,3 +239,13 @@ def test_the_demo_file_server_answers_then_stops_when_idle(tmp_path):
     again = open_demo(folder, idle=2.0)  # asked again: a new server
     with urllib.request.urlopen(again, timeout=5) as answer:
         assert answer.read() == b"<p>demo</p>"
+
+
+def test_a_refused_layer_is_named_by_the_node_that_makes_it():
+    from tests.test_fold import last_steps
+
+    doc = last_steps({"last": ["tail"]})
+    assert tfjs._node_of("seq", doc) == "node seq"
+    assert tfjs._node_of("seq_crop", doc) == "node seq (its layer seq_crop)"
+    assert tfjs._node_of("tail_crop", doc) == "node cells (its layer tail_crop)"
+    assert tfjs._node_of("dense_1", doc) == "layer dense_1"  # Keras named it: Custom code's

@@ -67,7 +67,7 @@ class _Kept:
     again (10 ms an edit on an imported NASNetMobile, twice)."""
 
     history: History
-    text: str
+    text: str | None  # None while a write is under way, or after one failed
 
 
 def history(current: Project) -> History:
@@ -91,13 +91,17 @@ def commit(current: Project, doc: GraphDocument) -> None:
     before = _codes(kept.doc)
     Workspace.current().trust(code for code in _codes(doc) if code not in before)
     kept.push(doc)
-    saved(current, current.save_graph(doc))
+    save(current, doc)
 
 
-def saved(current: Project, text: str) -> None:
-    """Tell the session that this session wrote `text` to the project's graph file (an undo,
-    say): its history stays current without reading the graph again."""
+def save(current: Project, doc: GraphDocument) -> None:
+    """Write `doc`, which the history holds as current (a commit, an undo), as the project's
+    graph. Until the write has succeeded the history is not taken as the file's: after a
+    failed one the next run reads the file again and starts a history from it."""
     kept = st.session_state.setdefault("history", {}).get(current.name)
+    if kept is not None:
+        kept.text = None
+    text = current.save_graph(doc)
     if kept is not None:
         kept.text = text
 

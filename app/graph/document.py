@@ -164,6 +164,7 @@ def parse(data: Any, source: str = "graph") -> GraphDocument:
 
 def load(path: str | os.PathLike, strict: bool = True) -> GraphDocument:
     """Read a graph document; with strict, structural errors raise GraphError too."""
+    path = Path(path)
     return loads(read_text(path), str(path), strict)
 
 
@@ -432,6 +433,8 @@ def _named_layer_problems(doc: GraphDocument, structure: Structure) -> list[Prob
     if problems:
         return problems
     named = {node.id for node, *_ in _block_nodes_setting(doc, structure, "names")}
+    pattern = block_layer_pattern(n.id for n in doc.nodes if n.component == "Block")
+    components = {n.id: n.component for n in doc.nodes}
     makers: dict[str, str] = {}  # layer name -> the node that makes it
     for maker, name in _made_layers(doc, lambda node: structure.settings.get(node.id, {})):
         if name not in makers:
@@ -439,12 +442,19 @@ def _named_layer_problems(doc: GraphDocument, structure: Structure) -> list[Prob
             continue
         first = makers[name]
         blamed = maker if maker in named else first
-        if blamed in named:  # else two usual names: _block_layer_name_clashes says so
+        if blamed in named:
             other = first if blamed == maker else maker
             also = f" (node {other!r} makes it too)" if other != blamed else ""
             problems.append(_error(
                 "layer_name", f"{node_ref(blamed, 'Block')}: `names`: the layer name {name!r} "
                 f"is used twice{also}", node=blamed, setting="names"))  # fmt: skip
+        elif not any(x == name and pattern and pattern.match(x) for x in (maker, first)):
+            # two usual names, neither an id that reads like a Block node's layer (which
+            # _block_layer_name_clashes names): a LastStep 'x' beside a node 'x_crop', say
+            who = f"node {first!r} makes it too" if first != maker else "two of its block's nodes"
+            problems.append(_error(
+                "layer_name", f"{node_ref(maker, components.get(maker))}: the layer name "
+                f"{name!r} is made twice ({who}); rename one", node=maker))  # fmt: skip
     return problems
 
 

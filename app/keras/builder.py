@@ -16,6 +16,7 @@ from app.graph.codegen import generate_module
 from app.graph.document import GraphDocument, layer_owners, load
 from app.graph.problems import GraphError, Problem, node_ref
 from app.graph.shapes import untrusted_nodes
+from app.keras.importer import id_for
 from app.workspace import Workspace, runs
 
 
@@ -64,7 +65,8 @@ def node_layers(model, doc: GraphDocument, node_id: str) -> list:
 def copy_weights_by_name(source, target) -> int:
     """Give each layer of the Keras model `target` the weights of the layer of `source` with its
     name: an imported model's trained weights, into the model of its graph, folded or not
-    (folding keeps each layer's name). The number of layers that took weights; ValueError, with
+    (folding keeps each layer's name; a name that is not an id, '1st dense', is the import's
+    id for it, '_1st_dense'). The number of layers that took weights; ValueError, with
     nothing changed, naming the first layer of `source` with weights that `target` lacks or
     whose weights do not fit it."""
     pairs = []
@@ -72,7 +74,7 @@ def copy_weights_by_name(source, target) -> int:
     for layer in source.layers:
         if not layer.weights:
             continue
-        into = names.get(layer.name)
+        into = names.get(layer.name) or names.get(id_for(layer.name))  # renamed on import
         if into is None:
             raise ValueError(f"Layer {layer.name!r} has weights, and the graph's model has no "
                              "layer of that name")  # fmt: skip

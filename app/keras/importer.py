@@ -154,6 +154,15 @@ def _keras():
     return keras
 
 
+def id_for(name: str) -> str:
+    """The node id a Keras layer name becomes on import (the name itself when it fits the id
+    pattern), before a suffix that keeps it apart from an id taken already."""
+    base = re.sub(r"[^A-Za-z0-9_.\-]", "_", name)
+    if not re.match(r"[A-Za-z_]", base):
+        base = "_" + base
+    return base[:100]
+
+
 class _Importer:
     """One import: the nodes and edges found so far, and the layers already seen."""
 
@@ -281,10 +290,7 @@ class _Importer:
 
     def new_id(self, name: str) -> str:
         """A node id for a Keras name: the name itself when it fits the id pattern."""
-        base = re.sub(r"[^A-Za-z0-9_.\-]", "_", name)
-        if not re.match(r"[A-Za-z_]", base):
-            base = "_" + base
-        base = base[:100]
+        base = id_for(name)
         node_id, n = base, 2
         while node_id in self.taken:
             suffix = f"_{n}"
