@@ -378,6 +378,11 @@ def test_the_code_tab_shows_the_whole_model_and_a_custom_node_is_edited_in_place
     doc = Workspace.current().project("digits").graph()
     assert next(n for n in doc.nodes if n.id == custom).code == "x = inputs[0]\nreturn x *\n"
     assert any(custom in error.value for error in app.error)
+    app.text_area[0].set_value("return inputs[0] * 2\n")  # the form drawn for the new graph
+    button(app, "Apply code").click().run()
+    doc = Workspace.current().project("digits").graph()
+    assert next(n for n in doc.nodes if n.id == custom).code == "return inputs[0] * 2\n"
+    assert not [e for e in app.error if "code line" in e.value]
 
 
 def test_a_shared_graphs_code_shows_on_the_model_page_and_runs_only_once_trusted(workspace):
