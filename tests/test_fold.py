@@ -14,8 +14,9 @@ from keras import layers
 
 from app.cli.main import main
 from app.graph.analysis import analyze
+from app.graph.block_layers import layer_owners
 from app.graph.codegen import generate_module
-from app.graph.document import Edge, GraphDocument, Node, check, layer_owners, load, parse
+from app.graph.document import Edge, GraphDocument, Node, check, load, parse
 from app.graph.edit import (
     add_node,
     expand_block,

@@ -27,7 +27,7 @@ import numpy as np
 
 from app.export.options import ExportError
 from app.files import atomic_write_bytes, atomic_write_text
-from app.graph.document import layer_owners
+from app.graph.block_layers import layer_owners
 from app.paths import REPOSITORY
 
 SHARD_BYTES = 4 * 1024 * 1024  # as the TF.js converter shards weights

@@ -22,15 +22,13 @@ from typing import Any
 import jinja2
 
 from app.graph.analysis import Analysis, analyze
+from app.graph.block_layers import block_layer_names, params_key, specialized
 from app.graph.components import CATALOGUE
 from app.graph.document import (
     BlockDef,
     GraphDocument,
     Node,
-    block_layer_names,
     check_nodes,
-    params_key,
-    specialized,
 )
 from app.graph.problems import GraphError
 from app.graph.shapes import block_infos

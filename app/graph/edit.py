@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from app.graph.block_layers import block_layer_names, block_layer_pattern, layer_owners, specialized
 from app.graph.components import CATALOGUE, TOP_LEVEL, Component
 from app.graph.components.advanced import CUSTOM_EXAMPLE
 from app.graph.components.base import SettingError
@@ -30,10 +31,6 @@ from app.graph.document import (
     Meta,
     Node,
     Position,
-    block_layer_names,
-    block_layer_pattern,
-    layer_owners,
-    specialized,
 )
 from app.graph.problems import Fix, node_ref
 
@@ -368,7 +365,7 @@ def make_block(
 def expand_block(doc: GraphDocument, node_id: str) -> GraphDocument:
     """A copy of doc with a Block node replaced by its definition's nodes, once per repeat.
 
-    Inlined nodes are named as their Keras layers were (app.graph.document.block_layer_names):
+    Inlined nodes are named as their Keras layers were (app.graph.block_layers.block_layer_names):
     '<block node>_<repetition>_<inner id>', or the names a folded import keeps, so results and
     weights of the expanded graph still map to those of the block. The block definition goes
     when no other Block node uses it.

@@ -21,6 +21,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from app.graph.block_layers import params_key, specialized
 from app.graph.components import CATALOGUE, LayerInfo, Shape, ShapeError
 from app.graph.document import (
     BlockDef,
@@ -28,8 +29,6 @@ from app.graph.document import (
     Node,
     Structure,
     check_nodes,
-    params_key,
-    specialized,
 )
 from app.graph.problems import Problem, node_ref
 from app.trust import digest, trusted_digests

@@ -12,8 +12,9 @@ import sys
 from typing import Any
 
 from app.graph.analysis import Analysis, analyze
+from app.graph.block_layers import layer_owners
 from app.graph.codegen import generate_module
-from app.graph.document import GraphDocument, layer_owners, load
+from app.graph.document import GraphDocument, load
 from app.graph.problems import GraphError, Problem, node_ref
 from app.graph.shapes import untrusted_nodes
 from app.keras.importer import id_for
@@ -57,7 +58,7 @@ def refuse_untrusted(doc: GraphDocument) -> None:
 
 def node_layers(model, doc: GraphDocument, node_id: str) -> list:
     """The Keras layers that implement one node of the graph `model` was built from: the layer
-    named with its id, or a Block node's layers (app.graph.document.layer_owners)."""
+    named with its id, or a Block node's layers (app.graph.block_layers.layer_owners)."""
     owners = layer_owners(doc)
     return [layer for layer in model.layers if owners.get(layer.name) == node_id]
 
