@@ -321,11 +321,15 @@ def check_block(name: str, block: BlockDef) -> list[Problem]:
 
 
 def check_nodes(
-    nodes: list[Node], edges: list[Edge], allowed: frozenset[str], where: str
+    nodes: list[Node], edges: list[Edge], allowed: frozenset[str], where: str, paths: bool = True
 ) -> Structure:
+    """The nodes' problems, resolved settings, inputs and order. `paths`: whether to look for
+    settings that name files outside the workspace (shape inference's copies of a block, with a
+    Block node's params in them, need not: `check` has looked at the block and the params)."""
     problems: list[Problem] = []
     settings: dict[str, dict[str, Any]] = {}
     seen: dict[str, Node] = {}
+    known: dict[str, bool] = {}  # see _paths_outside_workspace
     for node in nodes:
         if node.id in seen:
             problems.append(
@@ -367,10 +371,10 @@ def check_nodes(
         if node.code is not None:
             problems.extend(_check_code(node, where))
         for spec in component.settings:
-            if spec.kind not in ("str", "json"):  # no other kind of setting can name a file
+            if not paths or spec.kind not in ("str", "json"):  # only these can name a file
                 continue
             name = spec.name
-            for path in _paths_outside_workspace(resolved.get(name)):
+            for path in _paths_outside_workspace(resolved.get(name), known):
                 problems.append(
                     _error(
                         "path",
@@ -460,26 +464,33 @@ def check_nodes(
     return Structure(problems, seen, settings, inputs, order)
 
 
-def _paths_outside_workspace(value: Any) -> list[str]:
+def _paths_outside_workspace(value: Any, known: dict[str, bool]) -> list[str]:
     """The strings in a setting (a Keras config, say an IntegerLookup vocabulary file) that name
     a file outside the workspace: absolute, `~` or `..` paths that leave it, or relative paths
     of existing files that resolve elsewhere. Such a file would be read by the shape probe and
-    end up in checkpoints and exports."""
+    end up in checkpoints and exports. `known` holds the answer for each string already seen in
+    this check: a graph repeats 'same', 'relu' and Keras' config names hundreds of times."""
     if isinstance(value, dict):
-        return [p for v in value.values() for p in _paths_outside_workspace(v)]
+        return [p for v in value.values() for p in _paths_outside_workspace(v, known)]
     if isinstance(value, list | tuple):
-        return [p for v in value for p in _paths_outside_workspace(v)]
+        return [p for v in value for p in _paths_outside_workspace(v, known)]
     if not isinstance(value, str) or not value or "\n" in value or len(value) > 4096:
         return []
+    if value not in known:
+        known[value] = _names_a_file_outside(value)
+    return [value] if known[value] else []
+
+
+def _names_a_file_outside(value: str) -> bool:
     path = Path(value).expanduser()
     looks_like_a_path = value.startswith(("/", "~", "\\")) or ".." in Path(value).parts
     try:
         if not (looks_like_a_path or path.exists()):
-            return []
+            return False
         inside(workspace_root(), str(path if path.is_absolute() else Path.cwd() / path))
     except (ValueError, OSError):
-        return [value]
-    return []
+        return True
+    return False
 
 
 def _check_code(node: Node, where: str) -> list[Problem]:

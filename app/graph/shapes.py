@@ -240,7 +240,8 @@ class _Inference:
         """One repetition of `block` (as a Block node with the `params` of that key uses it)."""
         structure = self.block_structures.get((name, params))
         if structure is None:
-            structure = check_nodes(block.nodes, block.edges, frozenset(CATALOGUE), "")
+            structure = check_nodes(block.nodes, block.edges, frozenset(CATALOGUE), "",
+                                    paths=False)  # fmt: skip
             self.block_structures[(name, params)] = structure
         result = self.run(structure, where=f"block '{name}' ", block_inputs=shapes)
         if result.problems:
