@@ -12,8 +12,13 @@ patch:
   text from a graph cannot become markup even if its escaping failed);
 - an edge with `data={"hover": text}` shows that text as its label while the pointer is on it
   (the tensor it carries), and its own label again after;
-- a new state keeps the objects of the nodes and edges it leaves as they were, so React Flow
-  draws again only what changed (an edit on a 1,000-node graph draws one node, not all);
+- a new state keeps the objects of the nodes and edges it leaves as they were (and the list
+  itself when none changed), so React Flow draws again only what changed (an edit on a
+  1,000-node graph draws one node, not all);
+- the handlers handed to React Flow are the same functions from render to render: React Flow
+  gives them to every node and edge, and a new function drew every node and edge again at
+  each state (a label edit on the folded NASNetMobile: about 100 ms of the canvas's script
+  before, 25 after);
 - the state's `version` comes back with every answer. The page writes it into each node's data
   (`VERSION`, as the installed component can only echo node data); this wrapper sends it once
   instead, so that the nodes an edit leaves alone are equal to what the canvas has;
