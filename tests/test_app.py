@@ -154,6 +154,23 @@ def test_a_setting_edited_in_the_model_page_is_saved_and_changes_the_shape(works
     assert any("Output (None, 40)" in c.value for c in app.caption)
 
 
+def test_two_panel_edits_sent_in_one_rerun_are_both_saved_and_undone_one_at_a_time(workspace):
+    """A user who changes a second setting before the page has drawn the first one's result:
+    the browser sends both in one rerun."""
+    new_project()
+    app = page("model", "digits")
+    next(s for s in app.selectbox if s.label == "Selected node").select("dense").run()
+    next(n for n in app.number_input if n.label == "units").set_value(40)
+    next(t for t in app.text_input if t.label == "Label").input("first dense")
+    app.run()
+    assert not app.exception
+    dense = Workspace.current().project("digits").graph().node("dense")
+    assert (dense.settings["units"], dense.label) == (40, "first dense")
+    button(app, "Undo").click().run()
+    dense = Workspace.current().project("digits").graph().node("dense")
+    assert (dense.settings["units"], dense.label) in {(64, "first dense"), (40, None)}  # one
+
+
 def test_undo_brings_back_the_graph_before_the_edit(workspace):
     new_project()
     app = page("model", "digits")
