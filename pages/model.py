@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 
 import streamlit as st
 
@@ -90,24 +91,33 @@ def say_refused(where: str) -> None:
         st.error(refused[1])
 
 
-# The signature of the graph the node panel was last drawn for, and of each graph this
-# session's edits have made since
-PANEL = f"model:panel:{current.name}"
+def panel_key(node_id: str, field: str, value) -> str:
+    """A node panel widget's key. It changes when the value the widget shows does (an edit, an
+    undo, another tab), so the widget is drawn anew with the graph's value; and only then, so
+    the panel's other widgets stay as they are, with what the user is typing in them."""
+    shown = json.dumps(value, sort_keys=True, default=repr)
+    digest = hashlib.sha1(shown.encode()).hexdigest()[:12]
+    return f"panel:{open_block or ''}:{node_id}:{field}:{digest}"
 
 
-def on_change(key: str, edit) -> None:
+def field_of(node, field: str):
+    return node.label if field == "label" else node.settings.get(field)
+
+
+def on_change(key: str, edit, node_id: str, field: str, drawn) -> None:
     """A node panel widget's on_change: `edit(graph, what it holds)` on what the canvas shows of
     the graph as it is now (see `on_click`), so that two edits the browser sends in one rerun
     both count.
 
-    Only a widget of the panel last drawn edits, and only a graph that is as that panel showed
-    it or as this session's edits have made it since (not one another tab has changed). The
-    browser also reports widgets of earlier runs (a number input left by a click elsewhere
-    sends its value as it goes, and a key that comes back after an undo brings its old value):
-    those are stale, and so is an edit that changes nothing, which would only cut the redo
-    history."""
-    drawn, since = st.session_state.get(PANEL, (None, set()))
-    if not key.endswith(f":{drawn}") or signature_of(session.history(current).doc) not in since:
+    Only an edit of the value the graph still holds counts (`drawn`, the node's label or raw
+    setting when the widget was drawn): not one made on a value another tab has changed since,
+    nor one the browser sends from a widget of an earlier run (a number input still focused
+    when Undo is clicked sends its value again). An edit that changes nothing does not count
+    either: it would only cut the redo history."""
+    now = session.history(current).doc
+    node = next((n for n in (inside(now, open_block) if open_block else now).nodes
+                 if n.id == node_id), None)  # fmt: skip
+    if node is None or field_of(node, field) != drawn:
         return
 
     def edited():
@@ -140,7 +150,6 @@ def on_click(edit, *args, message: str | None = None, where: str = "panel") -> N
         except OSError as error:  # a full disk, say: the page shows the graph as saved
             st.session_state[REFUSED] = (where, f"The graph was not saved: {error}")
             return
-        st.session_state.get(PANEL, (None, set()))[1].add(signature_of(edited))
         if message:
             session.notice(message)
 
@@ -314,7 +323,6 @@ with left:
 # Settings of the selected node
 
 with right:
-    st.session_state[PANEL] = (signature, {signature})
     st.subheader("Node")
     say_refused("panel")  # the panel's, palette's or a fix's last edit
     ids = [node.id for node in shown.nodes]
@@ -350,16 +358,17 @@ with right:
         for problem in view.problems:
             if problem.node == node.id:
                 problem_box(problem)
-        key = f"label:{node.id}:{signature}"
+        key = panel_key(node.id, "label", node.label)
         st.text_input("Label", node.label or "", key=key, on_change=on_change,
                       args=(key, lambda graph, text, node_id=node.id:
-                            set_label(graph, node_id, text or None)))  # fmt: skip
+                            set_label(graph, node_id, text or None), node.id, "label",
+                            node.label))  # fmt: skip
         settings = view.settings.get(node.id, node.settings)
         for setting in spec.settings if spec else ():
             value = settings.get(setting.name, setting.default)
             if setting.kind == "code":
                 continue  # the Custom component's code is edited under Code
-            key = f"set:{node.id}:{setting.name}:{signature}"
+            key = panel_key(node.id, setting.name, (node.settings.get(setting.name), value))
 
             def edit(graph, raw, node_id=node.id, setting=setting, value=value):
                 edited = read_setting(setting_kind(setting), raw, value)
@@ -368,7 +377,8 @@ with right:
                 return None
 
             try:
-                component_setting(setting, value, key, functools.partial(on_change, key, edit))
+                component_setting(setting, value, key, functools.partial(
+                    on_change, key, edit, node.id, setting.name, node.settings.get(setting.name)))
             except InvalidJSON as error:
                 st.error(f"{node.id}.{setting.name}: {error}")
         if node.component == "Block" and not open_block:
