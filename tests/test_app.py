@@ -183,9 +183,24 @@ def test_undo_brings_back_the_graph_before_the_edit(workspace):
     assert next(n for n in app.number_input if n.label == "units").value == 64  # shown, too
 
 
+def test_a_panel_edit_draws_its_own_widget_anew_and_leaves_the_others(workspace):
+    """The others keep their keys, so what the user is typing in one of them while the edit's
+    rerun is drawn stays, and its edit counts."""
+    new_project()
+    app = page("model", "digits")
+    next(s for s in app.selectbox if s.label == "Selected node").select("dense").run()
+    label = next(t for t in app.text_input if t.label == "Label").key
+    units = next(n for n in app.number_input if n.label == "units").key
+    next(n for n in app.number_input if n.label == "units").set_value(40).run()
+    assert next(t for t in app.text_input if t.label == "Label").key == label
+    assert next(n for n in app.number_input if n.label == "units").key != units
+    next(t for t in app.text_input if t.label == "Label").input("typed meanwhile").run()
+    assert Workspace.current().project("digits").graph().node("dense").label == "typed meanwhile"
+
+
 def test_the_node_panel_shows_a_change_made_elsewhere(workspace):
-    """Its widgets keep their keys from run to run: a value changed by an undo or outside the
-    page is put in them."""
+    """A widget whose value changes by an undo or outside the page is drawn anew with it (its
+    key is made from the value)."""
     new_project()
     app = page("model", "digits")
     next(s for s in app.selectbox if s.label == "Selected node").select("dense").run()
