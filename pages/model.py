@@ -115,6 +115,8 @@ def on_change(key: str, edit, node_id: str, field: str, drawn) -> None:
     when Undo is clicked sends its value again). An edit that changes nothing does not count
     either: it would only cut the redo history."""
     now = session.history(current).doc
+    if open_block and open_block not in now.blocks:  # another tab expanded or removed it
+        return
     node = next((n for n in (inside(now, open_block) if open_block else now).nodes
                  if n.id == node_id), None)  # fmt: skip
     if node is None or field_of(node, field) != drawn:
@@ -377,8 +379,9 @@ with right:
                 return None
 
             try:
+                drawn = node.settings.get(setting.name)  # the raw value (None: the default)
                 component_setting(setting, value, key, functools.partial(
-                    on_change, key, edit, node.id, setting.name, node.settings.get(setting.name)))
+                    on_change, key, edit, node.id, setting.name, drawn))  # fmt: skip
             except InvalidJSON as error:
                 st.error(f"{node.id}.{setting.name}: {error}")
         if node.component == "Block" and not open_block:

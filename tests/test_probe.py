@@ -240,6 +240,26 @@ def test_a_keras_config_naming_a_file_outside_the_workspace_is_an_error_and_is_n
     assert "under_test" not in analysis.infos  # never probed, so never read
 
 
+def test_a_file_outside_the_workspace_named_inside_a_block_is_an_error_and_is_not_read(
+    workspace, tmp_path, monkeypatch
+):
+    """Shape inference checks its own copy of each block it expands: the node naming the file is
+    skipped there too, and never probed."""
+    from app.graph.edit import make_block
+    from app.keras.probe import KerasProber
+
+    monkeypatch.setattr(KerasProber, "layer_info", staticmethod(
+        lambda settings, shapes: pytest.fail(f"probed {settings}")))  # fmt: skip
+    vocabulary = tmp_path / "vocab.txt"  # a readable file beside the workspace, not in it
+    vocabulary.write_text("1\n2\n3\n")
+    doc = single("KerasLayer", {"class_name": "IntegerLookup",
+                                "config": {"vocabulary": str(vocabulary)}}, [[1]])  # fmt: skip
+    doc = make_block(doc, ["under_test"], "lookup")
+    analysis = analyze(doc)
+    [path] = [p for p in analysis.errors if p.code == "path"]
+    assert str(vocabulary) in path.message and "Block 'lookup'" in path.message
+
+
 def test_a_file_inside_the_workspace_may_be_named(workspace, monkeypatch):
     workspace.mkdir(parents=True, exist_ok=True)
     (workspace / "vocab.txt").write_text("1\n2\n3\n")

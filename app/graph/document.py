@@ -321,15 +321,19 @@ def check_block(name: str, block: BlockDef) -> list[Problem]:
 
 
 def check_nodes(
-    nodes: list[Node], edges: list[Edge], allowed: frozenset[str], where: str, paths: bool = True
+    nodes: list[Node],
+    edges: list[Edge],
+    allowed: frozenset[str],
+    where: str,
+    known: dict[str, bool] | None = None,
 ) -> Structure:
-    """The nodes' problems, resolved settings, inputs and order. `paths`: whether to look for
-    settings that name files outside the workspace (shape inference's copies of a block, with a
-    Block node's params in them, need not: `check` has looked at the block and the params)."""
+    """The nodes' problems, resolved settings, inputs and order. `known`: whether each string
+    seen names a file outside the workspace, shared by the checks of one analysis (shape
+    inference checks a copy of a block for each set of params it is used with)."""
     problems: list[Problem] = []
     settings: dict[str, dict[str, Any]] = {}
     seen: dict[str, Node] = {}
-    known: dict[str, bool] = {}  # see _paths_outside_workspace
+    known = {} if known is None else known  # see _paths_outside_workspace
     for node in nodes:
         if node.id in seen:
             problems.append(
@@ -371,7 +375,7 @@ def check_nodes(
         if node.code is not None:
             problems.extend(_check_code(node, where))
         for spec in component.settings:
-            if not paths or spec.kind not in ("str", "json"):  # only these can name a file
+            if spec.kind not in ("str", "json"):  # no other kind of setting can name a file
                 continue
             name = spec.name
             for path in _paths_outside_workspace(resolved.get(name), known):

@@ -155,6 +155,7 @@ class _Inference:
         self.prober = prober
         self.untrusted = untrusted
         self.block_structures: dict[tuple[str, str], Structure] = {}  # by block and params
+        self.known_paths: dict[str, bool] = {}  # for check_nodes, across the block's copies
 
     def run(
         self, structure: Structure, where: str, block_inputs: list[Shape] | None = None
@@ -241,7 +242,7 @@ class _Inference:
         structure = self.block_structures.get((name, params))
         if structure is None:
             structure = check_nodes(block.nodes, block.edges, frozenset(CATALOGUE), "",
-                                    paths=False)  # fmt: skip
+                                    known=self.known_paths)  # fmt: skip
             self.block_structures[(name, params)] = structure
         result = self.run(structure, where=f"block '{name}' ", block_inputs=shapes)
         if result.problems:
