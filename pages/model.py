@@ -73,12 +73,20 @@ open_block = st.session_state.get(OPEN)
 if open_block not in doc.blocks:
     open_block = st.session_state[OPEN] = None
 view = analysis.inside(open_block) if open_block else analysis
-shown = inside(doc, open_block) if open_block else doc  # what the canvas and the panels edit
 
 
-def put(edited):
-    """The project's graph with `edited` in place of what the canvas shows."""
-    return with_inside(doc, open_block, edited) if open_block else edited
+def shown_in(graph):
+    """What the canvas shows of `graph`: the graph, or the open block's inside."""
+    return inside(graph, open_block) if open_block else graph
+
+
+def put(edited, graph=doc):
+    """`graph` (the project's graph as this run drew it) with `edited` in place of what the
+    canvas shows."""
+    return with_inside(graph, open_block, edited) if open_block else edited
+
+
+shown = shown_in(doc)  # what the canvas and the panels edit
 
 
 REFUSED = "model:refused"  # (where, why) the last edit made by a callback was refused: shown
@@ -117,18 +125,13 @@ def on_change(key: str, edit, node_id: str, field: str, drawn) -> None:
     now = session.history(current).doc
     if open_block and open_block not in now.blocks:  # another tab expanded or removed it
         return
-    node = next((n for n in (inside(now, open_block) if open_block else now).nodes
-                 if n.id == node_id), None)  # fmt: skip
+    node = next((n for n in shown_in(now).nodes if n.id == node_id), None)
     if node is None or field_of(node, field) != drawn:
         return
 
     def edited():
-        now = session.history(current).doc
-        made = edit(inside(now, open_block) if open_block else now, st.session_state[key])
-        if made is None:
-            return None
-        made = made[0] if isinstance(made, tuple) else made
-        return with_inside(now, open_block, made) if open_block else made
+        made = edit(shown_in(now), st.session_state[key])
+        return None if made is None else put(made[0] if isinstance(made, tuple) else made, now)
 
     on_click(edited)
 
