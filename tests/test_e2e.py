@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
@@ -34,31 +35,49 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def listens(pid: int, port: int) -> bool:
+    """Whether process `pid` itself listens on `port` (not another process that took it)."""
+    try:
+        found = psutil.Process(pid).net_connections("inet")
+    except psutil.Error:
+        return False
+    return any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in found)
+
+
+def start_streamlit(workspace: Path, log) -> tuple[subprocess.Popen, str]:
+    """`streamlit run app` over `workspace` on a free port of 127.0.0.1, once it listens there;
+    its process and URL. A port another test's server takes between choosing and binding it is
+    chosen again: the browser would otherwise talk to that server (one CI run's Predict page
+    never drew its form, and this is the likeliest cause found)."""
+    for _ in range(5):
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app", "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true"],  # fmt: skip
+            cwd=ROOT,
+            env={**os.environ, "LAYERFLOW_WORKSPACE": str(workspace)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            if listens(process.pid, port):
+                return process, f"http://127.0.0.1:{port}/"
+            time.sleep(0.2)
+        process.kill()
+        process.wait()
+    raise RuntimeError(f"streamlit did not start; see {log.name}")
+
+
 @pytest.fixture
 def server(workspace):
     """`streamlit run app` on a free port of 127.0.0.1; its URL."""
     workspace.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    log = open(workspace.parent / "streamlit.log", "wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app", "--server.port", str(port),
-         "--server.headless", "true"],  # fmt: skip
-        cwd=ROOT,
-        env={**os.environ, "LAYERFLOW_WORKSPACE": str(workspace)},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.2)
-    yield url
-    process.terminate()
-    process.wait(timeout=20)
-    log.close()
+    with open(workspace.parent / "streamlit.log", "wb") as log:
+        process, url = start_streamlit(workspace, log)
+        yield url
+        process.terminate()
+        process.wait(timeout=20)
 
 
 @pytest.fixture

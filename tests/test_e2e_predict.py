@@ -35,7 +35,9 @@ def set_flower(page, petal_length: str, petal_width: str) -> str:
 def test_a_changed_value_on_the_predict_page_changes_the_prediction(browser_page, server):  # noqa: F811
     page = browser_page
     page.goto(server + "predict?project=iris")
-    page.wait_for_selector("text=Predicted class", timeout=180_000)
+    drawn = page.get_by_text("Predicted class").or_(page.locator('[data-testid="stAlert"]'))
+    drawn.first.wait_for(timeout=180_000)
+    assert page.get_by_text("Predicted class").is_visible(), page.inner_text("body")
     settle(page)
     assert "/v1/models/" in page.inner_text("body")  # the server's URL, in the caption
     assert set_flower(page, "1.4", "0.2") == "setosa"
