@@ -81,8 +81,8 @@ def shown_in(graph):
 
 
 def put(edited, graph=doc):
-    """`graph` (the project's graph as this run drew it) with `edited` in place of what the
-    canvas shows."""
+    """`graph` (by default the project's graph as this run drew it) with `edited` in place of
+    what the canvas shows."""
     return with_inside(graph, open_block, edited) if open_block else edited
 
 
@@ -114,22 +114,20 @@ def field_of(node, field: str):
 
 def on_change(key: str, edit, node_id: str, field: str, drawn) -> None:
     """A node panel widget's on_change: `edit(graph, what it holds)` on what the canvas shows of
-    the graph as it is now (see `on_click`), so that two edits the browser sends in one rerun
-    both count.
+    the graph as it is now (see `on_click`).
 
     Only an edit of the value the graph still holds counts (`drawn`, the node's label or raw
     setting when the widget was drawn): not one made on a value another tab has changed since,
     nor one the browser sends from a widget of an earlier run (a number input still focused
     when Undo is clicked sends its value again). An edit that changes nothing does not count
     either: it would only cut the redo history."""
-    now = session.history(current).doc
-    if open_block and open_block not in now.blocks:  # another tab expanded or removed it
-        return
-    node = next((n for n in shown_in(now).nodes if n.id == node_id), None)
-    if node is None or field_of(node, field) != drawn:
-        return
 
-    def edited():
+    def edited(now):
+        if open_block and open_block not in now.blocks:  # another tab expanded or removed it
+            return None
+        node = next((n for n in shown_in(now).nodes if n.id == node_id), None)
+        if node is None or field_of(node, field) != drawn:
+            return None
         made = edit(shown_in(now), st.session_state[key])
         return None if made is None else put(made[0] if isinstance(made, tuple) else made, now)
 
@@ -137,19 +135,25 @@ def on_change(key: str, edit, node_id: str, field: str, drawn) -> None:
 
 
 def on_click(edit, *args, message: str | None = None, where: str = "panel") -> None:
-    """A button's on_click: `edit(*args)`, the whole graph edited (None: nothing to change),
-    saved before the run that draws it, so that one run shows it (not two, as an edit made
-    while the page draws would take: that one, then a rerun). A refused edit says why in that
-    run, `where` it was asked (`say_refused`); `message` is said after a change."""
+    """A button's or widget's callback: `edit(graph, *args)`, the whole graph edited (None:
+    nothing to change), saved before the run that draws it, so that one run shows it (not two,
+    as an edit made while the page draws would take: that one, then a rerun). A refused edit
+    says why in that run, `where` it was asked (`say_refused`); `message` is said after a
+    change.
+
+    `graph` is the project's graph as it is saved now, not as this run drew it: the browser
+    sends every change the user made before the next run in one rerun (a setting typed, then
+    a button pressed), and each callback builds on the one before."""
+    now = session.history(current).doc
     try:
-        edited = edit(*args)
+        edited = edit(now, *args)
     except InvalidJSON:
         return  # a JSON setting's widget says so itself, in the run that follows
     except (EditError, ValueError) as error:
         st.session_state[REFUSED] = (where, str(error))
         return
     edited = edited[0] if isinstance(edited, tuple) else edited
-    if edited is not None and edited != session.history(current).doc:
+    if edited is not None and edited != now:
         try:
             session.commit(current, edited)
         except OSError as error:  # a full disk, say: the page shows the graph as saved
@@ -258,7 +262,8 @@ with header:
     bar[1].button("Redo", disabled=not history.can_redo, icon=":material/redo:",
                   on_click=lambda: session.save(current, history.redo()))  # fmt: skip
     bar[2].button("Re-layout", icon=":material/account_tree:",
-                  on_click=on_click, args=(lambda: put(layered_layout(shown)),))  # fmt: skip
+                  on_click=on_click,
+                  args=(lambda now: put(layered_layout(shown_in(now)), now),))  # fmt: skip
     totals = analysis.totals()
     bar[3].metric("Parameters", f"{totals['params']:,}")
     bar[4].metric("FLOPs", fmt_count(totals["flops"]), help=f"{totals['flops']:,}")
@@ -300,10 +305,10 @@ with left:
     query = st.text_input("Search components", placeholder="conv, dropout, lstm...")
     groups = palette(query)
 
-    def added(component: str):
-        """The graph with the component added after the selected node (fed from it when it
-        can be) and laid out; the new node is selected and named after the run."""
-        new_doc, new_id = add_node(shown, component)
+    def added(now, component: str):
+        """`now` with the component added after the selected node (fed from it when it can be)
+        and laid out; the new node is selected and named after the run."""
+        new_doc, new_id = add_node(shown_in(now), component)
         if selected is not None:
             try:
                 new_doc = connect(new_doc, selected, new_id)
@@ -311,7 +316,7 @@ with left:
                 pass
         st.session_state.selected = new_id
         session.notice(f"Added {new_id}")
-        return put(layered_layout(new_doc))
+        return put(layered_layout(new_doc), now)
 
     # Only an open category draws its buttons: all of them, with their tooltips, took the
     # browser about 0.8 s to draw when the page opened. A search opens the categories it finds
@@ -391,7 +396,7 @@ with right:
             st.button("Open block", icon=":material/open_in_full:", width="stretch",
                       on_click=show, args=(settings.get("block"), None))  # fmt: skip
             st.button("Expand block", icon=":material/unfold_more:", width="stretch",
-                      on_click=on_click, args=(expand_block, doc, node.id),
+                      on_click=on_click, args=(expand_block, node.id),
                       kwargs={"message": f"Expanded {node.id}"})  # fmt: skip
 
 
@@ -413,7 +418,7 @@ if problems_tab.open:
                 row[1].button("Select", key=f"pick:{i}", on_click=show, args=(None, problem.node))
             if problem.fix:
                 row[2].button(problem.fix.description, key=f"fix:{i}", on_click=on_click,
-                              args=(apply_fix, doc, problem.fix),
+                              args=(apply_fix, problem.fix),
                               kwargs={"message": problem.fix.description})  # fmt: skip
         if dataset and st.button("Configure inputs and outputs from the data"):
             session.configure_from_data(current, dataset, doc)
@@ -433,7 +438,8 @@ def selected_code(node) -> None:
             st.text_area("Code of the Custom node", node.code or "", height=260, key=key)
             st.form_submit_button(
                 "Apply code", on_click=on_click, kwargs={"where": "code"},
-                args=(lambda: put(set_code(shown, node.id, st.session_state[key])),),
+                args=(lambda now: put(set_code(shown_in(now), node.id, st.session_state[key]),
+                                      now),),
             )  # fmt: skip
         node_problems = [p for p in view.problems if p.node == node.id]
         for problem in node_problems:
@@ -468,22 +474,23 @@ if blocks_tab.open:
                                 key="blocks:picked")  # fmt: skip
         st.text_input("Block name", "block", key="blocks:name")
 
-        def made(name_key: str, make, *what):
-            """`make(doc, *what, name)`, the block's name read from its widget, and said."""
+        def made(now, name_key: str, make, *what):
+            """`make(now, *what, name)`, the block's name read from its widget, and said."""
             name = st.session_state[name_key]
-            new_doc = make(doc, *what, name)
+            new_doc = make(now, *what, name)
             session.notice(f"Block {name} " + ("made" if make is make_block else "added"))
             return new_doc
 
         st.button(
             "Make block", disabled=not picked, on_click=on_click, kwargs={"where": "blocks"},
-            args=(lambda: made("blocks:name", make_block, st.session_state["blocks:picked"]),),
+            args=(lambda now: made(now, "blocks:name", make_block,
+                                   st.session_state["blocks:picked"]),),
         )  # fmt: skip
         saved = workspace.blocks()
         if saved:
             st.selectbox("Saved blocks", saved, key="blocks:saved")
             st.button("Use saved block", on_click=on_click, kwargs={"where": "blocks"},
-                      args=(lambda: made("blocks:saved", workspace.use_block),))  # fmt: skip
+                      args=(made, "blocks:saved", workspace.use_block))  # fmt: skip
         for name, block in doc.blocks.items():
             if st.button(f"Save {name} to the library", key=f"save-block:{name}"):
                 workspace.save_block(name, block)

@@ -586,3 +586,20 @@ def test_a_refused_setting_says_why_and_leaves_the_graph_as_it_was(workspace):
     assert not app.exception
     assert [e.value for e in app.error if "kernel_size" in e.value], [e.value for e in app.error]
     assert Workspace.current().project("digits").graph() == before
+
+
+def test_a_setting_typed_and_a_button_pressed_in_one_rerun_both_count(workspace):
+    """The browser sends a changed setting and a button pressed before the next run in one
+    rerun: the button acts on the graph with the setting, not on the graph as last drawn."""
+    from app.graph.edit import expand_block
+
+    new_project("resnet", "resnet_blocks")
+    app = page("model", "resnet")
+    next(s for s in app.selectbox if s.label == "Selected node").select("stage1").run()
+    before = Workspace.current().project("resnet").graph()
+    repeat = before.node("stage1").settings.get("repeat", 1) + 1
+    next(n for n in app.number_input if n.label == "repeat").set_value(repeat)
+    button(app, "Expand block").click().run()
+    assert not app.exception
+    wanted = expand_block(set_settings(before, "stage1", {"repeat": repeat}), "stage1")
+    assert Workspace.current().project("resnet").graph() == wanted
