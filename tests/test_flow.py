@@ -94,3 +94,17 @@ def test_an_answer_about_the_neighbourhood_after_the_whole_graph_was_sent_is_not
     assert kept.answer(late) is None and kept.resend  # ours goes again
     assert not any(n.hidden for n in kept.state.nodes)
     assert kept.state.timestamp == late.timestamp + 1
+
+
+def test_a_nodes_text_reaches_our_canvas_as_lines_of_text_and_the_installed_one_as_markdown():
+    from app.graph.edit import set_label
+    from ui.flow_component import _as_markdown
+
+    hostile = "<img src=x onerror=alert(1)> **bold** [link](javascript:alert(1))"
+    state = flow.flow_state(analyze(set_label(graph(), "d0", hostile)))
+    ours = next(node for node in state.nodes if node.id == "d0").data
+    assert "content" not in ours and ours["lines"][0] == ("strong", hostile)  # as typed
+    upstream = next(node for node in _as_markdown(state).nodes if node.id == "d0").data
+    assert "lines" not in upstream and upstream["content"].startswith("**&lt;img src=x")
+    assert "\\*\\*bold\\*\\* \\[link\\]\\(javascript:alert\\(1\\)\\)" in upstream["content"]
+    assert "lines" in next(node for node in state.nodes if node.id == "d0").data  # not changed

@@ -45,7 +45,7 @@ def flow_state(
             StreamlitFlowNode(
                 id=node.id,
                 pos=(node.x, node.y),
-                data={"content": node.content, VERSION: version},
+                data={"lines": node.lines, VERSION: version},
                 node_type=node.kind,
                 source_position="bottom",
                 target_position="top",

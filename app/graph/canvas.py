@@ -1,9 +1,9 @@
 """The graph as the canvas draws it, and the canvas's changes as edits of the graph.
 
-The canvas (streamlit-flow-component, React Flow) renders each node's `content` as Markdown
-(LayerFlow's build of it allows no raw HTML; the installed one does), so every piece of text
-that comes from a graph (labels, ids, settings) goes through `escape_text` before it reaches the
-canvas: it arrives as text, never as markup.
+A node's text is `lines` of plain text, each with a style; LayerFlow's build of the canvas
+(ui/flow_component) draws them as text, never as markup. The installed streamlit-flow renders
+Markdown instead (`content`), so there every piece of text that comes from a graph (labels, ids,
+settings) goes through `escape_text` first: it arrives as text there too.
 
 `elements` turns an analysed graph into plain node and edge dicts; `apply_changes` reads what
 the canvas sends back (positions, deleted nodes, drawn or deleted edges) and replays it on the
@@ -66,6 +66,16 @@ def escape_markdown(text: Any) -> str:
     return _MARKDOWN.sub(r"\\\1", str(text).replace("\n", " "))
 
 
+_MARKS = {"strong": "**", "em": "*", "": ""}
+
+
+def markdown(lines: Sequence[Sequence[str]]) -> str:
+    """A node's (style, text) lines as Markdown, as the installed streamlit-flow takes a node's
+    text: every character of the text escaped, a hard break between lines."""
+    return "  \n".join(f"{_MARKS[style]}{escape_text(text)}{_MARKS[style]}"
+                        for style, text in lines)  # fmt: skip
+
+
 def edge_id(source: str, target: str, slot: int) -> str:
     return f"{source}->{target}#{slot}"
 
@@ -75,10 +85,14 @@ class CanvasNode:
     id: str
     x: float
     y: float
-    content: str  # escaped Markdown
+    lines: list[tuple[str, str]]  # (style: "strong", "em" or "", plain text), a line each
     level: str | None  # the worst problem on the node: error, warning, tip or None
     kind: str  # input, output or default: where its handles are
     category: str  # its component's palette category (CATEGORY_COLORS)
+
+    @property
+    def content(self) -> str:
+        return markdown(self.lines)
 
     @property
     def color(self) -> str:
@@ -130,12 +144,10 @@ def elements(
         shape = fmt_shape(info.shape) if info else "?"
         params = f"{info.params:,} params" if info else "not built"
         title = node_title(node, analysis.settings.get(node.id, node.settings))
-        lines = [f"**{escape_text(title)}**", escape_text(shape)]
+        lines = [("strong", title), ("", shape)]
         if not compact or node.id == selected:
-            lines[1:] = [f"{escape_text(node.component)} · {escape_text(shape)}",
-                         escape_text(params)]  # fmt: skip
-        lines += [f"*{escape_text(line)}*" for line in search_lines(analysis.doc, node)]
-        content = "  \n".join(lines)
+            lines[1:] = [("", f"{node.component} · {shape}"), ("", params)]
+        lines += [("em", line) for line in search_lines(analysis.doc, node)]
         kind = KINDS.get(node.component, "default")
         position = node.position
         nodes.append(
@@ -143,7 +155,7 @@ def elements(
                 id=node.id,
                 x=position.x if position else 0.0,
                 y=position.y if position else 0.0,
-                content=content,
+                lines=lines,
                 level=node_level(analysis, node.id),
                 kind=kind,
                 category=category_of(node.component),

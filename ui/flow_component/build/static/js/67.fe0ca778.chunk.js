@@ -1,0 +1,1 @@
+"use strict";(self.webpackChunkstreamlit_flow=self.webpackChunkstreamlit_flow||[]).push([[67],{3067:(e,t,l)=>{l.r(t),l.d(t,{default:()=>i});var r=l(9950),s=l(9817),n=l(9072),u=l(4414);const a=[n.A],c=[],i=(0,r.memo)((e=>{let{content:t}=e;return(0,u.jsx)(s.o,{rehypePlugins:c,remarkPlugins:a,children:t})}))}}]);
