@@ -112,12 +112,13 @@ def field_of(node, field: str):
     return node.label if field == "label" else node.settings.get(field)
 
 
-def on_change(key: str, edit, node_id: str, field: str, drawn) -> None:
+def on_change(key: str, edit, node_id: str, component: str, field: str, drawn) -> None:
     """A node panel widget's on_change: `edit(graph, what it holds)` on what the canvas shows of
     the graph as it is now (see `on_click`).
 
     Only an edit of the value the graph still holds counts (`drawn`, the node's label or raw
-    setting when the widget was drawn): not one made on a value another tab has changed since,
+    setting when the widget was drawn, on a node of `component`): not one made on a value
+    another tab has changed since (or on a node it replaced by another of the same id),
     nor one the browser sends from a widget of an earlier run (a number input still focused
     when Undo is clicked sends its value again). An edit that changes nothing does not count
     either: it would only cut the redo history."""
@@ -126,7 +127,7 @@ def on_change(key: str, edit, node_id: str, field: str, drawn) -> None:
         if open_block and open_block not in now.blocks:  # another tab expanded or removed it
             return None
         node = next((n for n in shown_in(now).nodes if n.id == node_id), None)
-        if node is None or field_of(node, field) != drawn:
+        if node is None or node.component != component or field_of(node, field) != drawn:
             return None
         made = edit(shown_in(now), st.session_state[key])
         return None if made is None else put(made[0] if isinstance(made, tuple) else made, now)
@@ -371,8 +372,8 @@ with right:
         key = panel_key(node.id, "label", node.label)
         st.text_input("Label", node.label or "", key=key, on_change=on_change,
                       args=(key, lambda graph, text, node_id=node.id:
-                            set_label(graph, node_id, text or None), node.id, "label",
-                            node.label))  # fmt: skip
+                            set_label(graph, node_id, text or None), node.id, node.component,
+                            "label", node.label))  # fmt: skip
         settings = view.settings.get(node.id, node.settings)
         for setting in spec.settings if spec else ():
             value = settings.get(setting.name, setting.default)
@@ -389,7 +390,8 @@ with right:
             try:
                 drawn = node.settings.get(setting.name)  # the raw value (None: the default)
                 component_setting(setting, value, key, functools.partial(
-                    on_change, key, edit, node.id, setting.name, drawn))  # fmt: skip
+                    on_change, key, edit, node.id, node.component, setting.name,
+                    drawn))  # fmt: skip
             except InvalidJSON as error:
                 st.error(f"{node.id}.{setting.name}: {error}")
         if node.component == "Block" and not open_block:

@@ -603,3 +603,19 @@ def test_a_setting_typed_and_a_button_pressed_in_one_rerun_both_count(workspace)
     assert not app.exception
     wanted = expand_block(set_settings(before, "stage1", {"repeat": repeat}), "stage1")
     assert Workspace.current().project("resnet").graph() == wanted
+
+
+def test_a_panel_edit_of_a_node_another_tab_replaced_under_its_id_is_dropped(workspace):
+    """Another tab put a node of another component where the selected one was, with the same id
+    and label: the label typed for the old node is not given to the new one."""
+    new_project()
+    app = page("model", "digits")
+    next(s for s in app.selectbox if s.label == "Selected node").select("dense").run()
+    project = Workspace.current().project("digits")
+    doc = project.graph()
+    replaced = [n.model_copy(update={"component": "Dropout", "settings": {}})
+                if n.id == "dense" else n for n in doc.nodes]  # fmt: skip
+    project.save_graph(doc.model_copy(update={"nodes": replaced}))
+    next(t for t in app.text_input if t.label == "Label").input("the dense layer").run()
+    assert not app.exception
+    assert project.graph().node("dense").label == doc.node("dense").label
