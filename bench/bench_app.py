@@ -12,10 +12,10 @@ Run with `.venv/bin/python bench/bench_app.py` (needs Chromium at /usr/bin/chrom
     the app, as a user goes from step to step), and from a label typed in the node panel to
     the canvas showing it (each seen by looking into the page every 20 ms), on a 10-node graph
     (what any page load costs), NASNetMobile folded on import and flat, and a 1,000-node flat
-    graph; with whether the zoom
-    survived the edits (three on each page, one after the other: the first is also shown on
-    its own, as it pays for the browser's first use of the edit's code). LayerFlow's build of
-    the canvas component (ui/flow_component) beside the installed streamlit-flow's, in turn.
+    graph; with whether the zoom survived the edits (three on each page, one after the other:
+    the first is also shown on its own, as it pays for the browser's first use of the edit's
+    code). LayerFlow's build of the canvas component (ui/flow_component) beside the installed
+    streamlit-flow's, in turn.
     `--canvas` runs these alone.
 Medians over repeats (startups: 5 of each, interleaved; canvas: 3 pages, 9 edits). Targets
 (issue #5): startup under 3 s; page switch and edit under 300 ms for 50 nodes. Issue #17: a
