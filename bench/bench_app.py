@@ -114,12 +114,15 @@ CANVASES = ("ours", "upstream")  # LAYERFLOW_CANVAS: our build, or the installed
 
 
 EDITS = 3  # label edits made on each page, one after the other
-# Whether a frame of the page shows `node` with `text` (its label after an edit, or "" for the
-# node drawn at all): polled in the page every 20 ms, for the graph drawn and for an edit alike.
-# (Playwright's own wait for an element in a new frame answered about 0.2 s after the nodes
-# were drawn, measured from the page: it waits for its hold on the frame.)
-SHOWN = ("([node, text]) => [...document.querySelectorAll('iframe')].some(f => f.contentDocument"
-         " && f.contentDocument.querySelector(`[data-id=\"${node}\"]`)?.innerText.includes(text))")
+# Whether a frame of the page shows `node`, visible (React Flow hides a node until it has
+# measured it), with `text` (its label after an edit, or "" for the node drawn at all): polled
+# in the page every 20 ms, for the graph drawn and for an edit alike. (Playwright's own wait
+# for an element in a new frame answered later than the page showed it: it first takes hold of
+# the frame, which waits while the page is busy.)
+SHOWN = ("([node, text]) => [...document.querySelectorAll('iframe')].some(f => {"
+         " const found = f.contentDocument?.querySelector(`[data-id=\"${node}\"]`);"
+         " return !!found && found.style.visibility !== 'hidden' && found.innerText.includes(text);"
+         " })")
 
 
 def wait_shown(page, node: str, text: str = "") -> None:

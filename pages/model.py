@@ -164,6 +164,24 @@ def on_click(edit, *args, message: str | None = None, where: str = "panel") -> N
             session.notice(message)
 
 
+def step(way: str) -> None:
+    """Undo's or Redo's on_click (`way`), on the history as it is now: after a change another
+    tab saved since this run drew the buttons, that change is not undone from here."""
+    now = session.history(current)
+    if getattr(now, f"can_{way}"):
+        session.save(current, getattr(now, way)())
+
+
+def fixed(now, fix):
+    """`now` with a problem's `fix` applied, if a problem of `now` still offers it (another tab
+    may have changed or replaced its node since the fix was drawn)."""
+    found = with_data(analyze(now), data_facts).problems + (dataset.mismatches(now) if dataset
+                                                            else [])  # fmt: skip
+    if fix not in [problem.fix for problem in found]:
+        raise EditError(f"{fix.description}: the graph no longer has that problem")
+    return apply_fix(now, fix)
+
+
 def show(block: str | None, node: str | None) -> None:
     """A button's on_click: the canvas shows the graph (`block` None) or a block's inside, with
     `node` selected, in the run that follows (one run, not two)."""
@@ -259,9 +277,9 @@ with header:
     session.notice()
     bar = st.columns([1.3, 1.3, 1.7, 2.2, 1.6, 4.5])
     bar[0].button("Undo", disabled=not history.can_undo, icon=":material/undo:",
-                  on_click=lambda: session.save(current, history.undo()))  # fmt: skip
+                  on_click=step, args=("undo",))  # fmt: skip
     bar[1].button("Redo", disabled=not history.can_redo, icon=":material/redo:",
-                  on_click=lambda: session.save(current, history.redo()))  # fmt: skip
+                  on_click=step, args=("redo",))  # fmt: skip
     bar[2].button("Re-layout", icon=":material/account_tree:",
                   on_click=on_click,
                   args=(lambda now: put(layered_layout(shown_in(now)), now),))  # fmt: skip
@@ -420,7 +438,7 @@ if problems_tab.open:
                 row[1].button("Select", key=f"pick:{i}", on_click=show, args=(None, problem.node))
             if problem.fix:
                 row[2].button(problem.fix.description, key=f"fix:{i}", on_click=on_click,
-                              args=(apply_fix, problem.fix),
+                              args=(fixed, problem.fix),
                               kwargs={"message": problem.fix.description})  # fmt: skip
         if dataset and st.button("Configure inputs and outputs from the data"):
             session.configure_from_data(current, dataset, doc)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
+from app.graph.analysis import analyze
 from app.graph.edit import set_label, set_settings
 from app.graph.model_templates import load_template
 from app.workspace import Workspace
@@ -619,3 +620,40 @@ def test_a_panel_edit_of_a_node_another_tab_replaced_under_its_id_is_dropped(wor
     next(t for t in app.text_input if t.label == "Label").input("the dense layer").run()
     assert not app.exception
     assert project.graph().node("dense").label == doc.node("dense").label
+    next(t for t in app.text_input if t.label == "Label").input("the dropout").run()  # redrawn
+    assert project.graph().node("dense").label == "the dropout"  # for the node it now shows
+
+
+def test_undo_after_another_tabs_change_leaves_that_change(workspace):
+    """Undo undoes this tab's edits on the graph as it was; once another tab has saved a change,
+    there is nothing here to undo, and pressing the Undo drawn before does not overwrite it."""
+    new_project()
+    app = page("model", "digits")
+    next(s for s in app.selectbox if s.label == "Selected node").select("dense").run()
+    next(n for n in app.number_input if n.label == "units").set_value(40).run()
+    project = Workspace.current().project("digits")
+    project.save_graph(set_label(project.graph(), "flatten", "from another tab"))
+    button(app, "Undo").click().run()
+    assert not app.exception
+    graph = project.graph()
+    assert graph.node("flatten").label == "from another tab"
+    assert graph.node("dense").settings["units"] == 40
+    assert button(app, "Undo").disabled
+
+
+def test_a_fix_another_tab_applied_already_is_not_applied_twice(workspace):
+    from app.graph.edit import apply_fix
+    from tests.graphs import chain
+
+    doc = chain(("x", "Input", {"shape": [8, 8, 3]}), ("c", "Conv2D", {"filters": 4}),
+                ("d", "Dense", {"units": 4}), ("y", "Output", {"units": 2}))  # fmt: skip
+    project = Workspace.current().create_project("maps", doc)
+    app = page("model", "maps")
+    fix = button(app, "Insert GlobalAveragePooling2D before it")
+    offered = next(p.fix for p in analyze(doc).problems if p.fix and p.fix.insert)
+    project.save_graph(apply_fix(project.graph(), offered))  # another tab took the fix
+    elsewhere = project.graph()
+    fix.click().run()
+    assert not app.exception
+    assert project.graph() == elsewhere  # one GlobalAveragePooling2D, not two
+    assert any("no longer has that problem" in e.value for e in app.error)

@@ -16,6 +16,8 @@ patch:
   to 0.5 MB);
 - the frame takes the height the page gives the canvas, not the document's measured after
   every render (which laid out every node each time);
+- a node's menu offers Delete only: its Edit edited the node's Markdown, which LayerFlow's nodes
+  do not carry (their settings are edited in the page's node panel);
 - an edge with `data={"hover": text}` shows that text as its label while the pointer is on it
   (the tensor it carries), and its own label again after;
 - a new state keeps the objects of the nodes and edges it leaves as they were (and the list
