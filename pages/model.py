@@ -86,6 +86,20 @@ def put(edited, graph=doc):
     return with_inside(graph, open_block, edited) if open_block else edited
 
 
+def in_shown(edit):
+    """`edit(shown, *args)`, an edit of what the canvas shows, as an edit of the whole graph
+    for `on_click`: `edited(graph, *args)`. Nothing changes once another tab has expanded or
+    removed the open block: the next run shows the graph."""
+
+    def edited(graph, *args):
+        if open_block and open_block not in graph.blocks:
+            return None
+        made = edit(shown_in(graph), *args)
+        return None if made is None else put(made, graph)
+
+    return edited
+
+
 shown = shown_in(doc)  # what the canvas and the panels edit
 
 
@@ -123,16 +137,13 @@ def on_change(key: str, edit, node_id: str, component: str, field: str, drawn) -
     when Undo is clicked sends its value again). An edit that changes nothing does not count
     either: it would only cut the redo history."""
 
-    def edited(now):
-        if open_block and open_block not in now.blocks:  # another tab expanded or removed it
-            return None
-        node = next((n for n in shown_in(now).nodes if n.id == node_id), None)
+    def edited(graph):
+        node = next((n for n in graph.nodes if n.id == node_id), None)
         if node is None or node.component != component or field_of(node, field) != drawn:
             return None
-        made = edit(shown_in(now), st.session_state[key])
-        return None if made is None else put(made[0] if isinstance(made, tuple) else made, now)
+        return edit(graph, st.session_state[key])
 
-    on_click(edited)
+    on_click(in_shown(edited))
 
 
 def on_click(edit, *args, message: str | None = None, where: str = "panel") -> None:
@@ -153,7 +164,6 @@ def on_click(edit, *args, message: str | None = None, where: str = "panel") -> N
     except (EditError, ValueError) as error:
         st.session_state[REFUSED] = (where, str(error))
         return
-    edited = edited[0] if isinstance(edited, tuple) else edited
     if edited is not None and edited != now:
         try:
             session.commit(current, edited)
@@ -172,11 +182,16 @@ def step(way: str) -> None:
         session.save(current, getattr(now, way)())
 
 
+def problems_of(analysed, graph) -> list:
+    """What the Problems tab lists: `graph`'s problems (`analysed`, with the data's rules) and
+    where it and the dataset disagree."""
+    return list(analysed.problems) + (dataset.mismatches(graph) if dataset else [])
+
+
 def fixed(now, fix):
     """`now` with a problem's `fix` applied, if a problem of `now` still offers it (another tab
     may have changed or replaced its node since the fix was drawn)."""
-    found = with_data(analyze(now), data_facts).problems + (dataset.mismatches(now) if dataset
-                                                            else [])  # fmt: skip
+    found = problems_of(with_data(analyze(now), data_facts), now)
     if fix not in [problem.fix for problem in found]:
         raise EditError(f"{fix.description}: the graph no longer has that problem")
     return apply_fix(now, fix)
@@ -282,7 +297,7 @@ with header:
                   on_click=step, args=("redo",))  # fmt: skip
     bar[2].button("Re-layout", icon=":material/account_tree:",
                   on_click=on_click,
-                  args=(lambda now: put(layered_layout(shown_in(now)), now),))  # fmt: skip
+                  args=(in_shown(layered_layout),))  # fmt: skip
     totals = analysis.totals()
     bar[3].metric("Parameters", f"{totals['params']:,}")
     bar[4].metric("FLOPs", fmt_count(totals["flops"]), help=f"{totals['flops']:,}")
@@ -324,10 +339,10 @@ with left:
     query = st.text_input("Search components", placeholder="conv, dropout, lstm...")
     groups = palette(query)
 
-    def added(now, component: str):
-        """`now` with the component added after the selected node (fed from it when it can be)
-        and laid out; the new node is selected and named after the run."""
-        new_doc, new_id = add_node(shown_in(now), component)
+    def added(graph, component: str):
+        """`graph` with the component added after the selected node (fed from it when it can
+        be) and laid out; the new node is selected and named after the run."""
+        new_doc, new_id = add_node(graph, component)
         if selected is not None:
             try:
                 new_doc = connect(new_doc, selected, new_id)
@@ -335,7 +350,7 @@ with left:
                 pass
         st.session_state.selected = new_id
         session.notice(f"Added {new_id}")
-        return put(layered_layout(new_doc), now)
+        return layered_layout(new_doc)
 
     # Only an open category draws its buttons: all of them, with their tooltips, took the
     # browser about 0.8 s to draw when the page opened. A search opens the categories it finds
@@ -345,7 +360,8 @@ with left:
                           key=f"palette:{category}" + (f":{query}" if query else ""))  # fmt: skip
         for item in items if box.open else ():
             box.button(item["name"], key=f"add:{item['name']}", help=item["help"],
-                       width="stretch", on_click=on_click, args=(added, item["name"]))  # fmt: skip
+                       width="stretch", on_click=on_click,
+                       args=(in_shown(added), item["name"]))  # fmt: skip
     if not groups:
         st.caption("No component matches.")
 
@@ -428,7 +444,7 @@ problems_tab, code_tab, blocks_tab, profile_tab = st.tabs(
 )
 if problems_tab.open:
     with problems_tab:
-        found = list(analysis.problems) + (dataset.mismatches(doc) if dataset else [])
+        found = problems_of(analysis, doc)
         if not found:
             st.success("No errors, warnings or tips.")
         for i, problem in enumerate(found):
@@ -458,8 +474,7 @@ def selected_code(node) -> None:
             st.text_area("Code of the Custom node", node.code or "", height=260, key=key)
             st.form_submit_button(
                 "Apply code", on_click=on_click, kwargs={"where": "code"},
-                args=(lambda now: put(set_code(shown_in(now), node.id, st.session_state[key]),
-                                      now),),
+                args=(in_shown(lambda graph: set_code(graph, node.id, st.session_state[key])),),
             )  # fmt: skip
         node_problems = [p for p in view.problems if p.node == node.id]
         for problem in node_problems:
