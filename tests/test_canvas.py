@@ -10,7 +10,14 @@ import pytest
 from markdown_it import MarkdownIt
 
 from app.graph.analysis import analyze
-from app.graph.canvas import LEVEL_COLORS, apply_changes, elements, escape_markdown, escape_text
+from app.graph.canvas import (
+    LEVEL_COLORS,
+    apply_changes,
+    elements,
+    escape_markdown,
+    escape_text,
+    markdown,
+)
 from app.graph.edit import set_label
 from app.graph.layout import layered_layout
 from tests.graphs import chain
@@ -59,9 +66,9 @@ def test_escaped_text_keeps_no_markup(text):
 def test_a_node_shows_its_label_component_shape_and_parameters():
     nodes, edges = elements(analyze(small()))
     hidden = next(node for node in nodes if node.id == "hidden")
-    assert "Dense" in hidden.content
-    assert "\\(None, 8\\)" in hidden.content  # (None, 8), its brackets escaped
-    assert "40 params" in hidden.content
+    assert "Dense" in markdown(hidden.lines)
+    assert "\\(None, 8\\)" in markdown(hidden.lines)  # (None, 8), its brackets escaped
+    assert "40 params" in markdown(hidden.lines)
     assert [node.kind for node in nodes] == ["input", "default", "output"]
     assert [(edge.source, edge.target) for edge in edges] == [("x", "hidden"), ("hidden", "y")]
 
@@ -69,7 +76,7 @@ def test_a_node_shows_its_label_component_shape_and_parameters():
 def test_a_label_reaches_the_canvas_as_text():
     doc = set_label(small(), "hidden", "<b onmouseover=alert(1)>Hidden</b>")
     nodes, _ = elements(analyze(doc))
-    content = next(node for node in nodes if node.id == "hidden").content
+    content = markdown(next(node for node in nodes if node.id == "hidden").lines)
     assert "<b" not in content and "&lt;b onmouseover=alert\\(1\\)&gt;" in content
 
 
@@ -142,7 +149,7 @@ def test_a_big_graph_shows_label_and_shape_and_the_selected_node_all_of_it():
     doc = layered_layout(chain(("x", "Input", {"shape": [4]}), *layers,
                                ("y", "Output", {"units": 1})))  # fmt: skip
     nodes, _ = elements(analyze(doc), selected="d3")
-    content = {node.id: node.content for node in nodes}
+    content = {node.id: markdown(node.lines) for node in nodes}
     assert "\\(None, 4\\)" in content["d1"] and "params" not in content["d1"]
     assert "Dense" not in content["d1"]
     assert "Dense" in content["d3"] and "20 params" in content["d3"]
@@ -153,7 +160,7 @@ def test_a_block_node_names_its_block_and_repeat():
     from tests.test_blocks import graph_data
 
     nodes, _ = elements(analyze(parse(graph_data(repeat=3))))
-    assert "res \\(cell x3\\)" in next(n.content for n in nodes if n.id == "res")
+    assert "res \\(cell x3\\)" in next(markdown(n.lines) for n in nodes if n.id == "res")
 
 
 def test_the_selected_nodes_edges_show_the_tensor_they_carry_and_any_edge_under_the_pointer():

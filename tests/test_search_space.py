@@ -107,11 +107,11 @@ def test_a_trial_graph_takes_its_values_and_leaves_out_an_optional_node():
 
 
 def test_the_canvas_shows_what_a_search_varies_on_each_node():
-    from app.graph.canvas import elements
+    from app.graph.canvas import elements, markdown
 
     doc = image_with({"settings": {"dense": {"units": {"choices": [32, 64]}}},
                       "optional": ["dropout"]})  # fmt: skip
-    nodes = {node.id: node.content for node in elements(analyze(doc))[0]}
+    nodes = {node.id: markdown(node.lines) for node in elements(analyze(doc))[0]}
     assert "*units: 32 \\| 64*" in nodes["dense"]  # escaped for the canvas's Markdown
     assert "*optional in a search*" in nodes["dropout"]
     assert "*" not in nodes["conv1"].replace("**", "")
@@ -144,7 +144,7 @@ def staged(space: dict | None = None):
 
 
 def test_a_node_inside_a_block_is_searched_for_every_use_of_the_block():
-    from app.graph.canvas import elements
+    from app.graph.canvas import elements, markdown
 
     doc = staged({"settings": {"stage/conv2": {"filters": {"choices": [8, 64]}}}})
     assert space_problems(doc) == [] and set(dimensions(doc.search)) == {"stage/conv2.filters"}
@@ -152,7 +152,7 @@ def test_a_node_inside_a_block_is_searched_for_every_use_of_the_block():
     large = analyze(trial_graph(doc, {"stage/conv2.filters": 64})).totals()["params"]
     assert small < analyze(doc).totals()["params"] < large
     block = next(n for n in doc.nodes if n.component == "Block")
-    content = {node.id: node.content for node in elements(analyze(doc))[0]}[block.id]
+    content = {node.id: markdown(node.lines) for node in elements(analyze(doc))[0]}[block.id]
     assert "*conv2\\.filters: 8 \\| 64*" in content
     # proposed from the graph: the widths in the blocks it uses as well
     assert propose(staged()).settings["stage/conv2"]["filters"] == Choice(choices=[16, 32, 64])

@@ -2,7 +2,7 @@
 
 A node's text is `lines` of plain text, each with a style; LayerFlow's build of the canvas
 (ui/flow_component) draws them as text, never as markup. The installed streamlit-flow renders
-Markdown instead (`content`), so there every piece of text that comes from a graph (labels, ids,
+Markdown instead (`markdown`), so there every piece of text that comes from a graph (labels, ids,
 settings) goes through `escape_text` first: it arrives as text there too.
 
 `elements` turns an analysed graph into plain node and edge dicts; `apply_changes` reads what
@@ -89,10 +89,6 @@ class CanvasNode:
     level: str | None  # the worst problem on the node: error, warning, tip or None
     kind: str  # input, output or default: where its handles are
     category: str  # its component's palette category (CATEGORY_COLORS)
-
-    @property
-    def content(self) -> str:
-        return markdown(self.lines)
 
     @property
     def color(self) -> str:
